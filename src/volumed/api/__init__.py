@@ -1,0 +1,1 @@
+"""HTTP only: routing, bodies, the envelope, authentication, error mapping."""

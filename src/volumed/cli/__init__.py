@@ -1,0 +1,1 @@
+"""The ``volumed`` command line: the server, client and admin commands."""

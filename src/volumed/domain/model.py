@@ -27,7 +27,7 @@ class Mount:
 @dataclass(slots=True)
 class Volume:
     uuid: str
-    owner_id: int
+    owner_id: str
     name: str
     state: VolumeState
     size_mb: int
@@ -60,7 +60,7 @@ class InstanceVolume:
 @dataclass(slots=True)
 class Instance:
     uuid: str
-    owner_id: int
+    owner_id: str
     name: str
     state: InstanceState
     created_at_us: int
@@ -75,7 +75,7 @@ class Instance:
 
 @dataclass(slots=True, frozen=True)
 class User:
-    id: int
+    id: str
     name: str
 
 

@@ -6,11 +6,23 @@ here, never the other way round.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["ImageUsage", "StorageDriver", "StorageError"]
+from volumed.domain.model import Ref, User, Volume
+
+__all__ = [
+    "ImageUsage",
+    "Job",
+    "ListQuery",
+    "NameTaken",
+    "StorageDriver",
+    "StorageError",
+    "Store",
+    "StoreUnavailable",
+]
 
 
 class StorageError(Exception):
@@ -84,3 +96,98 @@ class StorageDriver(Protocol):
     def free_bytes(self) -> int:
         """Free space on the host file system that holds the images."""
         ...
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+class NameTaken(Exception):
+    """The store refused a row because the tenant already uses that name."""
+
+
+class StoreUnavailable(Exception):
+    """The metadata store cannot be reached right now (the request may be retried)."""
+
+
+@dataclass(slots=True, frozen=True)
+class ListQuery:
+    """What ``GET /v1/volumes`` and ``/v1/volumes/list`` may filter and page by."""
+
+    templates: bool = False
+    """List template volumes (``/v1/volumes/templates``) instead of ordinary ones."""
+    states: tuple[str, ...] = ()
+    persistent: bool | None = None
+    tags: tuple[str, ...] = ()
+    from_uuid: str | None = None
+    from_time_us: int | None = None
+    count: int = 0
+    """0 means no limit."""
+    descending: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Job:
+    """Background work recorded on a volume row, claimed by one worker under a lease."""
+
+    uuid: str
+    kind: str
+    args: dict[str, object]
+    state: str
+    size_mb: int
+    quota_policy: str
+    attempts: int
+    lease_owner: str
+
+
+class Store(Protocol):
+    """Metadata persistence. Every method is one transaction; every method that changes
+    a volume's state is a compare-and-set that returns whether it won."""
+
+    async def ping(self) -> None: ...
+
+    # users and tokens
+    async def user_for_token(self, token_hash: str) -> User | None: ...
+    async def create_user(self, user: User) -> None: ...
+    async def find_user(self, name: str) -> User | None: ...
+    async def list_users(self) -> list[User]: ...
+    async def count_users(self) -> int: ...
+    async def add_token(self, token_id: str, user_id: str, token_hash: str, label: str) -> None: ...
+
+    # volumes
+    async def get_volume(self, owner_id: str, ref: Ref) -> Volume | None: ...
+    async def list_volumes(self, owner_id: str, query: ListQuery) -> list[Volume]: ...
+    async def pending_reserved_mb(self) -> int: ...
+    async def insert_volume(
+        self, volume: Volume, job: str | None, job_args: dict[str, Any]
+    ) -> None:
+        """Raises NameTaken if the tenant already has a volume of that name."""
+        ...
+
+    async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[str]) -> bool:
+        """Hide the volume and owe its deletion, if unlocked, unattached and in ``expected``."""
+        ...
+
+    async def purge_volume(self, uuid: str) -> bool:
+        """Drop the row of a deleted volume (its image is already gone)."""
+        ...
+
+    # background jobs
+    async def claim_job(self, worker_id: str, lease_us: int) -> Job | None: ...
+    async def renew_lease(self, uuid: str, worker_id: str, lease_us: int) -> bool: ...
+    async def release_leases(self, worker_id: str | None = None) -> int: ...
+    async def count_jobs(self) -> int: ...
+    async def set_job_state(
+        self, uuid: str, worker_id: str, expected: Sequence[str], state: str
+    ) -> bool: ...
+    async def finish_job(
+        self,
+        uuid: str,
+        worker_id: str,
+        expected: Sequence[str],
+        state: str,
+        *,
+        free_mb: int | None = None,
+        size_mb: int | None = None,
+        message: str | None = None,
+    ) -> bool: ...
+    async def all_volume_uuids(self) -> set[str]: ...

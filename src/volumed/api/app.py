@@ -1,0 +1,132 @@
+"""The ASGI application: authenticate, route, read the body, call the handler, answer in
+the envelope. Every failure, expected or not, leaves as an envelope."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from volumed.api.auth import Authenticator
+from volumed.api.envelope import error_envelope
+from volumed.api.http import Request, RequestError
+from volumed.api.routing import Response, Route, Router
+from volumed.domain.ports import StoreUnavailable
+
+log = logging.getLogger("volumed.api")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class VolumedApp:
+    def __init__(self, router: Router, auth: Authenticator, *, max_body_bytes: int) -> None:
+        self._router = router
+        self._auth = auth
+        self._max_body = max_body_bytes
+        self._ids = itertools.count(1)
+        self._id_prefix = secrets.token_hex(3)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter_ns()
+        request_id = f"{self._id_prefix}-{next(self._ids)}"
+        try:
+            response = await self._handle(scope, receive, request_id)
+        except RequestError as exc:
+            response = Response(error_envelope(exc.status, exc.message, started), exc.status)
+            response.headers.extend(exc.headers)
+        except StoreUnavailable:
+            message = "The metadata store is unavailable; try again shortly"
+            response = Response(error_envelope(503, message, started), 503)
+            response.headers.append((b"retry-after", b"1"))
+        except Exception:
+            log.exception("unexpected error in request %s %s", request_id, scope.get("path"))
+            message = f"Internal server error (request id {request_id})"
+            response = Response(error_envelope(500, message, started), 500)
+        await _send(send, response, request_id)
+
+    async def _handle(self, scope: Scope, receive: Receive, request_id: str) -> Response:
+        headers = dict(scope["headers"])
+        method: str = scope["method"]
+        path: str = scope["path"]
+        try:
+            route, params = self._router.match(method, path)
+        except RequestError:
+            # Unknown routes and methods are not disclosed to callers without a token.
+            await self._auth.authenticate(headers.get(b"authorization"))
+            raise
+        user = None
+        if not route.public:
+            user = await self._auth.authenticate(headers.get(b"authorization"))
+        body = b"" if route.streaming else await self._read_body(headers, receive)
+        request = Request(
+            method=method,
+            path=path,
+            raw_query=scope.get("query_string", b""),
+            headers=headers,
+            body=body,
+            request_id=request_id,
+            path_params=params,
+            user=user,
+        )
+        request.receive = receive if route.streaming else None
+        return await route.handler(request)
+
+    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            raise RequestError(413, f"Request body larger than {self._max_body} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestError(400, "Client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                raise RequestError(413, f"Request body larger than {self._max_body} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def route_for(self, method: str, path: str) -> Route | None:
+        try:
+            return self._router.match(method, path)[0]
+        except RequestError:
+            return None
+
+
+async def _send(send: Send, response: Response, request_id: str) -> None:
+    headers = [
+        (b"content-type", response.content_type),
+        (b"x-request-id", request_id.encode()),
+        *response.headers,
+    ]
+    more = response.stream is not None
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body, "more_body": more})
+    if response.stream is not None:
+        async for chunk in response.stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,60 @@
+"""The response envelope of api-reference §3, and nothing else."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+_encoder = msgspec.json.Encoder()
+FAILED_ALL = "Failed to perform all operations"
+
+Item = dict[str, Any]
+
+
+def op_time_us(started_ns: int) -> int:
+    return (time.perf_counter_ns() - started_ns) // 1000
+
+
+def items_envelope(key: str, items: list[Item], started_ns: int, **extra: Any) -> bytes:
+    """HTTP 200 envelope: ``success``, ``partial_success`` or ``error`` by the items' status."""
+    failed = sum(1 for item in items if item.get("status") == "error")
+    body: dict[str, Any] = {}
+    if failed == 0:
+        body["status"] = "success"
+    else:
+        body["status"] = "error" if failed == len(items) else "partial_success"
+        body["message"] = FAILED_ALL
+    body.update(extra)
+    body["data"] = {key: items}
+    body["op_time_us"] = op_time_us(started_ns)
+    return _encoder.encode(body)
+
+
+def data_envelope(key: str, value: Any, started_ns: int) -> bytes:
+    body = {"status": "success", "data": {key: value}, "op_time_us": op_time_us(started_ns)}
+    return _encoder.encode(body)
+
+
+def error_envelope(status: int, message: str, started_ns: int) -> bytes:
+    """A request-level failure: nothing was processed."""
+    body = {
+        "status": "error",
+        "message": message,
+        "errors": [{"status": status, "message": message}],
+        "op_time_us": op_time_us(started_ns),
+    }
+    return _encoder.encode(body)
+
+
+def encode(value: Any) -> bytes:
+    return _encoder.encode(value)
+
+
+def failed_item(code: int, message: str, **ids: Any) -> Item:
+    item: Item = {"status": "error"}
+    item.update({k: v for k, v in ids.items() if v is not None})
+    item["error"] = code
+    item["message"] = message
+    return item

@@ -1,0 +1,96 @@
+"""A small router: literal paths by dictionary, ``{param}`` paths by regular expression.
+
+Literal paths win over parameterised ones, so ``/v1/volumes/list`` is never taken for a
+volume UUID.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from volumed.api.http import Request, RequestError
+
+
+@dataclass(slots=True)
+class Response:
+    body: bytes = b""
+    status: int = 200
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    content_type: bytes = b"application/json"
+    stream: AsyncIterator[bytes] | None = None
+    """Sent chunk by chunk after ``body`` when set (large downloads)."""
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(slots=True, frozen=True)
+class Route:
+    handler: Handler
+    template: str
+    """The path as registered (``/v1/volumes/{uuid}``): the route's name in logs and metrics."""
+    public: bool = False
+    """Reachable without a token."""
+    streaming: bool = False
+    """The handler reads the request body itself instead of receiving it buffered."""
+
+
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+class Router:
+    def __init__(self) -> None:
+        self._literal: dict[str, dict[str, Route]] = {}
+        self._patterns: list[tuple[re.Pattern[str], dict[str, Route]]] = []
+
+    def add(
+        self,
+        methods: str,
+        path: str,
+        handler: Handler,
+        *,
+        public: bool = False,
+        streaming: bool = False,
+    ) -> None:
+        route = Route(handler, path, public, streaming)
+        if _PARAM.search(path) is None:
+            table = self._literal.setdefault(path, {})
+        else:
+            regex = re.compile("^" + _PARAM.sub(r"(?P<\1>[^/]+)", path) + "$")
+            table = next((t for r, t in self._patterns if r.pattern == regex.pattern), None)
+            if table is None:
+                table = {}
+                self._patterns.append((regex, table))
+        for method in methods.split():
+            table[method] = route
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        params: dict[str, str] = {}
+        table = self._literal.get(path)
+        if table is None and len(path) > 1 and path.endswith("/"):
+            table = self._literal.get(path.rstrip("/"))
+        if table is None:
+            for regex, candidate in self._patterns:
+                found = regex.match(path)
+                if found is not None:
+                    table, params = candidate, found.groupdict()
+                    break
+        if table is None:
+            raise RequestError(404, f"No API endpoint {path[:200]}")
+        route = table.get(method)
+        if route is None:
+            allowed = ", ".join(sorted(table))
+            raise RequestError(
+                405,
+                f"Method {method} is not allowed on {path[:200]}; use {allowed}",
+                [(b"allow", allowed.encode())],
+            )
+        return route, params
+
+    def routes(self) -> list[tuple[str, str, Route]]:
+        found = [(m, p, r) for p, t in self._literal.items() for m, r in t.items()]
+        for _regex, table in self._patterns:
+            found.extend((m, r.template, r) for m, r in table.items())
+        return found

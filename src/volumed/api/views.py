@@ -1,0 +1,54 @@
+"""Domain records rendered as wire items."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from volumed.api.envelope import Item
+from volumed.domain.model import Volume
+
+
+def rfc3339(us: int) -> str:
+    """UTC with a ``Z``, to the second, as the hosted service prints it."""
+    return datetime.fromtimestamp(us // 1_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def volume_item(volume: Volume, *, details: bool = True) -> Item:
+    if not details:
+        return {"status": "success", "uuid": volume.uuid, "name": volume.name}
+    item: Item = {
+        "status": "success",
+        "uuid": volume.uuid,
+        "name": volume.name,
+        "created_at": rfc3339(volume.created_at_us),
+        "state": volume.state.value,
+        "size_mb": volume.size_mb,
+        "persistent": volume.persistent,
+        "attached_to": [{"uuid": a.uuid, "name": a.name} for a in volume.attached_to],
+        "mounted_by": [
+            {"uuid": m.uuid, "name": m.name, "readonly": m.readonly} for m in volume.mounted_by
+        ],
+        "tags": volume.tags,
+        "quota_policy": volume.quota_policy.value,
+        "access_mode": volume.access_mode.value,
+        "delete_lock": volume.delete_lock,
+        "filesystem": volume.filesystem,
+    }
+    if volume.free_mb is not None:
+        item["free_mb"] = volume.free_mb
+    if volume.message:
+        item["message"] = volume.message
+    return item
+
+
+def volume_created(volume: Volume) -> Item:
+    return {
+        "status": "success",
+        "uuid": volume.uuid,
+        "name": volume.name,
+        "state": volume.state.value,
+    }
+
+
+def volume_ref(volume: Volume) -> Item:
+    return {"status": "success", "uuid": volume.uuid, "name": volume.name}

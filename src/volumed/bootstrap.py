@@ -1,0 +1,134 @@
+"""The composition root: builds the store, the storage driver, the services, the worker
+and the HTTP app from one ``Settings``. Nothing is wired at import time."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from volumed.api.app import VolumedApp
+from volumed.api.auth import Authenticator, new_token, token_digest
+from volumed.api.meta import MetaHandlers
+from volumed.api.routing import Router
+from volumed.api.volumes import VolumeHandlers
+from volumed.domain.model import User
+from volumed.domain.ports import Store
+from volumed.domain.volumes import VolumeLimits, VolumeService
+from volumed.settings import Settings, SettingsError
+from volumed.storage import Ext4ImageDriver
+from volumed.store.sqlite import SqliteStore
+from volumed.worker.reconciler import Reconciler, WorkerSettings
+
+log = logging.getLogger("volumed")
+
+DEFAULT_USER = "default"
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    store: SqliteStore
+    storage: Ext4ImageDriver
+    volumes: VolumeService
+    worker: Reconciler
+    app: VolumedApp
+    lock_file: IO[str] | None = None
+
+    def close(self) -> None:
+        self.store.close()
+        if self.lock_file is not None:
+            self.lock_file.close()
+
+
+def open_store(settings: Settings) -> SqliteStore:
+    """Open the metadata store named by the settings and bring its schema up to date."""
+    url = settings.store_url
+    if not url.startswith("sqlite:///"):
+        raise SettingsError(f"database_url {url.split(':', 1)[0]}:… is not supported yet")
+    path = Path(url.removeprefix("sqlite:///"))
+    if not url.removeprefix("sqlite:///").startswith("/"):
+        path = Path(url.removeprefix("sqlite://"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(path, synchronous=settings.sqlite_synchronous.upper())
+    store.migrate()
+    return store
+
+
+def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.images_dir.mkdir(parents=True, exist_ok=True)
+    lock_file = _lock_data_dir(settings.data_dir) if exclusive and settings.is_sqlite else None
+    store = open_store(settings)
+    storage = Ext4ImageDriver(settings.images_dir)
+    worker = Reconciler(
+        store,
+        storage,
+        WorkerSettings(
+            lease_s=settings.worker_lease_s,
+            poll_s=settings.worker_poll_s,
+            concurrency=settings.worker_concurrency,
+        ),
+    )
+    volumes = VolumeService(
+        store,
+        storage,
+        VolumeLimits(
+            max_volume_mb=settings.max_volume_mb,
+            min_volume_mb=settings.min_volume_mb,
+            free_space_margin_mb=settings.free_space_margin_mb,
+        ),
+        wake_worker=worker.wake,
+        worker_id=worker.worker_id,
+        lease_us=worker.lease_us,
+    )
+    router = Router()
+    VolumeHandlers(volumes).register(router)
+    MetaHandlers(router).register(router)
+    app = VolumedApp(router, Authenticator(store), max_body_bytes=settings.max_body_bytes)
+    return Services(settings, store, storage, volumes, worker, app, lock_file)
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    """One server per SQLite data directory: a second one would steal the first's leases."""
+    handle = open(data_dir / "volumed.lock", "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise SettingsError(
+            f"another volumed process is using {data_dir}; SQLite serves one process "
+            "(use PostgreSQL for several replicas)"
+        ) from None
+    return handle
+
+
+async def ensure_default_user(store: Store, settings: Settings) -> str | None:
+    """On first start create the ``default`` user and its token; return a token that
+    was generated now (to be shown once), or None."""
+    preset = settings.token
+    if await store.count_users() > 0:
+        if preset is not None and await store.user_for_token(token_digest(preset)) is None:
+            user = await store.find_user(DEFAULT_USER)
+            if user is None:
+                user = User(secrets.token_hex(8), DEFAULT_USER)
+                await store.create_user(user)
+            await store.add_token(secrets.token_hex(8), user.id, token_digest(preset), "preset")
+        return None
+    user = User(secrets.token_hex(8), DEFAULT_USER)
+    await store.create_user(user)
+    token = preset or new_token()
+    await store.add_token(secrets.token_hex(8), user.id, token_digest(token), "initial")
+    _write_token_file(settings.token_file, token)
+    return None if preset else token
+
+
+def _write_token_file(path: Path, token: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    os.chmod(path, 0o600)

@@ -1,0 +1,108 @@
+"""``volumed serve``: run the HTTP API and the background worker in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from volumed.settings import Settings, SettingsError
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  volumed serve
+  volumed serve --host 0.0.0.0 --port 8080 --data-dir /var/lib/volumed
+  VOLUMED_TOKEN=my-long-secret-token volumed serve
+
+Every flag can also be set as VOLUMED_<FLAG> (e.g. VOLUMED_PORT=9000); flags win.
+""",
+)
+@click.option("--host", help="Address to listen on [127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on [8080].")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory [./.volumed].")
+@click.option("--database-url", help="sqlite:///path (default <data-dir>/volumed.db).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    database_url: str | None,
+    log_level: str | None,
+) -> None:
+    """Run the volumed API server."""
+    overrides = {
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "log_level": log_level,
+    }
+    try:
+        settings = Settings.load(overrides, os.environ)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        import uvloop
+
+        uvloop.run(_serve(settings))
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _serve(settings: Settings) -> None:
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server.embed import Server
+
+    from volumed.bootstrap import bootstrap, ensure_default_user
+
+    services = bootstrap(settings)
+    token = await ensure_default_user(services.store, settings)
+    if token is not None:
+        click.echo(
+            f"Created user 'default'. Its token (shown once, also in {settings.token_file}):\n"
+            f"  {token}",
+            err=True,
+        )
+    # A lone SQLite server holds every lease there is: after a crash, take them back now
+    # instead of waiting for them to expire.
+    released = await services.store.release_leases()
+    if released:
+        logging.getLogger("volumed").info("resuming %d unfinished job(s)", released)
+    worker = asyncio.create_task(services.worker.run())
+    server = Server(
+        services.app,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGINL,
+        websockets=False,
+        log_access=False,
+        log_level=LogLevels(settings.log_level.lower()),
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stop)
+    logging.getLogger("volumed").info(
+        "volumed listening on http://%s:%d (data in %s)",
+        settings.host,
+        settings.port,
+        settings.data_dir,
+    )
+    try:
+        await server.serve()
+    finally:
+        await services.worker.stop()
+        worker.cancel()
+        services.close()

@@ -1,0 +1,197 @@
+"""The one table that says which operation is allowed in which volume state.
+
+Service functions ask :func:`check` before they act, and the store's compare-and-set
+statements take their expected states from :func:`states_allowing`, so the rules live
+here and nowhere else. An operation either leads to a target state or is refused with
+the domain error named in the table.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+from volumed.domain import errors
+from volumed.domain.states import VolumeState as S
+
+
+class Op(StrEnum):
+    ATTACH = "attach"
+    """Attach to a stopped instance (one attachment at a time)."""
+    ATTACH_SHARED = "attach_shared"
+    """Attach a read-only-many (rox) volume to one more instance."""
+    DETACH = "detach"
+    """Detach from a stopped instance."""
+    MOUNT = "mount"
+    """An instance the volume is attached to starts."""
+    UNMOUNT = "unmount"
+    """An instance the volume is attached to stops."""
+    DELETE = "delete"
+    """Remove the volume and its image."""
+    CLONE = "clone"
+    """Copy the image into a new volume; the source is busy meanwhile."""
+    MAKE_TEMPLATE = "make_template"
+    """Turn the volume into an immutable template."""
+    GROW = "grow"
+    """Grow the image and its file system."""
+    IMPORT = "import"
+    """Replace the file system's contents from an archive."""
+    EXPORT = "export"
+    """Read the file system's contents into an archive."""
+    UPDATE = "update"
+    """Change metadata: tags, delete lock, quota policy."""
+
+
+class _Keep:
+    """Target marker: the operation leaves the state as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Final = _Keep()
+GONE: Final = None
+"""Target marker: the volume ceases to exist."""
+
+Target = S | _Keep | None
+Outcome = Target | type[errors.VolumedError]
+
+_BUSY_LIKE = (S.UNINITIALIZED, S.INITIALIZING, S.BUSY)
+
+# Each row lists every state; a missing state is a bug caught by the tests.
+_TABLE: Final[dict[Op, dict[S, Outcome]]] = {
+    Op.ATTACH: {
+        S.AVAILABLE: S.IDLE,
+        S.IDLE: errors.Attached,
+        S.MOUNTED: errors.Attached,
+        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        S.ERROR: errors.CannotBeUsed,
+        S.TEMPLATE: errors.CannotBeUsed,
+    },
+    Op.ATTACH_SHARED: {
+        S.AVAILABLE: S.IDLE,
+        S.IDLE: KEEP,
+        S.MOUNTED: KEEP,
+        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        S.ERROR: errors.CannotBeUsed,
+        S.TEMPLATE: errors.CannotBeUsed,
+    },
+    Op.DETACH: {
+        S.AVAILABLE: errors.NotAttached,
+        # The target is worked out from the attachments left (available or idle).
+        S.IDLE: KEEP,
+        # A mounted rwo volume sits on a running instance; a shared one may still
+        # be detached from another, stopped instance (checked per instance).
+        S.MOUNTED: KEEP,
+        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        S.ERROR: errors.CannotBeUsed,
+        S.TEMPLATE: errors.CannotBeUsed,
+    },
+    Op.MOUNT: {
+        S.IDLE: S.MOUNTED,
+        S.MOUNTED: KEEP,
+        S.AVAILABLE: errors.NotAttached,
+        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        S.ERROR: errors.CannotBeUsed,
+        S.TEMPLATE: errors.CannotBeUsed,
+    },
+    Op.UNMOUNT: {
+        S.MOUNTED: S.IDLE,
+        S.IDLE: KEEP,
+        S.AVAILABLE: KEEP,
+        **{s: KEEP for s in _BUSY_LIKE},
+        S.ERROR: KEEP,
+        S.TEMPLATE: KEEP,
+    },
+    Op.DELETE: {
+        S.AVAILABLE: GONE,
+        S.IDLE: errors.Attached,
+        S.MOUNTED: errors.Attached,
+        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        S.ERROR: GONE,
+        # Templates are deleted through /v1/volumes/templates.
+        S.TEMPLATE: errors.CannotBeUsed,
+    },
+    Op.CLONE: {
+        S.AVAILABLE: S.BUSY,
+        S.IDLE: S.BUSY,
+        # Allowed only when every mount is read-only (checked by the service).
+        S.MOUNTED: KEEP,
+        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        S.ERROR: errors.CannotBeUsed,
+        S.TEMPLATE: KEEP,
+    },
+    Op.MAKE_TEMPLATE: {
+        S.AVAILABLE: S.TEMPLATE,
+        S.IDLE: errors.Attached,
+        S.MOUNTED: errors.Attached,
+        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        S.ERROR: errors.CannotBeUsed,
+        S.TEMPLATE: errors.CannotBeUsed,
+    },
+    Op.GROW: {
+        S.AVAILABLE: S.BUSY,
+        S.IDLE: S.BUSY,
+        S.MOUNTED: errors.CannotBeUsed,
+        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        S.ERROR: errors.CannotBeUsed,
+        S.TEMPLATE: errors.NotAllowed,
+    },
+    Op.IMPORT: {
+        S.AVAILABLE: S.BUSY,
+        S.IDLE: errors.Attached,
+        S.MOUNTED: errors.Attached,
+        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        S.ERROR: errors.CannotBeUsed,
+        S.TEMPLATE: errors.NotAllowed,
+    },
+    Op.EXPORT: {
+        S.AVAILABLE: KEEP,
+        S.IDLE: KEEP,
+        S.MOUNTED: errors.CannotBeUsed,
+        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        S.ERROR: errors.CannotBeUsed,
+        S.TEMPLATE: KEEP,
+    },
+    Op.UPDATE: {s: KEEP for s in S},
+}
+
+
+def outcome(op: Op, state: S) -> Outcome:
+    """The table's entry: a target state, ``KEEP``, ``GONE``, or an error class."""
+    return _TABLE[op][state]
+
+
+def is_allowed(op: Op, state: S) -> bool:
+    entry = _TABLE[op][state]
+    return not (isinstance(entry, type) and issubclass(entry, errors.VolumedError))
+
+
+def states_allowing(op: Op) -> tuple[S, ...]:
+    """Every state in which ``op`` may start: the expected states of its compare-and-set."""
+    return tuple(s for s in S if is_allowed(op, s))
+
+
+def refusal(op: Op, state: S, volume: str) -> errors.VolumedError:
+    """The error for attempting ``op`` on a volume in ``state`` (which must be refused)."""
+    entry = _TABLE[op][state]
+    if not (isinstance(entry, type) and issubclass(entry, errors.VolumedError)):
+        raise ValueError(f"{op} is allowed in state {state}")
+    return entry(_MESSAGES.get(entry, _DEFAULT).format(volume=volume, op=op.value, state=state))
+
+
+_DEFAULT = "Volume {volume} cannot be used for {op} while it is {state}"
+_MESSAGES: Final[dict[type[errors.VolumedError], str]] = {
+    errors.Attached: "Volume {volume} is attached to an instance ({state}); {op} needs it detached",
+    errors.NotAttached: "Volume {volume} is not attached to any instance",
+    errors.NotAllowed: "Volume {volume} is a template and cannot be changed by {op}",
+}
+
+
+def check(op: Op, state: S, volume: str) -> Target:
+    """Return the target state of ``op`` from ``state``, or raise its refusal."""
+    if not is_allowed(op, state):
+        raise refusal(op, state, volume)
+    entry = _TABLE[op][state]
+    assert not isinstance(entry, type)
+    return entry

@@ -1,0 +1,172 @@
+"""Volume use cases: create, get, list, delete. Each call handles one item of a request.
+
+A service function validates with :mod:`rules`, asks :mod:`transitions` whether the
+operation is allowed, and performs it as one compare-and-set in the store. When the
+compare-and-set loses a race it re-reads the row and reports what it actually found.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from volumed.domain import errors, rules
+from volumed.domain.model import Ref, User, Volume
+from volumed.domain.ports import ListQuery, NameTaken, StorageDriver, StorageError, Store
+from volumed.domain.states import AccessMode, QuotaPolicy, VolumeState
+from volumed.domain.transitions import GONE, Op, check, states_allowing
+
+log = logging.getLogger("volumed.volumes")
+
+MIB = 1024 * 1024
+_NAME_ATTEMPTS = 20
+
+
+@dataclass(slots=True, frozen=True)
+class VolumeLimits:
+    max_volume_mb: int = 1_048_576
+    min_volume_mb: int = 1
+    free_space_margin_mb: int = 64
+    """Host space kept free beyond every reservation, so metadata writes never hit ENOSPC."""
+
+
+@dataclass(slots=True)
+class CreateVolume:
+    """A create request item, as primitives (the API layer parsed the JSON types)."""
+
+    name: str | None = None
+    size_mb: int | None = None
+    quota_policy: str | None = None
+    access_mode: str | None = None
+    filesystem: str | None = None
+    tags: list[str] | None = None
+    template: Ref | None = None
+    host_path: str | None = None
+    persistent: bool = True
+
+
+class VolumeService:
+    def __init__(
+        self,
+        store: Store,
+        storage: StorageDriver,
+        limits: VolumeLimits,
+        *,
+        wake_worker: Callable[[], None] = lambda: None,
+        worker_id: str = "api",
+        lease_us: int = 30_000_000,
+    ) -> None:
+        self._store = store
+        self._storage = storage
+        self._limits = limits
+        self._wake_worker = wake_worker
+        self._worker_id = worker_id
+        self._lease_us = lease_us
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, user: User, ref: Ref) -> Volume:
+        volume = await self._store.get_volume(user.id, ref)
+        if volume is None:
+            raise errors.NotFound(f"No volume with {ref.describe()}")
+        return volume
+
+    async def list(self, user: User, query: ListQuery) -> list[Volume]:
+        return await self._store.list_volumes(user.id, query)
+
+    # ------------------------------------------------------------------ create
+
+    async def create(self, user: User, item: CreateVolume) -> Volume:
+        if item.host_path is not None:
+            raise errors.NotSupported("Managed host_path volumes are not supported by volumed")
+        if item.template is not None:
+            raise errors.NotSupported("Creating a volume from a template is not supported yet")
+        policy = rules.check_quota_policy(item.quota_policy or QuotaPolicy.STATIC.value)
+        mode = rules.check_access_mode(item.access_mode or AccessMode.RWO.value)
+        filesystem = rules.check_filesystem(item.filesystem or "ext4")
+        tags = rules.check_tags(item.tags or [])
+        if item.size_mb is None:
+            raise errors.Invalid("size_mb is required")
+        size_mb = rules.check_size(
+            item.size_mb, self._limits.max_volume_mb, self._limits.min_volume_mb
+        )
+        if policy is QuotaPolicy.STATIC:
+            await self._check_free_space(size_mb)
+        explicit_name = item.name if item.name else None
+        if explicit_name is not None:
+            rules.check_name(explicit_name)
+        volume = Volume(
+            uuid=rules.new_uuid(),
+            owner_id=user.id,
+            name=explicit_name or rules.random_name(),
+            state=VolumeState.UNINITIALIZED,
+            size_mb=size_mb,
+            persistent=item.persistent,
+            created_at_us=time.time_ns() // 1000,
+            quota_policy=policy,
+            access_mode=mode,
+            filesystem=filesystem,
+            tags=tags,
+        )
+        for _ in range(_NAME_ATTEMPTS):
+            try:
+                await self._store.insert_volume(volume, "format", {})
+                break
+            except NameTaken:
+                if explicit_name is not None:
+                    raise errors.AlreadyExists(
+                        f"Volume with name '{explicit_name}' already exists"
+                    ) from None
+                volume.name = rules.random_name()
+        else:
+            raise errors.FailedOperation("Could not find a free random volume name")
+        self._wake_worker()
+        return volume
+
+    async def _check_free_space(self, size_mb: int) -> None:
+        """Refuse up front what cannot be reserved: a static volume owns its whole size."""
+        promised_mb = await self._store.pending_reserved_mb()
+        free_mb = (
+            self._storage.free_bytes() // MIB - promised_mb - self._limits.free_space_margin_mb
+        )
+        if size_mb > free_mb:
+            raise errors.QuotaExceeded(
+                f"Not enough free disk space for a {size_mb} MB volume: "
+                f"{max(free_mb, 0)} MB can still be reserved"
+            )
+
+    # ------------------------------------------------------------------ delete
+
+    async def delete(self, user: User, ref: Ref) -> Volume:
+        volume = await self.get(user, ref)
+        for _ in range(3):
+            label = f"'{volume.name}'"
+            target = check(Op.DELETE, volume.state, label)
+            assert target is GONE
+            if volume.delete_lock:
+                raise errors.NotAllowed(
+                    f"Volume {label} has a delete lock; remove it with PATCH first"
+                )
+            if volume.attached_to:
+                raise errors.Attached(f"Volume {label} is attached to an instance")
+            if await self._store.begin_delete(user.id, volume.uuid, states_allowing(Op.DELETE)):
+                await self._purge(volume.uuid)
+                return volume
+            # Lost a race: report what the row looks like now.
+            fresh = await self._store.get_volume(user.id, Ref(uuid=volume.uuid))
+            if fresh is None:
+                raise errors.NotFound(f"No volume with {ref.describe()}")
+            volume = fresh
+        raise errors.FailedOperation(f"Volume '{volume.name}' kept changing; try again")
+
+    async def _purge(self, uuid: str) -> None:
+        """Remove the image now; if that fails the worker finishes the owed delete."""
+        try:
+            await self._storage.delete(uuid)
+        except StorageError as exc:
+            log.warning("delete of image %s deferred to the worker: %s", uuid, exc.message)
+            self._wake_worker()
+            return
+        await self._store.purge_volume(uuid)

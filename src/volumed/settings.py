@@ -1,0 +1,118 @@
+"""Settings: read once from flags, ``VOLUMED_*`` environment variables and defaults (in
+that order of precedence), validated, then passed down. No other module reads the
+environment."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "VOLUMED_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value volumed cannot use; the message names it and says why."""
+
+
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".volumed")
+    database_url: str = ""
+    """``sqlite:///path`` or ``postgresql://…``; empty means ``<data_dir>/volumed.db``."""
+    token: str | None = field(default=None, repr=False)
+    """Preset token of the ``default`` user (never logged)."""
+    max_volume_mb: int = 1_048_576
+    min_volume_mb: int = 1
+    free_space_margin_mb: int = 64
+    max_body_bytes: int = 1_048_576
+    volumes_per_instance: int = 1
+    sqlite_synchronous: str = "FULL"
+    worker_concurrency: int = 4
+    worker_lease_s: float = 30.0
+    worker_poll_s: float = 1.0
+    log_level: str = "info"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def token_file(self) -> Path:
+        return self.data_dir / "token"
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'volumed.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.store_url.startswith("sqlite:")
+
+    def validate(self) -> Settings:
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be between 1 and 65535, got {self.port}")
+        for name in (
+            "max_volume_mb",
+            "min_volume_mb",
+            "max_body_bytes",
+            "volumes_per_instance",
+            "worker_concurrency",
+        ):
+            _positive(name, getattr(self, name))
+        if self.min_volume_mb > self.max_volume_mb:
+            raise SettingsError("min_volume_mb must not exceed max_volume_mb")
+        if self.free_space_margin_mb < 0:
+            raise SettingsError("free_space_margin_mb must not be negative")
+        if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise SettingsError("sqlite_synchronous must be FULL, EXTRA or NORMAL")
+        if self.worker_lease_s < 1 or self.worker_poll_s <= 0:
+            raise SettingsError("worker_lease_s must be ≥ 1 and worker_poll_s > 0")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise SettingsError("log_level must be debug, info, warning or error")
+        if not self.store_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise SettingsError("database_url must start with sqlite:/// or postgresql://")
+        if self.token is not None and len(self.token) < 16:
+            raise SettingsError("token must be at least 16 characters long")
+        return self
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
+        """Flags (``overrides``, None meaning unset) win over the environment over defaults."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if overrides.get(f.name) is not None:
+                values[f.name] = overrides[f.name]
+                continue
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, raw, _CONVERTERS[f.type])
+        return dataclasses.replace(cls(), **values).validate()
+
+
+def _convert(name: str, raw: str, convert: Callable[[str], Any]) -> Any:
+    try:
+        return convert(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid value for {name}"
+        ) from None
+
+
+_CONVERTERS: dict[Any, Callable[[str], Any]] = {
+    "str": str,
+    "str | None": str,
+    "int": int,
+    "float": float,
+    "Path": Path,
+}

@@ -1,0 +1,464 @@
+"""SQLite store: one connection in WAL mode, one statement (or one short transaction) per
+transition.
+
+The connection is used from the event loop's thread only. Every method runs to
+completion without awaiting in between, so a transaction never interleaves with another
+request's statements; SQLite's own locking serialises us against the admin CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from volumed.domain.model import (
+    Instance,
+    InstanceRef,
+    InstanceVolume,
+    Mount,
+    Ref,
+    User,
+    Volume,
+)
+from volumed.domain.ports import Job, ListQuery, NameTaken
+from volumed.domain.states import AccessMode, InstanceState, QuotaPolicy, VolumeState
+from volumed.store import migrations
+
+__all__ = ["SqliteStore"]
+
+_VOLUME_COLUMNS = (
+    "uuid, owner_id, name, state, size_mb, persistent, created_at_us, quota_policy, "
+    "access_mode, delete_lock, free_mb, filesystem, tags, message"
+)
+_RUNNING_STATES = ("starting", "running", "stopping")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class SqliteStore:
+    """Metadata in one SQLite file. ``synchronous`` is FULL unless told otherwise, so an
+    acknowledged change survives power loss, not only a crash of the process."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=30000")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations not yet applied; returns the versions applied now."""
+        applied_now = []
+        with self._write():
+            self._db.execute(migrations.CREATE_VERSION_TABLE)
+            done = {r[0] for r in self._db.execute("SELECT version FROM schema_migrations")}
+            for migration in migrations.all_migrations():
+                if migration.version in done:
+                    continue
+                for statement in migration.statements():
+                    self._db.execute(statement)
+                self._db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at_us) VALUES (?,?,?)",
+                    (migration.version, migration.name, now_us()),
+                )
+                applied_now.append(migration.version)
+        return applied_now
+
+    def pending_migrations(self) -> list[int]:
+        self._db.execute(migrations.CREATE_VERSION_TABLE)
+        done = {r[0] for r in self._db.execute("SELECT version FROM schema_migrations")}
+        return [m.version for m in migrations.all_migrations() if m.version not in done]
+
+    async def ping(self) -> None:
+        self._db.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the lock up front, committed or rolled back."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ users and tokens
+
+    async def user_for_token(self, token_hash: str) -> User | None:
+        row = self._db.execute(
+            "SELECT u.id, u.name FROM tokens t JOIN users u ON u.id = t.user_id "
+            "WHERE t.token_hash = ?",
+            (token_hash,),
+        ).fetchone()
+        return User(row[0], row[1]) if row else None
+
+    async def create_user(self, user: User) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO users (id, name, created_at_us) VALUES (?,?,?)",
+                (user.id, user.name, now_us()),
+            )
+        except sqlite3.IntegrityError:
+            raise NameTaken(user.name) from None
+
+    async def find_user(self, name: str) -> User | None:
+        row = self._db.execute("SELECT id, name FROM users WHERE name = ?", (name,)).fetchone()
+        return User(row[0], row[1]) if row else None
+
+    async def list_users(self) -> list[User]:
+        rows = self._db.execute("SELECT id, name FROM users ORDER BY created_at_us, name")
+        return [User(r[0], r[1]) for r in rows]
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Remove a user and their tokens; refused (False) while they own anything."""
+        with self._write() as db:
+            owns = db.execute(
+                "SELECT 1 FROM volumes WHERE owner_id = ? UNION ALL "
+                "SELECT 1 FROM instances WHERE owner_id = ? LIMIT 1",
+                (user_id, user_id),
+            ).fetchone()
+            if owns:
+                return False
+            db.execute("DELETE FROM tokens WHERE user_id = ?", (user_id,))
+            return db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount == 1
+
+    async def add_token(self, token_id: str, user_id: str, token_hash: str, label: str) -> None:
+        self._db.execute(
+            "INSERT INTO tokens (id, user_id, token_hash, label, created_at_us) VALUES (?,?,?,?,?)",
+            (token_id, user_id, token_hash, label, now_us()),
+        )
+
+    async def list_tokens(self, user_id: str | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT t.id, u.name AS user, t.label, t.created_at_us FROM tokens t "
+            "JOIN users u ON u.id = t.user_id"
+        )
+        params: tuple[Any, ...] = ()
+        if user_id is not None:
+            sql += " WHERE t.user_id = ?"
+            params = (user_id,)
+        return [dict(r) for r in self._db.execute(sql + " ORDER BY t.created_at_us", params)]
+
+    async def revoke_token(self, token_id: str) -> bool:
+        return self._db.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount == 1
+
+    async def count_users(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM users").fetchone()[0])
+
+    # ------------------------------------------------------------------ volumes: reads
+
+    async def get_volume(self, owner_id: str, ref: Ref) -> Volume | None:
+        if ref.uuid is not None:
+            row = self._db.execute(
+                f"SELECT {_VOLUME_COLUMNS} FROM volumes "
+                "WHERE uuid = ? AND owner_id = ? AND deleted = 0",
+                (ref.uuid, owner_id),
+            ).fetchone()
+        else:
+            row = self._db.execute(
+                f"SELECT {_VOLUME_COLUMNS} FROM volumes "
+                "WHERE owner_id = ? AND name = ? AND deleted = 0",
+                (owner_id, ref.name),
+            ).fetchone()
+        if row is None:
+            return None
+        volume = _volume_from_row(row)
+        self._fill_attachments([volume])
+        return volume
+
+    async def list_volumes(self, owner_id: str, query: ListQuery) -> list[Volume]:
+        where = ["owner_id = ?", "deleted = 0"]
+        params: list[Any] = [owner_id]
+        if query.templates:
+            where.append("state = 'template'")
+        elif query.states:
+            where.append(f"state IN ({','.join('?' * len(query.states))})")
+            params.extend(query.states)
+        else:
+            where.append("state <> 'template'")
+        if query.persistent is not None:
+            where.append("persistent = ?")
+            params.append(int(query.persistent))
+        for tag in query.tags:
+            # Tags are stored as a JSON array of validated strings (no quotes inside),
+            # so an exact quoted match is a membership test.
+            where.append("instr(tags, ?) > 0")
+            params.append(json.dumps(tag))
+        op = "<=" if query.descending else ">="
+        if query.from_uuid is not None:
+            anchor = self._db.execute(
+                "SELECT created_at_us FROM volumes WHERE uuid = ? AND owner_id = ?",
+                (query.from_uuid, owner_id),
+            ).fetchone()
+            if anchor is None:
+                return []
+            where.append(f"(created_at_us, uuid) {op} (?, ?)")
+            params.extend([anchor[0], query.from_uuid])
+        elif query.from_time_us is not None:
+            where.append(f"created_at_us {op} ?")
+            params.append(query.from_time_us)
+        order = "DESC" if query.descending else "ASC"
+        sql = (
+            f"SELECT {_VOLUME_COLUMNS} FROM volumes WHERE {' AND '.join(where)} "
+            f"ORDER BY created_at_us {order}, uuid {order}"
+        )
+        if query.count:
+            sql += " LIMIT ?"
+            params.append(query.count)
+        volumes = [_volume_from_row(r) for r in self._db.execute(sql, params)]
+        self._fill_attachments(volumes)
+        return volumes
+
+    def _fill_attachments(self, volumes: Sequence[Volume]) -> None:
+        if not volumes:
+            return
+        by_uuid = {v.uuid: v for v in volumes}
+        for chunk in _chunks(list(by_uuid), 500):
+            rows = self._db.execute(
+                "SELECT a.volume_uuid, i.uuid, i.name, i.state, a.readonly "
+                "FROM attachments a JOIN instances i ON i.uuid = a.instance_uuid "
+                f"WHERE a.volume_uuid IN ({','.join('?' * len(chunk))}) "
+                "ORDER BY a.attached_at_us",
+                chunk,
+            )
+            for volume_uuid, inst_uuid, inst_name, inst_state, readonly in rows:
+                volume = by_uuid[volume_uuid]
+                volume.attached_to.append(InstanceRef(inst_uuid, inst_name))
+                if inst_state in _RUNNING_STATES:
+                    volume.mounted_by.append(Mount(inst_uuid, inst_name, bool(readonly)))
+
+    async def pending_reserved_mb(self) -> int:
+        """Size of static volumes accepted but not formatted yet: space already promised."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(size_mb), 0) FROM volumes "
+            "WHERE job = 'format' AND quota_policy = 'static'"
+        ).fetchone()
+        return int(row[0])
+
+    # ------------------------------------------------------------------ volumes: transitions
+
+    async def insert_volume(
+        self, volume: Volume, job: str | None, job_args: dict[str, Any]
+    ) -> None:
+        """Insert a new volume; raises NameTaken if the tenant already uses the name."""
+        try:
+            self._db.execute(
+                f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*_volume_values(volume), job, json.dumps(job_args) if job else None),
+            )
+        except sqlite3.IntegrityError:
+            raise NameTaken(volume.name) from None
+
+    async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[str]) -> bool:
+        """Compare-and-set: hide the volume and owe its deletion, if it is in an expected
+        state, unlocked and unattached."""
+        cur = self._db.execute(
+            "UPDATE volumes SET deleted = 1, job = 'delete', job_args = '{}', "
+            "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
+            f"WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND delete_lock = 0 "
+            f"AND state IN ({','.join('?' * len(expected))}) "
+            "AND NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
+            (uuid, owner_id, *expected),
+        )
+        return cur.rowcount == 1
+
+    async def purge_volume(self, uuid: str) -> bool:
+        """Drop the row of a deleted volume once its image is gone."""
+        cur = self._db.execute("DELETE FROM volumes WHERE uuid = ? AND deleted = 1", (uuid,))
+        return cur.rowcount == 1
+
+    # ------------------------------------------------------------------ jobs
+
+    async def claim_job(self, worker_id: str, lease_us: int) -> Job | None:
+        """Take the oldest job whose lease has expired, under a new lease for ``worker_id``."""
+        now = now_us()
+        row = self._db.execute(
+            "UPDATE volumes SET lease_owner = ?, lease_until_us = ?, "
+            "job_attempts = job_attempts + 1 "
+            "WHERE uuid = (SELECT uuid FROM volumes WHERE job IS NOT NULL "
+            "AND lease_until_us < ? ORDER BY lease_until_us, created_at_us LIMIT 1) "
+            "AND job IS NOT NULL AND lease_until_us < ? "
+            "RETURNING uuid, job, job_args, state, size_mb, quota_policy, job_attempts",
+            (worker_id, now + lease_us, now, now),
+        ).fetchone()
+        if row is None:
+            return None
+        return Job(
+            uuid=row[0],
+            kind=row[1],
+            args=json.loads(row[2] or "{}"),
+            state=row[3],
+            size_mb=row[4],
+            quota_policy=row[5],
+            attempts=row[6],
+            lease_owner=worker_id,
+        )
+
+    async def next_lease_expiry_us(self) -> int | None:
+        row = self._db.execute(
+            "SELECT MIN(lease_until_us) FROM volumes WHERE job IS NOT NULL"
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    async def count_jobs(self) -> int:
+        return int(
+            self._db.execute("SELECT count(*) FROM volumes WHERE job IS NOT NULL").fetchone()[0]
+        )
+
+    async def renew_lease(self, uuid: str, worker_id: str, lease_us: int) -> bool:
+        cur = self._db.execute(
+            "UPDATE volumes SET lease_until_us = ? WHERE uuid = ? AND lease_owner = ? "
+            "AND job IS NOT NULL",
+            (now_us() + lease_us, uuid, worker_id),
+        )
+        return cur.rowcount == 1
+
+    async def release_leases(self, worker_id: str | None = None) -> int:
+        """Make leased jobs claimable at once: all of them (a lone SQLite server
+        restarting owns every lease) or those of one worker (graceful shutdown)."""
+        if worker_id is None:
+            cur = self._db.execute(
+                "UPDATE volumes SET lease_owner = NULL, lease_until_us = 0 WHERE job IS NOT NULL"
+            )
+        else:
+            cur = self._db.execute(
+                "UPDATE volumes SET lease_owner = NULL, lease_until_us = 0 "
+                "WHERE job IS NOT NULL AND lease_owner = ?",
+                (worker_id,),
+            )
+        return cur.rowcount
+
+    async def set_job_state(
+        self, uuid: str, worker_id: str, expected: Sequence[str], state: str
+    ) -> bool:
+        """Compare-and-set the state of a volume whose job this worker holds."""
+        cur = self._db.execute(
+            "UPDATE volumes SET state = ? WHERE uuid = ? AND lease_owner = ? "
+            f"AND job IS NOT NULL AND state IN ({','.join('?' * len(expected))})",
+            (state, uuid, worker_id, *expected),
+        )
+        return cur.rowcount == 1
+
+    async def finish_job(
+        self,
+        uuid: str,
+        worker_id: str,
+        expected: Sequence[str],
+        state: str,
+        *,
+        free_mb: int | None = None,
+        size_mb: int | None = None,
+        message: str | None = None,
+    ) -> bool:
+        """Compare-and-set: end the job held by ``worker_id`` and move to ``state``."""
+        cur = self._db.execute(
+            "UPDATE volumes SET state = ?, free_mb = COALESCE(?, free_mb), "
+            "size_mb = COALESCE(?, size_mb), message = ?, job = NULL, job_args = NULL, "
+            "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
+            "WHERE uuid = ? AND lease_owner = ? AND job IS NOT NULL "
+            f"AND state IN ({','.join('?' * len(expected))})",
+            (state, free_mb, size_mb, message, uuid, worker_id, *expected),
+        )
+        return cur.rowcount == 1
+
+    async def job_volume_exists(self, uuid: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM volumes WHERE uuid = ?", (uuid,)).fetchone()
+        return row is not None
+
+    async def all_volume_uuids(self) -> set[str]:
+        """Every row, deleted-pending ones included (for orphan checks)."""
+        return {r[0] for r in self._db.execute("SELECT uuid FROM volumes")}
+
+    # ------------------------------------------------------------------ instances (reads)
+
+    async def get_instance(self, owner_id: str, ref: Ref) -> Instance | None:
+        key, value = ("uuid", ref.uuid) if ref.uuid is not None else ("name", ref.name)
+        row = self._db.execute(
+            f"SELECT * FROM instances WHERE owner_id = ? AND {key} = ?", (owner_id, value)
+        ).fetchone()
+        if row is None:
+            return None
+        instance = _instance_from_row(row)
+        for vrow in self._db.execute(
+            "SELECT v.uuid, v.name, a.at, a.readonly FROM attachments a "
+            "JOIN volumes v ON v.uuid = a.volume_uuid WHERE a.instance_uuid = ? "
+            "ORDER BY a.attached_at_us",
+            (instance.uuid,),
+        ):
+            instance.volumes.append(InstanceVolume(vrow[0], vrow[1], vrow[2], bool(vrow[3])))
+        return instance
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _volume_values(v: Volume) -> tuple[Any, ...]:
+    return (
+        v.uuid,
+        v.owner_id,
+        v.name,
+        v.state.value,
+        v.size_mb,
+        int(v.persistent),
+        v.created_at_us,
+        v.quota_policy.value,
+        v.access_mode.value,
+        int(v.delete_lock),
+        v.free_mb,
+        v.filesystem,
+        json.dumps(v.tags),
+        v.message,
+    )
+
+
+def _volume_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Volume:
+    return Volume(
+        uuid=row[0],
+        owner_id=row[1],
+        name=row[2],
+        state=VolumeState(row[3]),
+        size_mb=row[4],
+        persistent=bool(row[5]),
+        created_at_us=row[6],
+        quota_policy=QuotaPolicy(row[7]),
+        access_mode=AccessMode(row[8]),
+        delete_lock=bool(row[9]),
+        free_mb=row[10],
+        filesystem=row[11],
+        tags=json.loads(row[12]),
+        message=row[13],
+    )
+
+
+def _instance_from_row(row: sqlite3.Row) -> Instance:
+    return Instance(
+        uuid=row["uuid"],
+        owner_id=row["owner_id"],
+        name=row["name"],
+        state=InstanceState(row["state"]),
+        created_at_us=row["created_at_us"],
+        image=row["image"],
+        memory_mb=row["memory_mb"],
+        vcpus=row["vcpus"],
+        args=json.loads(row["args"]),
+        env=json.loads(row["env"]),
+        tags=json.loads(row["tags"]),
+    )

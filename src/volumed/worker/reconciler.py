@@ -1,0 +1,176 @@
+"""The reconciler: carries out the background work recorded on volume rows.
+
+A job (format, delete, ...) is written in the same transaction as the request that owes
+it, so it can never be lost. A worker claims one under a lease, renews the lease while it
+works, and ends it with a compare-and-set that only the lease holder can win. A worker
+killed mid-job leaves its lease to expire; the next claim redoes the job, which every
+storage operation allows (see :class:`~volumed.domain.ports.StorageDriver`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from volumed.domain.ports import Job, StorageDriver, StorageError, Store
+from volumed.domain.states import QuotaPolicy, VolumeState
+
+log = logging.getLogger("volumed.worker")
+
+JobHandler = Callable[[Job], Awaitable[None]]
+
+
+@dataclass(slots=True, frozen=True)
+class WorkerSettings:
+    lease_s: float = 30.0
+    poll_s: float = 1.0
+    concurrency: int = 4
+    max_attempts: int = 5
+
+
+class Reconciler:
+    def __init__(self, store: Store, storage: StorageDriver, settings: WorkerSettings) -> None:
+        self._store = store
+        self._storage = storage
+        self._settings = settings
+        self.worker_id = "w-" + secrets.token_hex(6)
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._stopping = False
+        self._handlers: dict[str, JobHandler] = {
+            "format": self._format,
+            "delete": self._delete,
+        }
+
+    @property
+    def lease_us(self) -> int:
+        return int(self._settings.lease_s * 1_000_000)
+
+    def register(self, kind: str, handler: JobHandler) -> None:
+        """Add a job kind (clone, grow, ...) owned by another module."""
+        self._handlers[kind] = handler
+
+    def wake(self) -> None:
+        """Look for work now instead of at the next poll."""
+        self._wake.set()
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self) -> None:
+        while not self._stopping:
+            await self._slots.acquire()
+            job = None
+            try:
+                job = await self._store.claim_job(self.worker_id, self.lease_us)
+            except Exception:
+                log.exception("claiming a job failed")
+            if job is None:
+                self._slots.release()
+                await self._idle()
+                continue
+            task = asyncio.create_task(self._run_job(job))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _idle(self) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=self._settings.poll_s)
+
+    async def drain(self) -> None:
+        """Run until no job is left that can be claimed now (used by tests and the CLI)."""
+        while True:
+            job = await self._store.claim_job(self.worker_id, self.lease_us)
+            if job is None:
+                if self._running:
+                    await asyncio.gather(*self._running, return_exceptions=True)
+                    continue
+                return
+            await self._run_job(job, hold_slot=False)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming, let running jobs finish for ``timeout`` seconds, hand back leases."""
+        self._stopping = True
+        self._wake.set()
+        if self._running:
+            _done, pending = await asyncio.wait(set(self._running), timeout=timeout)
+            for task in pending:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await self._store.release_leases(self.worker_id)
+
+    # ------------------------------------------------------------------ one job
+
+    async def _run_job(self, job: Job, *, hold_slot: bool = True) -> None:
+        started = time.monotonic()
+        heartbeat = asyncio.create_task(self._heartbeat(job.uuid))
+        try:
+            handler = self._handlers.get(job.kind)
+            if handler is None:
+                log.error("volume %s owes unknown job %r", job.uuid, job.kind)
+                return
+            log.info("job %s on %s started (attempt %d)", job.kind, job.uuid, job.attempts)
+            await handler(job)
+            log.info("job %s on %s done in %.3f s", job.kind, job.uuid, time.monotonic() - started)
+        except Exception:
+            # The lease runs out and the job is tried again: that is the back-off.
+            log.exception("job %s on %s failed; it will be retried", job.kind, job.uuid)
+        finally:
+            heartbeat.cancel()
+            if hold_slot:
+                self._slots.release()
+
+    async def _heartbeat(self, uuid: str) -> None:
+        interval = self._settings.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not await self._store.renew_lease(uuid, self.worker_id, self.lease_us):
+                log.warning("lost the lease on %s", uuid)
+                return
+
+    # ------------------------------------------------------------------ handlers
+
+    async def _format(self, job: Job) -> None:
+        transitional = (VolumeState.UNINITIALIZED.value, VolumeState.INITIALIZING.value)
+        if job.attempts > self._settings.max_attempts:
+            await self._fail(job, transitional, f"Formatting failed {job.attempts - 1} times")
+            return
+        if not await self._store.set_job_state(
+            job.uuid, self.worker_id, transitional, VolumeState.INITIALIZING.value
+        ):
+            return
+        try:
+            usage = await self._storage.create(
+                job.uuid, job.size_mb, reserve=job.quota_policy == QuotaPolicy.STATIC.value
+            )
+        except StorageError as exc:
+            if exc.no_space or job.attempts >= self._settings.max_attempts:
+                await self._fail(job, transitional, f"Formatting failed: {exc.message}")
+                return
+            raise
+        await self._store.finish_job(
+            job.uuid,
+            self.worker_id,
+            (VolumeState.INITIALIZING.value,),
+            VolumeState.AVAILABLE.value,
+            free_mb=usage.free_mb,
+        )
+
+    async def _fail(self, job: Job, expected: tuple[str, ...], message: str) -> None:
+        """Put the volume in ``error`` with a message, leaving no partial image behind."""
+        with contextlib.suppress(StorageError):
+            await self._storage.delete(job.uuid)
+        await self._store.finish_job(
+            job.uuid, self.worker_id, expected, VolumeState.ERROR.value, message=message
+        )
+        log.warning("volume %s is in error: %s", job.uuid, message)
+
+    async def _delete(self, job: Job) -> None:
+        await self._storage.delete(job.uuid)
+        await self._store.purge_volume(job.uuid)
