@@ -1,0 +1,3 @@
+from volumed.cli.main import main
+
+main()
