@@ -1,0 +1,7 @@
+"""Data-plane adapters implementing :class:`volumed.domain.ports.StorageDriver`."""
+
+from __future__ import annotations
+
+from volumed.storage.ext4 import Ext4ImageDriver
+
+__all__ = ["Ext4ImageDriver"]

@@ -1,0 +1,161 @@
+"""Running e2fsprogs/coreutils tools and turning every failure into ``StorageError``.
+
+Commands run as asyncio subprocesses from an argument list (never a shell), with a
+timeout and a fixed minimal environment. They raise the standard library's
+``CalledProcessError`` / ``TimeoutExpired``; :func:`storage_errors` is the one place
+where those and ``OSError`` become the port's ``StorageError``, so nothing above
+:mod:`volumed.storage` ever sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import re
+import subprocess
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from volumed.domain.ports import StorageError
+
+__all__ = ["Completed", "run", "run_blocking", "storage_errors"]
+
+_T = TypeVar("_T")
+
+# A fixed environment: the caller's locale, PATH or MKE2FS_* variables must not
+# change what a tool does, and LC_ALL=C keeps messages in the English we match on.
+_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_NO_SPACE_TEXTS = ("No space left on device", "Disk quota exceeded")
+_TAIL_LINES = 4
+_TAIL_CHARS = 400
+# e2fsprogs tools start stderr with a banner such as "tune2fs 1.47.0 (5-Feb-2023)".
+_BANNER = re.compile(r"\S+ \d+\.\d+(\.\d+)? \([^)]*\)")
+
+
+@dataclass(slots=True, frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run(
+    argv: Sequence[str], *, timeout: float, ok_codes: Collection[int] = (0,)
+) -> Completed:
+    """Run ``argv`` to completion and return its exit status and output.
+
+    Raises ``CalledProcessError`` for an exit status outside ``ok_codes``,
+    ``TimeoutExpired`` after ``timeout`` seconds and ``OSError`` if the tool cannot be
+    started. The child is killed and reaped on timeout and on cancellation, so no
+    tool keeps writing to a file its caller is about to remove.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_ENV,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        raise subprocess.TimeoutExpired(list(argv), timeout) from None
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    rc = proc.returncode
+    assert rc is not None
+    stdout = out.decode(errors="replace")
+    stderr = err.decode(errors="replace")
+    if rc not in ok_codes:
+        raise subprocess.CalledProcessError(rc, list(argv), stdout, stderr)
+    return Completed(rc, stdout, stderr)
+
+
+async def run_blocking(fn: Callable[..., _T], *args: object) -> _T:
+    """Run a blocking file operation (fsync, fallocate, unlink) in a worker thread.
+
+    A thread cannot be stopped, so on cancellation this waits for it to finish before
+    letting the cancellation through: the caller's cleanup then never races a thread
+    that is still creating or growing the file being cleaned up.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
+
+
+@contextlib.contextmanager
+def storage_errors(
+    action: str,
+    *,
+    no_space_detail: Callable[[], str] | None = None,
+    hide_dir: Path | None = None,
+) -> Iterator[None]:
+    """Re-raise tool and OS failures inside the block as ``StorageError``.
+
+    ``action`` starts the message ("Could not create the image of volume …"); the
+    reason follows it. When the host ran out of space, the error has ``no_space`` set
+    and ``no_space_detail()`` (called after the block's own cleanup has run) says how
+    much was needed. Tool output is quoted with ``hide_dir`` (the data directory)
+    stripped, so API users see image names but not host paths. ``StorageError`` and
+    ``ValueError`` pass through unchanged.
+    """
+    try:
+        yield
+    except subprocess.CalledProcessError as exc:
+        text = f"{exc.stderr or ''}\n{exc.stdout or ''}"
+        no_space = any(marker in text for marker in _NO_SPACE_TEXTS)
+        reason = f"{_tool(exc.cmd)} exited with status {exc.returncode}"
+        tail = _tail(exc.stderr, hide_dir) or _tail(exc.stdout, hide_dir)
+        if tail:
+            reason = f"{reason}: {tail}"
+        raise _error(action, reason, no_space, no_space_detail) from exc
+    except subprocess.TimeoutExpired as exc:
+        reason = f"{_tool(exc.cmd)} did not finish within {exc.timeout:g} s"
+        raise _error(action, reason, False, None) from exc
+    except OSError as exc:
+        no_space = exc.errno in _NO_SPACE_ERRNOS
+        # strerror, not str(exc): the message goes to API users and must not carry
+        # host paths.
+        reason = exc.strerror or type(exc).__name__
+        raise _error(action, reason, no_space, no_space_detail) from exc
+
+
+def _error(
+    action: str, reason: str, no_space: bool, detail: Callable[[], str] | None
+) -> StorageError:
+    if no_space:
+        reason = "there is not enough space on the host"
+        if detail is not None:
+            reason = f"{reason}: {detail()}"
+    return StorageError(f"{action}: {reason.rstrip('.')}.", no_space=no_space)
+
+
+def _tool(cmd: object) -> str:
+    if isinstance(cmd, (list, tuple)) and cmd:
+        return Path(str(cmd[0])).name
+    return str(cmd)
+
+
+def _tail(output: object, hide_dir: Path | None) -> str:
+    if not isinstance(output, str):
+        return ""
+    if hide_dir is not None:
+        output = output.replace(f"{hide_dir}/", "")
+    lines = [line.strip() for line in output.splitlines()]
+    lines = [line for line in lines if line and not _BANNER.fullmatch(line)]
+    tail = " / ".join(lines[-_TAIL_LINES:])
+    if len(tail) > _TAIL_CHARS:
+        tail = "…" + tail[-_TAIL_CHARS:]
+    return tail

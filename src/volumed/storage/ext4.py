@@ -1,0 +1,432 @@
+"""The default data plane: one raw ext4 image file per volume in a data directory.
+
+Images are sparse unless reserved. They are formatted with ``mke2fs``, copied with
+``cp`` (reflink when the data directory supports it), grown offline with ``e2fsck`` +
+``resize2fs`` and read without a subprocess through their superblock. See
+``/work/shared/spec/dataplane-notes.md`` for the measurements behind each choice.
+
+Files in the data directory::
+
+    <uuid>.img       a complete image, only ever appears by rename
+    <uuid>.img.tmp   an image being built by create/clone; removed by the next
+                     create, clone or delete of that uuid
+
+Operations on different uuids may run concurrently. Operations on the same uuid must
+not: the domain serialises them through the volume's state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from volumed.domain.ports import ImageUsage, StorageError
+from volumed.storage._extents import punch_unwritten
+from volumed.storage._process import run, run_blocking, storage_errors
+from volumed.storage._superblock import NotExt4, Superblock, read_superblock
+
+__all__ = ["Ext4ImageDriver"]
+
+_MIB = 2**20
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_IMG = ".img"
+_TMP = ".img.tmp"
+# 0 clean, 1 errors corrected; anything else means e2fsck could not make it clean.
+_FSCK_FIXED = (0, 1)
+
+
+class Ext4ImageDriver:
+    """:class:`~volumed.domain.ports.StorageDriver` on sparse ext4 image files.
+
+    Promises, on top of the port's:
+
+    * A new volume is always a fresh ``truncate`` + ``mke2fs`` of a newly created file,
+      never a reused one, so deleted data never reappears in a new volume.
+    * ``create`` and ``clone`` build ``<uuid>.img.tmp`` and rename it over
+      ``<uuid>.img`` after an ``fsync``, then ``fsync`` the directory: after a crash
+      the image is either absent or complete.
+    * ``delete`` succeeds when the image is already gone.
+    * No ``OSError`` or subprocess error escapes: failures are ``StorageError``, with
+      ``no_space`` set when the host is full. Bad arguments are ``ValueError``.
+
+    ``timeout_s`` bounds every tool run; the slow ones (``cp``, ``e2fsck``) take time
+    in proportion to the data in the image.
+    """
+
+    def __init__(self, images_dir: Path, *, timeout_s: float = 1800.0) -> None:
+        self._dir = images_dir
+        self._timeout = timeout_s
+        with storage_errors("Could not prepare the image directory"):
+            images_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def images_dir(self) -> Path:
+        return self._dir
+
+    def image_path(self, uuid: str) -> Path:
+        """``<images_dir>/<uuid>.img``; ``ValueError`` unless ``uuid`` is canonical.
+
+        Only lowercase, hyphenated UUIDs are accepted, so no caller-supplied string can
+        ever name a path outside the data directory.
+        """
+        return self._dir / f"{_checked(uuid)}{_IMG}"
+
+    async def create(self, uuid: str, size_mb: int, *, reserve: bool) -> ImageUsage:
+        """Make a fresh, empty ext4 image of ``size_mb`` MiB; replaces any existing one.
+
+        Redoable: a leftover temporary file from an interrupted call is removed first.
+        """
+        path = self.image_path(uuid)
+        tmp = _tmp_of(path)
+        size = _checked_size(size_mb) * _MIB
+        with storage_errors(
+            f"Could not create the image of volume {uuid}",
+            no_space_detail=self._space_note(size_mb if reserve else None),
+            hide_dir=self._dir,
+        ):
+            await run_blocking(_unlink, tmp)
+            try:
+                await run_blocking(_new_sparse_file, tmp, size)
+                await run(
+                    [
+                        "mke2fs", "-q", "-F", "-t", "ext4", "-m", "0",
+                        "-E", "lazy_itable_init=1,lazy_journal_init=1",
+                        "-L", _label(uuid), str(tmp),
+                    ],
+                    timeout=self._timeout,
+                )  # fmt: skip
+                if reserve:
+                    await run_blocking(_allocate, tmp, 0, size)
+                await run_blocking(_fsync_file, tmp)
+                os.replace(tmp, path)
+            except BaseException:
+                _discard(tmp)
+                raise
+            await run_blocking(_fsync_dir, self._dir)
+        return await self.usage(uuid)
+
+    async def delete(self, uuid: str) -> None:
+        """Remove the image and its temporary file. Succeeds if both are already gone."""
+        path = self.image_path(uuid)
+        with storage_errors(f"Could not delete the image of volume {uuid}"):
+            await run_blocking(_unlink, _tmp_of(path))
+            await run_blocking(_unlink, path)
+            await run_blocking(_fsync_dir, self._dir)
+
+    async def clone(self, source_uuid: str, target_uuid: str, *, reserve: bool) -> ImageUsage:
+        """Copy the source image into a new target image with its own file-system UUID.
+
+        The source must not be attached while it is copied. The copy is a reflink when
+        the data directory supports it (XFS, btrfs) and a sparse copy otherwise (ext4).
+        It then gets ``e2fsck -fy`` (tune2fs refuses an image mounted since its last
+        check) and ``tune2fs -U random``, so the two file systems can be told apart.
+        Only the copy is touched. Redoable like :meth:`create`.
+        """
+        source = self.image_path(source_uuid)
+        target = self.image_path(target_uuid)
+        if source == target:
+            raise ValueError("A volume cannot be cloned onto itself.")
+        tmp = _tmp_of(target)
+        action = f"Could not clone volume {source_uuid} into volume {target_uuid}"
+        with storage_errors(action, hide_dir=self._dir):
+            st = _stat_image(source, action)
+        needed_mb = -(-(st.st_size if reserve else _allocated(st)) // _MIB)
+        with storage_errors(
+            action, no_space_detail=self._space_note(needed_mb), hide_dir=self._dir
+        ):
+            await run_blocking(_unlink, tmp)
+            try:
+                await self._copy(source, tmp)
+                await run(["e2fsck", "-fy", str(tmp)], timeout=self._timeout, ok_codes=_FSCK_FIXED)
+                await run(["tune2fs", "-U", "random", str(tmp)], timeout=self._timeout)
+                if reserve:
+                    await run_blocking(_allocate, tmp, 0, st.st_size)
+                await run_blocking(_fsync_file, tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                _discard(tmp)
+                raise
+            await run_blocking(_fsync_dir, self._dir)
+        return await self.usage(target_uuid)
+
+    async def grow(self, uuid: str, size_mb: int, *, reserve: bool | None = None) -> ImageUsage:
+        """Grow the image and its file system to ``size_mb`` MiB, offline.
+
+        Runs ``e2fsck -fy`` (resize2fs requires a fresh check after any mount), extends
+        the file, then ``resize2fs``. Growing to the current size is a no-op, shrinking
+        is a ``ValueError``.
+
+        ``reserve`` says whether the added space is allocated on the host. ``None``
+        reserves it iff the image was fully allocated before, which holds for an image
+        created or set with ``reserve=True``; callers that know the quota policy should
+        pass it, since a crash in the middle of extending a reserved image can leave
+        it looking partly allocated.
+
+        Redoable: after a crash at any point (even inside resize2fs on this unmounted
+        image), calling ``grow`` again with the same size runs e2fsck and resize2fs
+        again and completes the job.
+        """
+        path = self.image_path(uuid)
+        new_size = _checked_size(size_mb) * _MIB
+        action = f"Could not grow volume {uuid} to {size_mb} MiB"
+        with storage_errors(action, hide_dir=self._dir):
+            st = _stat_image(path, action)
+            if new_size < st.st_size:
+                raise ValueError(
+                    f"Volume {uuid} is {st.st_size // _MIB} MiB; it cannot shrink to {size_mb} MiB."
+                )
+            sb = _superblock(path, action)
+        if reserve is None:
+            reserve = _allocated(st) >= st.st_size
+        # The file system may end before the file does (a crash after extending the
+        # file): the tail to reserve starts where the file system ends.
+        tail_start = min(st.st_size, sb.blocks * sb.block_size)
+        with storage_errors(
+            action,
+            no_space_detail=self._space_note(
+                -(-(new_size - tail_start) // _MIB) if reserve else None
+            ),
+            hide_dir=self._dir,
+        ):
+            await run(["e2fsck", "-fy", str(path)], timeout=self._timeout, ok_codes=_FSCK_FIXED)
+            if reserve:
+                await run_blocking(_extend_reserved, path, tail_start, new_size, st.st_size)
+            elif new_size > st.st_size:
+                await run_blocking(os.truncate, path, new_size)
+            await run(["resize2fs", str(path)], timeout=self._timeout)
+            await run_blocking(_fsync_file, path)
+        return await self.usage(uuid)
+
+    async def set_reservation(self, uuid: str, *, reserve: bool) -> ImageUsage:
+        """Allocate every block of the image on the host, or give back what is unused.
+
+        Releasing punches the blocks that were reserved but never written (unwritten
+        extents, which read as zeros) back into holes, so the image's bytes are
+        unchanged. Written blocks stay. The image must not be attached while its
+        reservation is released. If reserving runs out of host space, the partial
+        reservation is released again and the error has ``no_space`` set. Idempotent.
+        """
+        path = self.image_path(uuid)
+        action = (
+            f"Could not reserve host space for volume {uuid}"
+            if reserve
+            else f"Could not release the host space of volume {uuid}"
+        )
+        with storage_errors(action, hide_dir=self._dir):
+            st = _stat_image(path, action)
+        needed_mb = -(-max(0, st.st_size - _allocated(st)) // _MIB)
+        with storage_errors(
+            action, no_space_detail=self._space_note(needed_mb), hide_dir=self._dir
+        ):
+            if reserve:
+                await run_blocking(_reserve_whole, path, st.st_size)
+            else:
+                await run_blocking(_release, path)
+        return await self.usage(uuid)
+
+    async def usage(self, uuid: str) -> ImageUsage:
+        """Size and free space from the superblock, host allocation from ``stat``.
+
+        No subprocess. Reflects the file system as its last writer closed it: exact for
+        an image that is not attached.
+        """
+        path = self.image_path(uuid)
+        action = f"Could not read the usage of volume {uuid}"
+        with storage_errors(action, hide_dir=self._dir):
+            st = _stat_image(path, action)
+            sb = _superblock(path, action)
+        return ImageUsage(
+            size_mb=sb.blocks * sb.block_size // _MIB,
+            free_mb=sb.free_blocks * sb.block_size // _MIB,
+            allocated_mb=_allocated(st) // _MIB,
+        )
+
+    async def check(self, uuid: str) -> tuple[bool, str]:
+        """``e2fsck -fn``: read-only, changes nothing. Returns (clean, the tool's output)."""
+        path = self.image_path(uuid)
+        action = f"Could not check the file system of volume {uuid}"
+        with storage_errors(action, hide_dir=self._dir):
+            _stat_image(path, action)
+            # Every exit status is an answer here: 4 (errors left) and 8 (not an ext4
+            # image) both mean "not clean".
+            done = await run(
+                ["e2fsck", "-fn", str(path)], timeout=self._timeout, ok_codes=range(256)
+            )
+        output = (done.stdout + done.stderr).replace(f"{self._dir}/", "")
+        return done.returncode == 0, output
+
+    def list_images(self) -> list[str]:
+        """UUIDs with an image or a leftover temporary file, sorted, each once."""
+        with storage_errors("Could not list the image directory"):
+            names = os.listdir(self._dir)
+        found = set()
+        for name in names:
+            for suffix in (_TMP, _IMG):
+                if name.endswith(suffix):
+                    stem = name.removesuffix(suffix)
+                    if _UUID.fullmatch(stem):
+                        found.add(stem)
+                    break
+        return sorted(found)
+
+    def free_bytes(self) -> int:
+        """Bytes an unprivileged writer can still allocate on the data directory's file system."""
+        with storage_errors("Could not read the free space of the image directory"):
+            st = os.statvfs(self._dir)
+        return st.f_bavail * st.f_frsize
+
+    async def _copy(self, source: Path, tmp: Path) -> None:
+        try:
+            await run(
+                ["cp", "--reflink=always", "--", str(source), str(tmp)], timeout=self._timeout
+            )
+            return
+        except subprocess.CalledProcessError:
+            # EOPNOTSUPP on ext4, EXDEV across file systems: copy the data instead.
+            await run_blocking(_unlink, tmp)
+        await run(["cp", "--sparse=always", "--", str(source), str(tmp)], timeout=self._timeout)
+
+    def _space_note(self, needed_mb: int | None) -> Callable[[], str]:
+        def note() -> str:
+            need = (
+                f"{needed_mb} MiB"
+                if needed_mb is not None
+                else "a few MiB for file-system metadata"
+            )
+            try:
+                free = f"{self.free_bytes() // _MIB} MiB"
+            except StorageError:
+                free = "an unknown amount"
+            return f"the operation needs {need} and {free} is free"
+
+        return note
+
+
+def _checked(uuid: str) -> str:
+    if not isinstance(uuid, str) or not _UUID.fullmatch(uuid):
+        raise ValueError(f"{uuid!r} is not a lowercase canonical UUID.")
+    return uuid
+
+
+def _checked_size(size_mb: int) -> int:
+    if isinstance(size_mb, bool) or not isinstance(size_mb, int) or size_mb < 1:
+        raise ValueError(f"A volume size must be a positive number of MiB, not {size_mb!r}.")
+    return size_mb
+
+
+def _stat_image(path: Path, action: str) -> os.stat_result:
+    try:
+        return path.stat()
+    except FileNotFoundError as exc:
+        raise StorageError(f"{action}: its image does not exist.") from exc
+
+
+def _superblock(path: Path, action: str) -> Superblock:
+    try:
+        return read_superblock(path)
+    except NotExt4 as exc:
+        raise StorageError(f"{action}: its image holds no ext4 file system.") from exc
+
+
+def _tmp_of(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(_IMG) + _TMP)
+
+
+def _label(uuid: str) -> str:
+    # ext4 labels hold at most 16 bytes.
+    return f"vol-{uuid[:8]}"
+
+
+def _allocated(st: os.stat_result) -> int:
+    return st.st_blocks * 512
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _discard(path: Path) -> None:
+    """Best-effort cleanup while another error is already on its way up."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def _new_sparse_file(path: Path, size: int) -> None:
+    # O_EXCL: the image is always a brand-new inode, never the blocks of an old one.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _allocate(path: Path, offset: int, length: int) -> None:
+    # On ext4 and XFS this allocates unwritten extents: no data is written and the
+    # existing content is kept.
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.posix_fallocate(fd, offset, length)
+    finally:
+        os.close(fd)
+
+
+def _extend_reserved(path: Path, start: int, new_size: int, old_size: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        try:
+            if new_size > start:
+                os.posix_fallocate(fd, start, new_size - start)
+        except OSError:
+            # The file system still ends at or before old_size, so cutting the file
+            # back there frees the partial allocation without touching any data.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, old_size)
+            raise
+    finally:
+        os.close(fd)
+
+
+def _reserve_whole(path: Path, size: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError:
+            # Hand back what was allocated before ENOSPC, or a failed reservation
+            # would still eat the host space other volumes need.
+            with contextlib.suppress(OSError):
+                punch_unwritten(fd)
+            raise
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _release(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        punch_unwritten(fd)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the rename or unlink itself durable, not only the file's content.
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
