@@ -45,15 +45,17 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> None:
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         env = {**os.environ, **self.env}
         env["VOLUMED_TOKEN"] = self.token
         env["VOLUMED_DATA_DIR"] = str(self.data_dir)
         env["VOLUMED_PORT"] = str(self.port)
-        self.process = subprocess.Popen(
-            [*VOLUMED, "serve"], env=env, stdout=log, stderr=log, start_new_session=True
-        )
+        with open(self.log_path, "ab") as log:
+            # The child keeps its own copy of the descriptor.
+            self.process = subprocess.Popen(
+                [*VOLUMED, "serve"], env=env, stdout=log, stderr=log, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

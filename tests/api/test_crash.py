@@ -1,0 +1,95 @@
+"""kill -9 in the middle of a burst of creates and deletes, restart, check invariants."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import LiveServer
+
+TRANSITIONAL = {"uninitialized", "initializing", "busy"}
+
+
+def burst(
+    live: LiveServer, acknowledged: dict[str, str], deleted: set[str], stop: threading.Event
+) -> None:
+    """Create volumes and delete every other one until the server dies."""
+    with live.client() as api:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                response = api.post("/v1/volumes", json={"size_mb": 16 + n % 5})
+                item = response.json()["data"]["volumes"][0]
+                if item["status"] == "success":
+                    acknowledged[item["uuid"]] = item["name"]
+                if n % 2 == 0 and acknowledged:
+                    victim = next(iter(acknowledged))
+                    gone = api.delete(f"/v1/volumes/{victim}").json()["data"]["volumes"][0]
+                    if gone["status"] == "success":
+                        deleted.add(victim)
+            except (httpx.HTTPError, ValueError, KeyError):
+                return
+
+
+def check_invariants(live: LiveServer, acknowledged: dict[str, str], deleted: set[str]) -> None:
+    with live.client() as api:
+        deadline = time.monotonic() + 30
+        while True:
+            volumes = api.get("/v1/volumes").json()["data"]["volumes"]
+            states = {v["uuid"]: v["state"] for v in volumes}
+            if not TRANSITIONAL & set(states.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert not TRANSITIONAL & set(states.values()), states
+    # Every acknowledged create is there, unless its delete was acknowledged.
+    for uuid in acknowledged:
+        if uuid in deleted:
+            assert uuid not in states
+        else:
+            assert uuid in states, f"acknowledged volume {uuid} was lost"
+    images_dir: Path = live.data_dir / "images"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        files = {p.name for p in images_dir.iterdir()}
+        if all(name.endswith(".img") and name[:-4] in states for name in files):
+            break
+        time.sleep(0.1)
+    # No image without its row, no temporary file left, no healthy row without its image.
+    for name in files:
+        assert name.endswith(".img") and name[:-4] in states, f"orphan file {name}"
+    for uuid, state in states.items():
+        image = images_dir / f"{uuid}.img"
+        if state == "available":
+            assert image.exists(), f"row {uuid} claims a missing image"
+            fsck = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True)
+            assert fsck.returncode == 0, fsck.stdout
+        else:
+            assert state == "error", state
+
+
+def test_kill_9_mid_burst_loses_nothing(fresh_server: Callable[..., LiveServer]) -> None:
+    live = fresh_server()
+    acknowledged: dict[str, str] = {}
+    deleted: set[str] = set()
+    for round_number in range(3):
+        stop = threading.Event()
+        workers = [
+            threading.Thread(target=burst, args=(live, acknowledged, deleted, stop))
+            for _ in range(4)
+        ]
+        for worker in workers:
+            worker.start()
+        time.sleep(0.6 + 0.2 * round_number)
+        live.kill()
+        stop.set()
+        for worker in workers:
+            worker.join()
+        live.restart()
+        check_invariants(live, acknowledged, deleted)
+    assert len(acknowledged) > 10
