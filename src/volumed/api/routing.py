@@ -59,12 +59,17 @@ class Router:
             table = self._literal.setdefault(path, {})
         else:
             regex = re.compile("^" + _PARAM.sub(r"(?P<\1>[^/]+)", path) + "$")
-            table = next((t for r, t in self._patterns if r.pattern == regex.pattern), None)
-            if table is None:
-                table = {}
-                self._patterns.append((regex, table))
+            table = self._pattern_table(regex)
         for method in methods.split():
             table[method] = route
+
+    def _pattern_table(self, regex: re.Pattern[str]) -> dict[str, Route]:
+        for existing, table in self._patterns:
+            if existing.pattern == regex.pattern:
+                return table
+        table = {}
+        self._patterns.append((regex, table))
+        return table
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         params: dict[str, str] = {}
