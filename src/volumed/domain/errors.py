@@ -8,6 +8,7 @@
     ├── NotFound                8
     ├── FailedOperation        10
     ├── WrongInstanceState     11
+    ├── TimedOut               12
     ├── MissingId              13
     ├── NotAllowed             14
     ├── Attached               15
@@ -68,6 +69,16 @@ class WrongInstanceState(VolumedError):
     """The instance is not in the state the operation needs (usually stopped)."""
 
     code = 11
+
+
+class TimedOut(VolumedError):
+    """A wait ran out of time; ``state`` is the last state seen (for the reply)."""
+
+    code = 12
+
+    def __init__(self, message: str, *, state: str | None = None) -> None:
+        super().__init__(message)
+        self.state = state
 
 
 class MissingId(VolumedError):

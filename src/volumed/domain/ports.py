@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from volumed.domain.model import Ref, User, Volume
+from volumed.domain.model import Instance, Ref, User, Volume
 
 __all__ = [
+    "AttachOutcome",
     "ImageUsage",
+    "InstanceOutcome",
     "Job",
     "ListQuery",
     "NameTaken",
+    "NewAttachment",
     "StorageDriver",
     "StorageError",
     "Store",
@@ -139,6 +143,62 @@ class Job:
     lease_owner: str
 
 
+# ---- instances and attachments: what the two-row compare-and-sets report
+
+
+class AttachOutcome(StrEnum):
+    """How an attach, a detach or an instance insert ended. Anything but ``DONE`` changed
+    nothing: the transaction was rolled back."""
+
+    DONE = "done"
+    VOLUME_CHANGED = "volume_changed"
+    """The volume is gone or not in an expected state any more: re-read it."""
+    INSTANCE_GONE = "instance_gone"
+    INSTANCE_CHANGED = "instance_changed"
+    """The instance is not in an expected state (not stopped): re-read it."""
+    TOO_MANY = "too_many"
+    """The instance already has as many volumes as it may."""
+    PATH_TAKEN = "path_taken"
+    """Another volume of the instance is mounted at the same path."""
+    ALREADY_ATTACHED = "already_attached"
+    """The volume is already attached to this very instance."""
+    NOT_ATTACHED = "not_attached"
+    """Detach: the volume is not attached (to the instance named)."""
+    NAME_TAKEN = "name_taken"
+    """Insert: the instance's or a new volume's name is taken."""
+
+
+class InstanceOutcome(StrEnum):
+    """How a start, stop or delete compare-and-set ended."""
+
+    DONE = "done"
+    GONE = "gone"
+    CHANGED = "changed"
+    """The instance is not in an expected state: re-read it."""
+    VOLUMES_NOT_READY = "volumes_not_ready"
+    """An attached volume is in a state its instance cannot carry it through (a job
+    holds it, or it is broken): nothing changed."""
+
+
+@dataclass(slots=True, frozen=True)
+class NewAttachment:
+    """A volume to attach to an instance as the instance is created."""
+
+    volume_uuid: str
+    at: str
+    readonly: bool
+    expected_states: tuple[str, ...] = ()
+    """For an existing volume: the states its compare-and-set accepts. Empty for a
+    volume inserted in the same transaction."""
+
+
+@dataclass(slots=True, frozen=True)
+class InsertOutcome:
+    result: AttachOutcome
+    index: int | None = None
+    """Which volume item failed; None when the instance itself did (its name)."""
+
+
 class Store(Protocol):
     """Metadata persistence. Every method is one transaction; every method that changes
     a volume's state is a compare-and-set that returns whether it won."""
@@ -191,3 +251,90 @@ class Store(Protocol):
         message: str | None = None,
     ) -> bool: ...
     async def all_volume_uuids(self) -> set[str]: ...
+
+    # ---- instances and attachments
+    # Every transition below is one transaction over the instance row and the rows of
+    # its volumes, so the two sides of an attachment can never disagree.
+
+    async def get_instance(self, owner_id: str, ref: Ref) -> Instance | None: ...
+    async def list_instances(self, owner_id: str, query: ListQuery) -> list[Instance]: ...
+    async def transitional_instances(self) -> list[Instance]:
+        """Instances of every tenant left ``starting`` or ``stopping`` (by a crash)."""
+        ...
+
+    async def insert_instance(
+        self,
+        instance: Instance,
+        new_volumes: Sequence[Volume],
+        attachments: Sequence[NewAttachment],
+    ) -> InsertOutcome:
+        """Insert the instance, its new volumes (each owing a ``format`` job) and its
+        attachments, taking each existing volume by compare-and-set: all or nothing."""
+        ...
+
+    async def attach(
+        self,
+        owner_id: str,
+        volume_uuid: str,
+        instance_uuid: str,
+        at: str,
+        readonly: bool,
+        expected_volume_states: Sequence[str],
+        expected_instance_states: Sequence[str],
+        max_volumes: int,
+    ) -> AttachOutcome:
+        """Attach if the volume and the instance are in expected states, the instance has
+        room and nothing else at ``at``; an ``available`` volume becomes ``idle``."""
+        ...
+
+    async def detach(
+        self,
+        owner_id: str,
+        volume_uuid: str,
+        from_instance_uuid: str | None,
+        expected_volume_states: Sequence[str],
+        expected_instance_states: Sequence[str],
+    ) -> AttachOutcome:
+        """Detach from one instance (or from all when None), each in an expected state.
+        The volume becomes persistent, and ``available`` once nothing holds it."""
+        ...
+
+    async def begin_start(
+        self,
+        owner_id: str,
+        instance_uuid: str,
+        expected: Sequence[str],
+        mountable: Sequence[str],
+    ) -> InstanceOutcome:
+        """``starting``, and every attached volume ``mounted``, if each is ``mountable``."""
+        ...
+
+    async def finish_start(self, instance_uuid: str) -> bool:
+        """``starting`` → ``running``."""
+        ...
+
+    async def abort_start(self, instance_uuid: str) -> bool:
+        """``starting`` → ``stopped``; volumes no running instance holds go back to idle."""
+        ...
+
+    async def begin_stop(
+        self, owner_id: str, instance_uuid: str, expected: Sequence[str]
+    ) -> InstanceOutcome:
+        """→ ``stopping``; the volumes stay mounted until the runtime is done."""
+        ...
+
+    async def finish_stop(self, instance_uuid: str) -> bool:
+        """``stopping`` → ``stopped``; volumes no running instance holds go back to idle."""
+        ...
+
+    async def delete_instance(
+        self,
+        owner_id: str,
+        instance_uuid: str,
+        expected: Sequence[str],
+        releasable: Sequence[str],
+    ) -> InstanceOutcome:
+        """Remove the instance and its attachments if every attached volume is
+        ``releasable``. A volume left without attachments becomes ``available``, or, if
+        not persistent, is hidden and owes a ``delete`` job."""
+        ...

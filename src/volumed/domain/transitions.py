@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Final
 
 from volumed.domain import errors
+from volumed.domain.states import InstanceState as I  # noqa: E741
 from volumed.domain.states import VolumeState as S
 
 
@@ -40,6 +41,8 @@ class Op(StrEnum):
     """Read the file system's contents into an archive."""
     UPDATE = "update"
     """Change metadata: tags, delete lock, quota policy."""
+    RELEASE = "release"
+    """The instance the volume is attached to is deleted: detach, or delete if not persistent."""
 
 
 class _Keep:
@@ -154,6 +157,18 @@ _TABLE: Final[dict[Op, dict[S, Outcome]]] = {
         S.TEMPLATE: KEEP,
     },
     Op.UPDATE: {s: KEEP for s in S},
+    Op.RELEASE: {
+        # The target is worked out from the attachments left and ``persistent``.
+        S.IDLE: KEEP,
+        S.MOUNTED: KEEP,
+        # Unreachable while attached; listed so the row covers every state.
+        S.AVAILABLE: KEEP,
+        # A job holds the row; the instance delete waits for it or is refused.
+        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        # A broken volume must not keep its instance alive.
+        S.ERROR: KEEP,
+        S.TEMPLATE: errors.CannotBeUsed,
+    },
 }
 
 
@@ -193,5 +208,87 @@ def check(op: Op, state: S, volume: str) -> Target:
     if not is_allowed(op, state):
         raise refusal(op, state, volume)
     entry = _TABLE[op][state]
+    assert not isinstance(entry, type)
+    return entry
+
+
+# --------------------------------------------------------------------------- instances
+# The instance half of the table. An instance's volumes follow it through the volume
+# rows above: START mounts them (Op.MOUNT), the end of a stop unmounts them
+# (Op.UNMOUNT), DELETE releases them (Op.RELEASE).
+
+
+class InstanceOp(StrEnum):
+    START = "start"
+    """Boot the instance; its volumes become mounted."""
+    STOP = "stop"
+    """Shut the instance down; its volumes go back to idle."""
+    DELETE = "delete"
+    """Remove the instance; a running one is stopped first."""
+    CHANGE_VOLUMES = "change_volumes"
+    """Attach a volume to it or detach one from it."""
+
+
+InstanceTarget = I | _Keep | None
+InstanceEntry = InstanceTarget | type[errors.VolumedError]
+
+_INSTANCE_TABLE: Final[dict[InstanceOp, dict[I, InstanceEntry]]] = {
+    InstanceOp.START: {
+        I.STOPPED: I.STARTING,
+        # Starting what already runs is a no-op, as for the hosted service's clients.
+        I.STARTING: KEEP,
+        I.RUNNING: KEEP,
+        I.STOPPING: errors.WrongInstanceState,
+    },
+    InstanceOp.STOP: {
+        I.RUNNING: I.STOPPING,
+        I.STOPPING: KEEP,
+        I.STOPPED: KEEP,
+        I.STARTING: errors.WrongInstanceState,
+    },
+    InstanceOp.DELETE: {
+        I.STOPPED: GONE,
+        I.RUNNING: I.STOPPING,
+        I.STARTING: errors.WrongInstanceState,
+        I.STOPPING: errors.WrongInstanceState,
+    },
+    InstanceOp.CHANGE_VOLUMES: {
+        I.STOPPED: KEEP,
+        I.STARTING: errors.WrongInstanceState,
+        I.RUNNING: errors.WrongInstanceState,
+        I.STOPPING: errors.WrongInstanceState,
+    },
+}
+
+
+def instance_outcome(op: InstanceOp, state: I) -> InstanceEntry:
+    return _INSTANCE_TABLE[op][state]
+
+
+def instance_is_allowed(op: InstanceOp, state: I) -> bool:
+    entry = _INSTANCE_TABLE[op][state]
+    return not (isinstance(entry, type) and issubclass(entry, errors.VolumedError))
+
+
+def instance_states_allowing(op: InstanceOp) -> tuple[I, ...]:
+    """Every instance state in which ``op`` may happen."""
+    return tuple(s for s in I if instance_is_allowed(op, s))
+
+
+def instance_states_leading(op: InstanceOp, target: I | None) -> tuple[I, ...]:
+    """The states from which ``op`` leads to ``target`` (a state, or ``GONE``): the
+    expected states of the compare-and-set that performs that step."""
+    return tuple(s for s in I if _INSTANCE_TABLE[op][s] is target)
+
+
+def check_instance(op: InstanceOp, state: I, instance: str) -> InstanceTarget:
+    """The target state of ``op`` on an instance in ``state`` (``KEEP``, ``GONE`` or a
+    state), or raise the refusal."""
+    entry = _INSTANCE_TABLE[op][state]
+    if isinstance(entry, type) and issubclass(entry, errors.VolumedError):
+        raise entry(
+            f"Instance {instance} is {state}; {op.value.replace('_', ' ')} needs it "
+            + ("stopped" if op is not InstanceOp.STOP else "running")
+        )
     assert not isinstance(entry, type)
     return entry

@@ -25,7 +25,15 @@ from volumed.domain.model import (
     User,
     Volume,
 )
-from volumed.domain.ports import Job, ListQuery, NameTaken
+from volumed.domain.ports import (
+    AttachOutcome,
+    InsertOutcome,
+    InstanceOutcome,
+    Job,
+    ListQuery,
+    NameTaken,
+    NewAttachment,
+)
 from volumed.domain.states import AccessMode, InstanceState, QuotaPolicy, VolumeState
 from volumed.store import migrations
 
@@ -367,13 +375,17 @@ class SqliteStore:
         message: str | None = None,
     ) -> bool:
         """Compare-and-set: end the job held by ``worker_id`` and move to ``state``."""
+        # "available" means attached to nothing. A volume created with its instance is
+        # attached before it is formatted, so it finishes "idle" instead.
         cur = self._db.execute(
-            "UPDATE volumes SET state = ?, free_mb = COALESCE(?, free_mb), "
+            "UPDATE volumes SET state = CASE WHEN ? = 'available' AND EXISTS "
+            "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) THEN 'idle' "
+            "ELSE ? END, free_mb = COALESCE(?, free_mb), "
             "size_mb = COALESCE(?, size_mb), message = ?, job = NULL, job_args = NULL, "
             "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
             "WHERE uuid = ? AND lease_owner = ? AND job IS NOT NULL "
             f"AND state IN ({','.join('?' * len(expected))})",
-            (state, free_mb, size_mb, message, uuid, worker_id, *expected),
+            (state, state, free_mb, size_mb, message, uuid, worker_id, *expected),
         )
         return cur.rowcount == 1
 
@@ -403,6 +415,396 @@ class SqliteStore:
         ):
             instance.volumes.append(InstanceVolume(vrow[0], vrow[1], vrow[2], bool(vrow[3])))
         return instance
+
+    # ---- instances and attachments
+    #
+    # Each transition is one BEGIN IMMEDIATE transaction over the instance row and its
+    # volumes' rows: the instance is taken first by a compare-and-set on its state (an
+    # UPDATE, so PostgreSQL would lock the row in the same order), then the volumes.
+    # A lost compare-and-set rolls everything back and says what it found (_Abort).
+
+    async def list_instances(self, owner_id: str, query: ListQuery) -> list[Instance]:
+        where = ["owner_id = ?"]
+        params: list[Any] = [owner_id]
+        if query.states:
+            where.append(f"state IN ({_marks(query.states)})")
+            params.extend(query.states)
+        for tag in query.tags:
+            where.append("instr(tags, ?) > 0")
+            params.append(json.dumps(tag))
+        op = "<=" if query.descending else ">="
+        if query.from_uuid is not None:
+            anchor = self._db.execute(
+                "SELECT created_at_us FROM instances WHERE uuid = ? AND owner_id = ?",
+                (query.from_uuid, owner_id),
+            ).fetchone()
+            if anchor is None:
+                return []
+            where.append(f"(created_at_us, uuid) {op} (?, ?)")
+            params.extend([anchor[0], query.from_uuid])
+        elif query.from_time_us is not None:
+            where.append(f"created_at_us {op} ?")
+            params.append(query.from_time_us)
+        order = "DESC" if query.descending else "ASC"
+        sql = (
+            f"SELECT * FROM instances WHERE {' AND '.join(where)} "
+            f"ORDER BY created_at_us {order}, uuid {order}"
+        )
+        if query.count:
+            sql += " LIMIT ?"
+            params.append(query.count)
+        instances = [_instance_from_row(r) for r in self._db.execute(sql, params)]
+        self._fill_instance_volumes(instances)
+        return instances
+
+    def _fill_instance_volumes(self, instances: Sequence[Instance]) -> None:
+        by_uuid = {i.uuid: i for i in instances}
+        for chunk in _chunks(list(by_uuid), 500):
+            rows = self._db.execute(
+                "SELECT a.instance_uuid, v.uuid, v.name, a.at, a.readonly FROM attachments a "
+                "JOIN volumes v ON v.uuid = a.volume_uuid "
+                f"WHERE a.instance_uuid IN ({_marks(chunk)}) ORDER BY a.attached_at_us",
+                chunk,
+            )
+            for inst_uuid, vol_uuid, vol_name, at, readonly in rows:
+                by_uuid[inst_uuid].volumes.append(
+                    InstanceVolume(vol_uuid, vol_name, at, bool(readonly))
+                )
+
+    async def transitional_instances(self) -> list[Instance]:
+        rows = self._db.execute(
+            "SELECT * FROM instances WHERE state IN ('starting', 'stopping') ORDER BY created_at_us"
+        )
+        instances = [_instance_from_row(r) for r in rows]
+        self._fill_instance_volumes(instances)
+        return instances
+
+    async def insert_instance(
+        self,
+        instance: Instance,
+        new_volumes: Sequence[Volume],
+        attachments: Sequence[NewAttachment],
+    ) -> InsertOutcome:
+        """All or nothing: the instance, its new volumes (owing ``format``), and every
+        attachment, existing volumes taken by compare-and-set."""
+        position = {a.volume_uuid: i for i, a in enumerate(attachments)}
+        now = now_us()
+        try:
+            with self._write() as db:
+                try:
+                    db.execute(
+                        "INSERT INTO instances (uuid, owner_id, name, state, created_at_us, "
+                        "image, memory_mb, vcpus, args, env, tags) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        _instance_values(instance),
+                    )
+                except sqlite3.IntegrityError:
+                    raise _Abort(InsertOutcome(AttachOutcome.NAME_TAKEN)) from None
+                for volume in new_volumes:
+                    try:
+                        db.execute(
+                            f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args) "
+                            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            (*_volume_values(volume), "format", "{}"),
+                        )
+                    except sqlite3.IntegrityError:
+                        index = position.get(volume.uuid)
+                        raise _Abort(InsertOutcome(AttachOutcome.NAME_TAKEN, index)) from None
+                for i, link in enumerate(attachments):
+                    if link.expected_states and not self._take_volume(
+                        instance.owner_id, link.volume_uuid, link.expected_states
+                    ):
+                        raise _Abort(InsertOutcome(AttachOutcome.VOLUME_CHANGED, i))
+                    db.execute(
+                        "INSERT INTO attachments (volume_uuid, instance_uuid, at, readonly, "
+                        "attached_at_us) VALUES (?,?,?,?,?)",
+                        (link.volume_uuid, instance.uuid, link.at, int(link.readonly), now + i),
+                    )
+        except _Abort as abort:
+            assert isinstance(abort.outcome, InsertOutcome)
+            return abort.outcome
+        return InsertOutcome(AttachOutcome.DONE)
+
+    def _take_volume(self, owner_id: str, uuid: str, expected: Sequence[str]) -> bool:
+        """Compare-and-set of the volume side of an attach: ``available`` → ``idle``;
+        a shared volume already attached elsewhere keeps its state."""
+        cur = self._db.execute(
+            "UPDATE volumes SET state = CASE WHEN state = 'available' THEN 'idle' "
+            "ELSE state END WHERE uuid = ? AND owner_id = ? AND deleted = 0 "
+            f"AND state IN ({_marks(expected)})",
+            (uuid, owner_id, *expected),
+        )
+        return cur.rowcount == 1
+
+    def _take_instance(self, owner_id: str, uuid: str, expected: Sequence[str]) -> None:
+        """Compare-and-set on the instance's state (a no-op UPDATE that takes the row),
+        or abort with GONE / CHANGED."""
+        cur = self._db.execute(
+            "UPDATE instances SET state = state WHERE uuid = ? AND owner_id = ? "
+            f"AND state IN ({_marks(expected)})",
+            (uuid, owner_id, *expected),
+        )
+        if cur.rowcount == 1:
+            return
+        exists = self._db.execute(
+            "SELECT 1 FROM instances WHERE uuid = ? AND owner_id = ?", (uuid, owner_id)
+        ).fetchone()
+        raise _Abort(AttachOutcome.INSTANCE_CHANGED if exists else AttachOutcome.INSTANCE_GONE)
+
+    async def attach(
+        self,
+        owner_id: str,
+        volume_uuid: str,
+        instance_uuid: str,
+        at: str,
+        readonly: bool,
+        expected_volume_states: Sequence[str],
+        expected_instance_states: Sequence[str],
+        max_volumes: int,
+    ) -> AttachOutcome:
+        try:
+            with self._write() as db:
+                self._take_instance(owner_id, instance_uuid, expected_instance_states)
+                paths = [
+                    r[1]
+                    for r in db.execute(
+                        "SELECT volume_uuid, at FROM attachments WHERE instance_uuid = ?",
+                        (instance_uuid,),
+                    )
+                ]
+                held = db.execute(
+                    "SELECT 1 FROM attachments WHERE volume_uuid = ? AND instance_uuid = ?",
+                    (volume_uuid, instance_uuid),
+                ).fetchone()
+                if held:
+                    raise _Abort(AttachOutcome.ALREADY_ATTACHED)
+                if len(paths) >= max_volumes:
+                    raise _Abort(AttachOutcome.TOO_MANY)
+                if at in paths:
+                    raise _Abort(AttachOutcome.PATH_TAKEN)
+                if not self._take_volume(owner_id, volume_uuid, expected_volume_states):
+                    raise _Abort(AttachOutcome.VOLUME_CHANGED)
+                db.execute(
+                    "INSERT INTO attachments (volume_uuid, instance_uuid, at, readonly, "
+                    "attached_at_us) VALUES (?,?,?,?,?)",
+                    (volume_uuid, instance_uuid, at, int(readonly), now_us()),
+                )
+        except _Abort as abort:
+            assert isinstance(abort.outcome, AttachOutcome)
+            return abort.outcome
+        return AttachOutcome.DONE
+
+    async def detach(
+        self,
+        owner_id: str,
+        volume_uuid: str,
+        from_instance_uuid: str | None,
+        expected_volume_states: Sequence[str],
+        expected_instance_states: Sequence[str],
+    ) -> AttachOutcome:
+        try:
+            with self._write() as db:
+                sql = "SELECT instance_uuid FROM attachments WHERE volume_uuid = ?"
+                params: tuple[str, ...] = (volume_uuid,)
+                if from_instance_uuid is not None:
+                    sql += " AND instance_uuid = ?"
+                    params += (from_instance_uuid,)
+                holders = sorted(r[0] for r in db.execute(sql, params))
+                # Instances first (sorted), then the volume: the order attach uses.
+                for holder in holders:
+                    self._take_instance(owner_id, holder, expected_instance_states)
+                cur = db.execute(
+                    "UPDATE volumes SET persistent = 1 WHERE uuid = ? AND owner_id = ? "
+                    f"AND deleted = 0 AND state IN ({_marks(expected_volume_states)})",
+                    (volume_uuid, owner_id, *expected_volume_states),
+                )
+                if cur.rowcount == 0:
+                    raise _Abort(AttachOutcome.VOLUME_CHANGED)
+                if not holders:
+                    raise _Abort(AttachOutcome.NOT_ATTACHED)
+                db.execute(
+                    "DELETE FROM attachments WHERE volume_uuid = ? "
+                    f"AND instance_uuid IN ({_marks(holders)})",
+                    (volume_uuid, *holders),
+                )
+                # Detached instances are stopped, so they mounted nothing: the state
+                # only changes when no instance holds the volume any more.
+                db.execute(
+                    "UPDATE volumes SET state = 'available' WHERE uuid = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
+                    (volume_uuid,),
+                )
+        except _Abort as abort:
+            assert isinstance(abort.outcome, AttachOutcome)
+            return abort.outcome
+        return AttachOutcome.DONE
+
+    async def begin_start(
+        self,
+        owner_id: str,
+        instance_uuid: str,
+        expected: Sequence[str],
+        mountable: Sequence[str],
+    ) -> InstanceOutcome:
+        try:
+            with self._write() as db:
+                self._move_instance(owner_id, instance_uuid, expected, "starting")
+                unready = db.execute(
+                    "SELECT 1 FROM attachments a JOIN volumes v ON v.uuid = a.volume_uuid "
+                    f"WHERE a.instance_uuid = ? AND v.state NOT IN ({_marks(mountable)}) "
+                    "LIMIT 1",
+                    (instance_uuid, *mountable),
+                ).fetchone()
+                if unready:
+                    raise _Abort(InstanceOutcome.VOLUMES_NOT_READY)
+                db.execute(
+                    "UPDATE volumes SET state = 'mounted' WHERE uuid IN (SELECT volume_uuid "
+                    "FROM attachments WHERE instance_uuid = ?) "
+                    f"AND state IN ({_marks(mountable)})",
+                    (instance_uuid, *mountable),
+                )
+        except _Abort as abort:
+            assert isinstance(abort.outcome, InstanceOutcome)
+            return abort.outcome
+        return InstanceOutcome.DONE
+
+    def _move_instance(self, owner_id: str, uuid: str, expected: Sequence[str], state: str) -> None:
+        cur = self._db.execute(
+            "UPDATE instances SET state = ? WHERE uuid = ? AND owner_id = ? "
+            f"AND state IN ({_marks(expected)})",
+            (state, uuid, owner_id, *expected),
+        )
+        if cur.rowcount == 1:
+            return
+        exists = self._db.execute(
+            "SELECT 1 FROM instances WHERE uuid = ? AND owner_id = ?", (uuid, owner_id)
+        ).fetchone()
+        raise _Abort(InstanceOutcome.CHANGED if exists else InstanceOutcome.GONE)
+
+    async def finish_start(self, instance_uuid: str) -> bool:
+        cur = self._db.execute(
+            "UPDATE instances SET state = 'running' WHERE uuid = ? AND state = 'starting'",
+            (instance_uuid,),
+        )
+        return cur.rowcount == 1
+
+    async def abort_start(self, instance_uuid: str) -> bool:
+        return self._to_stopped(instance_uuid, "starting")
+
+    async def begin_stop(
+        self, owner_id: str, instance_uuid: str, expected: Sequence[str]
+    ) -> InstanceOutcome:
+        try:
+            with self._write():
+                self._move_instance(owner_id, instance_uuid, expected, "stopping")
+        except _Abort as abort:
+            assert isinstance(abort.outcome, InstanceOutcome)
+            return abort.outcome
+        return InstanceOutcome.DONE
+
+    async def finish_stop(self, instance_uuid: str) -> bool:
+        return self._to_stopped(instance_uuid, "stopping")
+
+    def _to_stopped(self, instance_uuid: str, from_state: str) -> bool:
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE instances SET state = 'stopped' WHERE uuid = ? AND state = ?",
+                (instance_uuid, from_state),
+            )
+            if cur.rowcount == 0:
+                return False
+            self._unmount_released(
+                "SELECT volume_uuid FROM attachments WHERE instance_uuid = ?", (instance_uuid,)
+            )
+        return True
+
+    def _unmount_released(self, volumes_sql: str, params: tuple[str, ...]) -> None:
+        """Op.UNMOUNT for the chosen volumes: ``mounted`` → ``idle`` unless another
+        instance that still runs holds them (a shared read-only volume)."""
+        self._db.execute(
+            f"UPDATE volumes SET state = 'idle' WHERE uuid IN ({volumes_sql}) "
+            "AND state = 'mounted' AND NOT EXISTS (SELECT 1 FROM attachments a "
+            "JOIN instances i ON i.uuid = a.instance_uuid WHERE a.volume_uuid = volumes.uuid "
+            f"AND i.state IN ({_marks(_RUNNING_STATES)}))",
+            (*params, *_RUNNING_STATES),
+        )
+
+    async def delete_instance(
+        self,
+        owner_id: str,
+        instance_uuid: str,
+        expected: Sequence[str],
+        releasable: Sequence[str],
+    ) -> InstanceOutcome:
+        try:
+            with self._write() as db:
+                # The state stays while the row lives; the row goes at the end.
+                self._move_instance(owner_id, instance_uuid, expected, "stopped")
+                held = [
+                    (r[0], r[1], r[2])
+                    for r in db.execute(
+                        "SELECT v.uuid, v.state, v.job FROM attachments a "
+                        "JOIN volumes v ON v.uuid = a.volume_uuid WHERE a.instance_uuid = ?",
+                        (instance_uuid,),
+                    )
+                ]
+                # A job (format, grow, clone, ...) owns a volume row until it ends.
+                if any(state not in releasable or job is not None for _, state, job in held):
+                    raise _Abort(InstanceOutcome.VOLUMES_NOT_READY)
+                db.execute("DELETE FROM attachments WHERE instance_uuid = ?", (instance_uuid,))
+                uuids = [uuid for uuid, _, _ in held]
+                if uuids:
+                    marks = _marks(uuids)
+                    orphan = (
+                        "NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)"
+                    )
+                    # Not persistent and held by nothing else: goes with its instance.
+                    db.execute(
+                        "UPDATE volumes SET deleted = 1, job = 'delete', job_args = '{}', "
+                        "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
+                        f"WHERE uuid IN ({marks}) AND persistent = 0 AND {orphan}",
+                        uuids,
+                    )
+                    db.execute(
+                        "UPDATE volumes SET state = 'available' "
+                        f"WHERE uuid IN ({marks}) AND deleted = 0 "
+                        f"AND state IN ('idle', 'mounted') AND {orphan}",
+                        uuids,
+                    )
+                    self._unmount_released(marks, tuple(uuids))
+                db.execute("DELETE FROM instances WHERE uuid = ?", (instance_uuid,))
+        except _Abort as abort:
+            assert isinstance(abort.outcome, InstanceOutcome)
+            return abort.outcome
+        return InstanceOutcome.DONE
+
+
+class _Abort(Exception):
+    """Roll the transaction back and report ``outcome`` (a lost compare-and-set)."""
+
+    def __init__(self, outcome: AttachOutcome | InstanceOutcome | InsertOutcome) -> None:
+        super().__init__(str(outcome))
+        self.outcome = outcome
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _instance_values(i: Instance) -> tuple[Any, ...]:
+    return (
+        i.uuid,
+        i.owner_id,
+        i.name,
+        i.state.value,
+        i.created_at_us,
+        i.image,
+        i.memory_mb,
+        i.vcpus,
+        json.dumps(i.args),
+        json.dumps(i.env),
+        json.dumps(i.tags),
+    )
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
