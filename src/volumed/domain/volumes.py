@@ -79,6 +79,26 @@ class VolumeService:
     # ------------------------------------------------------------------ create
 
     async def create(self, user: User, item: CreateVolume) -> Volume:
+        volume = await self.new_volume(user, item)
+        explicit_name = item.name if item.name else None
+        for _ in range(_NAME_ATTEMPTS):
+            try:
+                await self._store.insert_volume(volume, "format", {})
+                break
+            except NameTaken:
+                if explicit_name is not None:
+                    raise errors.AlreadyExists(
+                        f"Volume with name '{explicit_name}' already exists"
+                    ) from None
+                volume.name = rules.random_name()
+        else:
+            raise errors.FailedOperation("Could not find a free random volume name")
+        self._wake_worker()
+        return volume
+
+    async def new_volume(self, user: User, item: CreateVolume) -> Volume:
+        """Validate ``item`` and build its ``uninitialized`` row without storing it (the
+        instance service inserts volumes made with an instance in its own transaction)."""
         if item.host_path is not None:
             raise errors.NotSupported("Managed host_path volumes are not supported by volumed")
         if item.template is not None:
@@ -97,7 +117,7 @@ class VolumeService:
         explicit_name = item.name if item.name else None
         if explicit_name is not None:
             rules.check_name(explicit_name)
-        volume = Volume(
+        return Volume(
             uuid=rules.new_uuid(),
             owner_id=user.id,
             name=explicit_name or rules.random_name(),
@@ -110,20 +130,6 @@ class VolumeService:
             filesystem=filesystem,
             tags=tags,
         )
-        for _ in range(_NAME_ATTEMPTS):
-            try:
-                await self._store.insert_volume(volume, "format", {})
-                break
-            except NameTaken:
-                if explicit_name is not None:
-                    raise errors.AlreadyExists(
-                        f"Volume with name '{explicit_name}' already exists"
-                    ) from None
-                volume.name = rules.random_name()
-        else:
-            raise errors.FailedOperation("Could not find a free random volume name")
-        self._wake_worker()
-        return volume
 
     async def _check_free_space(self, size_mb: int) -> None:
         """Refuse up front what cannot be reserved: a static volume owns its whole size."""

@@ -1,0 +1,342 @@
+"""Instance use cases: create (built by :mod:`instance_create`), get, list, start, stop,
+delete, wait, and the recovery of starts and stops a crash cut short.
+
+An instance is the record volumes attach to; an :class:`InstanceRuntime` boots it. Every
+state change is a compare-and-set in the store over the instance and its volumes
+together, with expected states from :mod:`transitions`; the runtime is called between
+the ``begin_*`` and ``finish_*`` steps, shielded from request cancellation so that a
+client hanging up cannot strand an instance half way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from volumed.domain import errors
+from volumed.domain.attachments import find_instance, label
+from volumed.domain.instance_create import (
+    CreateInstance,
+    InstanceFactory,
+    InstanceLimits,
+    InstanceVolumeSpec,
+)
+from volumed.domain.model import Instance, Ref, User
+from volumed.domain.ports import InstanceOutcome, ListQuery, StorageDriver, Store
+from volumed.domain.runtime import BootVolume, InstanceRuntime, RuntimeFailure
+from volumed.domain.states import InstanceState, VolumeState
+from volumed.domain.transitions import (
+    GONE,
+    KEEP,
+    InstanceOp,
+    Op,
+    check,
+    check_instance,
+    instance_states_leading,
+    states_allowing,
+)
+from volumed.domain.volumes import VolumeService
+
+log = logging.getLogger("volumed.instances")
+
+__all__ = [
+    "CreateInstance",
+    "InstanceLimits",
+    "InstanceService",
+    "InstanceVolumeSpec",
+    "Transition",
+]
+
+_ATTEMPTS = 5
+_JOB_STATES = frozenset({VolumeState.UNINITIALIZED, VolumeState.INITIALIZING, VolumeState.BUSY})
+"""Volume states a background job moves out of by itself: start and delete wait them out."""
+_UNREACHABLE = frozenset({"draining", "standby", "template", "checkpoint"})
+"""Instance states of the hosted service that volumed instances never enter."""
+DELETED = "deleted"
+"""A state one may wait for: the instance is gone."""
+
+
+@dataclass(slots=True, frozen=True)
+class Transition:
+    """The result of start, stop or delete: the instance and the state it left."""
+
+    instance: Instance
+    previous: InstanceState
+    message: str | None = None
+
+
+class InstanceService:
+    def __init__(
+        self,
+        store: Store,
+        storage: StorageDriver,
+        volumes: VolumeService,
+        runtime: InstanceRuntime,
+        limits: InstanceLimits,
+        *,
+        wake_worker: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._storage = storage
+        self._factory = InstanceFactory(store, volumes, limits)
+        self._runtime = runtime
+        self._limits = limits
+        self._wake_worker = wake_worker
+        # Replaced on every change: a waiter holds the one current when it looked.
+        self._changed = asyncio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, user: User, ref: Ref) -> Instance:
+        return await find_instance(self._store, user, ref)
+
+    async def list_instances(self, user: User, query: ListQuery) -> list[Instance]:
+        return await self._store.list_instances(user.id, query)
+
+    # ------------------------------------------------------------------ create
+
+    async def create(self, user: User, item: CreateInstance) -> Transition:
+        instance = await self._factory.insert(user, item)
+        self._wake_worker()
+        self._notify()
+        if not item.autostart:
+            return Transition(await self.get(user, Ref(uuid=instance.uuid)), InstanceState.STOPPED)
+        try:
+            started = await self.start(user, Ref(uuid=instance.uuid))
+        except errors.VolumedError as exc:
+            # The instance exists either way; say why it did not start.
+            fresh = await self.get(user, Ref(uuid=instance.uuid))
+            return Transition(fresh, InstanceState.STOPPED, f"Not started: {exc.message}")
+        return Transition(started.instance, InstanceState.STOPPED)
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self, user: User, ref: Ref) -> Transition:
+        instance = await self.get(user, ref)
+        for _ in range(_ATTEMPTS):
+            target = check_instance(InstanceOp.START, instance.state, label(instance))
+            if target is KEEP:
+                return Transition(instance, instance.state)
+            await self._settle_volumes(user, instance)
+            outcome = await self._store.begin_start(
+                user.id,
+                instance.uuid,
+                instance_states_leading(InstanceOp.START, InstanceState.STARTING),
+                states_allowing(Op.MOUNT),
+            )
+            if outcome is InstanceOutcome.DONE:
+                previous = instance.state
+                await asyncio.shield(self._boot(instance))
+                return Transition(await self.get(user, Ref(uuid=instance.uuid)), previous)
+            if outcome is InstanceOutcome.GONE:
+                raise errors.NotFound(f"No instance with {ref.describe()}")
+            if outcome is InstanceOutcome.VOLUMES_NOT_READY:
+                await self._refuse_unready(user, instance, Op.MOUNT)
+            instance = await self.get(user, Ref(uuid=instance.uuid))
+        raise errors.FailedOperation(f"Instance {label(instance)} kept changing; try again")
+
+    async def _boot(self, instance: Instance) -> None:
+        """Run the runtime for an instance the store has ``starting``, then record the
+        end state. Also how :meth:`recover` finishes a start cut short by a crash."""
+        fresh = await self._store.get_instance(instance.owner_id, Ref(uuid=instance.uuid))
+        if fresh is None:
+            return
+        boot = [
+            BootVolume(v.uuid, self._storage.image_path(v.uuid), v.at, v.readonly)
+            for v in fresh.volumes
+        ]
+        try:
+            await self._runtime.start(fresh, boot)
+        except RuntimeFailure as exc:
+            await self._store.abort_start(instance.uuid)
+            self._notify()
+            raise errors.FailedOperation(
+                f"Instance {label(instance)} did not start: {exc.message}"
+            ) from None
+        await self._store.finish_start(instance.uuid)
+        self._notify()
+
+    async def _settle_volumes(self, user: User, instance: Instance) -> None:
+        """Wait, for at most ``settle_s``, until no attached volume is owned by a job (a
+        volume made with the instance is formatted just after it)."""
+        deadline = time.monotonic() + self._limits.settle_s
+        pause = 0.01
+        pending = [v.uuid for v in instance.volumes]
+        while pending and time.monotonic() < deadline:
+            still = []
+            for uuid in pending:
+                volume = await self._store.get_volume(user.id, Ref(uuid=uuid))
+                if volume is not None and volume.state in _JOB_STATES:
+                    still.append(uuid)
+            pending = still
+            if pending:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.2)
+
+    async def _refuse_unready(self, user: User, instance: Instance, op: Op) -> None:
+        """Raise the refusal of the first attached volume ``op`` cannot carry along."""
+        fresh = await self.get(user, Ref(uuid=instance.uuid))
+        for attached in fresh.volumes:
+            volume = await self._store.get_volume(user.id, Ref(uuid=attached.uuid))
+            if volume is None:
+                continue
+            if volume.state in _JOB_STATES:
+                # EBUSY: the hosted service's word, which its SDK retries on.
+                raise errors.CannotBeUsed(
+                    f"Volume {label(volume)} of instance {label(instance)} is still "
+                    f"{volume.state} (EBUSY); try again shortly"
+                )
+            check(op, volume.state, label(volume))
+
+    # ------------------------------------------------------------------ stop
+
+    async def stop(self, user: User, ref: Ref, *, force: bool = False) -> Transition:
+        instance = await self.get(user, ref)
+        for _ in range(_ATTEMPTS):
+            target = check_instance(InstanceOp.STOP, instance.state, label(instance))
+            if target is KEEP:
+                return Transition(instance, instance.state)
+            outcome = await self._store.begin_stop(
+                user.id,
+                instance.uuid,
+                instance_states_leading(InstanceOp.STOP, InstanceState.STOPPING),
+            )
+            if outcome is InstanceOutcome.DONE:
+                previous = instance.state
+                await asyncio.shield(self._halt(instance, force=force))
+                return Transition(await self.get(user, Ref(uuid=instance.uuid)), previous)
+            if outcome is InstanceOutcome.GONE:
+                raise errors.NotFound(f"No instance with {ref.describe()}")
+            instance = await self.get(user, Ref(uuid=instance.uuid))
+        raise errors.FailedOperation(f"Instance {label(instance)} kept changing; try again")
+
+    async def _halt(self, instance: Instance, *, force: bool) -> None:
+        """Run the runtime for an instance the store has ``stopping``, then record
+        ``stopped``. A runtime failure leaves it ``stopping`` (its volumes may still be
+        in use) for :meth:`recover` to finish."""
+        try:
+            await self._runtime.stop(instance, force=force)
+        except RuntimeFailure as exc:
+            raise errors.FailedOperation(
+                f"Instance {label(instance)} did not stop: {exc.message}"
+            ) from None
+        await self._store.finish_stop(instance.uuid)
+        self._notify()
+
+    async def _power_off(self, instance: Instance) -> None:
+        """Stop the guest of an instance being deleted; it stays ``stopping`` until the
+        delete removes it (so no attach or start can slip in between)."""
+        try:
+            await self._runtime.stop(instance, force=True)
+        except RuntimeFailure as exc:
+            raise errors.FailedOperation(
+                f"Instance {label(instance)} did not stop: {exc.message}"
+            ) from None
+
+    # ------------------------------------------------------------------ delete
+
+    async def delete(self, user: User, ref: Ref) -> Transition:
+        instance = await self.get(user, ref)
+        previous = instance.state
+        for _ in range(_ATTEMPTS):
+            target = check_instance(InstanceOp.DELETE, instance.state, label(instance))
+            await self._settle_volumes(user, instance)
+            expected = instance_states_leading(InstanceOp.DELETE, GONE)
+            stopped_here = False
+            if target is InstanceState.STOPPING:
+                outcome = await self._store.begin_stop(
+                    user.id,
+                    instance.uuid,
+                    instance_states_leading(InstanceOp.DELETE, InstanceState.STOPPING),
+                )
+                if outcome is InstanceOutcome.DONE:
+                    await asyncio.shield(self._power_off(instance))
+                    expected, stopped_here = (InstanceState.STOPPING,), True
+            else:
+                outcome = InstanceOutcome.DONE
+            if outcome is InstanceOutcome.DONE:
+                outcome = await self._store.delete_instance(
+                    user.id, instance.uuid, expected, states_allowing(Op.RELEASE)
+                )
+            if outcome is InstanceOutcome.DONE:
+                self._wake_worker()
+                self._notify()
+                return Transition(instance, previous)
+            if stopped_here:
+                # Keep what was done consistent: the guest is down, record it.
+                await self._store.finish_stop(instance.uuid)
+                self._notify()
+            if outcome is InstanceOutcome.GONE:
+                raise errors.NotFound(f"No instance with {ref.describe()}")
+            if outcome is InstanceOutcome.VOLUMES_NOT_READY:
+                await self._refuse_unready(user, instance, Op.RELEASE)
+            instance = await self.get(user, Ref(uuid=instance.uuid))
+        raise errors.FailedOperation(f"Instance {label(instance)} kept changing; try again")
+
+    # ------------------------------------------------------------------ wait
+
+    async def wait(
+        self, user: User, ref: Ref, state: str, timeout_s: float | None
+    ) -> Instance | None:
+        """Until the instance is in ``state``, or gone (None) when waiting for
+        ``deleted``. Raises TimedOut with the last state seen once ``timeout_s`` (default
+        and cap from the limits; negative means the cap) has passed; 0 looks once."""
+        wanted = _check_wait_state(state)
+        limit = self._limits.wait_default_s if timeout_s is None else timeout_s
+        if limit < 0 or limit > self._limits.wait_max_s:
+            limit = self._limits.wait_max_s
+        deadline = time.monotonic() + limit
+        while True:
+            # Take the event before looking, so a change right after the look wakes us.
+            changed = self._changed
+            instance = await self._store.get_instance(user.id, ref)
+            if instance is None:
+                if wanted == DELETED:
+                    return None
+                raise errors.NotFound(f"No instance with {ref.describe()}")
+            if instance.state == wanted:
+                return instance
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise errors.TimedOut("Operation timed out", state=instance.state.value)
+            # Look again now and then anyway: another process may change the row.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.25))
+
+    # ------------------------------------------------------------------ recovery
+
+    async def recover(self) -> int:
+        """Finish the starts and stops a crash interrupted (at server start)."""
+        count = 0
+        for instance in await self._store.transitional_instances():
+            try:
+                if instance.state is InstanceState.STARTING:
+                    await self._boot(instance)
+                else:
+                    await self._halt(instance, force=True)
+                count += 1
+            except errors.VolumedError as exc:
+                log.warning("could not finish %s of %s: %s", instance.state, instance.uuid, exc)
+        return count
+
+
+def _check_wait_state(state: str) -> str:
+    if state == DELETED:
+        return state
+    try:
+        return InstanceState(state).value
+    except ValueError:
+        if state in _UNREACHABLE:
+            raise errors.NotSupported(
+                f"volumed instances are never {state}; wait for stopped, starting, running, "
+                "stopping or deleted"
+            ) from None
+        raise errors.Invalid(f"Unknown instance state '{state[:64]}'") from None

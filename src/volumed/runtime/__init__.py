@@ -1,0 +1,5 @@
+"""Adapters of the :class:`~volumed.domain.runtime.InstanceRuntime` port."""
+
+from volumed.runtime.record import RecordOnlyRuntime
+
+__all__ = ["RecordOnlyRuntime"]
