@@ -15,9 +15,11 @@ from volumed.api.app import VolumedApp
 from volumed.api.auth import Authenticator, new_token, token_digest
 from volumed.api.meta import MetaHandlers
 from volumed.api.routing import Router
+from volumed.api.transfers import TransferHandlers
 from volumed.api.volumes import VolumeHandlers
 from volumed.domain.model import User
 from volumed.domain.ports import Store
+from volumed.domain.transfers import IMPORT_JOB, TransferService
 from volumed.domain.volumes import VolumeLimits, VolumeService
 from volumed.settings import Settings, SettingsError
 from volumed.storage import Ext4ImageDriver
@@ -88,6 +90,22 @@ def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     )
     router = Router()
     VolumeHandlers(volumes).register(router)
+    transfers = TransferService(
+        store, storage, worker_id=worker.worker_id, lease_us=worker.lease_us
+    )
+    worker.register(IMPORT_JOB, transfers.recover_import)
+    TransferHandlers(transfers).register(router)
+    updates = UpdateService(store, storage, quotas, wake_worker=worker.wake)
+    VolumeJobs(store, storage).register(worker)
+    UpdateHandlers(updates).register(router)
+    CloneHandlers(clones).register(router)
+    TemplateHandlers(TemplateService(store, storage, wake_worker=worker.wake), updates).register(
+        router
+    )
+    QuotaHandlers(quotas).register(router)
+    MetroHandlers(
+        public_url=settings.public_url, fallback_host=f"{settings.host}:{settings.port}"
+    ).register(router)
     MetaHandlers(router).register(router)
     app = VolumedApp(router, Authenticator(store), max_body_bytes=settings.max_body_bytes)
     return Services(settings, store, storage, volumes, worker, app, lock_file)

@@ -79,6 +79,8 @@ async def _serve(settings: Settings) -> None:
     # A lone SQLite server holds every lease there is: after a crash, take them back now
     # instead of waiting for them to expire.
     released = await services.store.release_leases()
+    # No transfer runs before we serve: what .transfer/ holds was left by a crash.
+    await services.storage.discard_transfers()
     if released:
         logging.getLogger("volumed").info("resuming %d unfinished job(s)", released)
     worker = asyncio.create_task(services.worker.run())

@@ -6,7 +6,7 @@ here, never the other way round.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +17,7 @@ from volumed.domain.model import Instance, Ref, User, Volume
 __all__ = [
     "AttachOutcome",
     "ImageUsage",
+    "ImportRefused",
     "InstanceOutcome",
     "Job",
     "ListQuery",
@@ -36,6 +37,19 @@ class StorageError(Exception):
         super().__init__(message)
         self.message = message
         self.no_space = no_space
+
+
+class ImportRefused(StorageError):
+    """An import the volume cannot take, its old contents untouched: the archive is not
+    a tar archive or has an unsafe member, or (``needed_mb`` set) its files do not fit
+    in a file system of the volume's size (``capacity_mb`` free when empty)."""
+
+    def __init__(
+        self, message: str, *, needed_mb: int | None = None, capacity_mb: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.needed_mb = needed_mb
+        self.capacity_mb = capacity_mb
 
 
 @dataclass(slots=True, frozen=True)
@@ -99,6 +113,26 @@ class StorageDriver(Protocol):
 
     def free_bytes(self) -> int:
         """Free space on the host file system that holds the images."""
+        ...
+
+    # ---- files in and out (volumed extension)
+
+    async def import_tar(
+        self, uuid: str, chunks: AsyncIterator[bytes], *, reserve: bool
+    ) -> ImageUsage:
+        """Replace the file system's contents with the tar archive arriving as ``chunks``,
+        atomically: the old image stays untouched until a complete new one is renamed
+        over it. Raises ``ImportRefused`` (old contents kept) for an unsafe archive or
+        one that does not fit. Never holds the archive in memory."""
+        ...
+
+    async def export_tar(self, uuid: str) -> AsyncIterator[bytes]:
+        """Snapshot the file tree now (errors raise here) and return it as a tar stream."""
+        ...
+
+    async def discard_transfers(self, uuid: str | None = None) -> None:
+        """Remove what an interrupted import of ``uuid`` left (every transfer leftover
+        when None: only while no transfer can be running)."""
         ...
 
 
@@ -251,6 +285,12 @@ class Store(Protocol):
         message: str | None = None,
     ) -> bool: ...
     async def all_volume_uuids(self) -> set[str]: ...
+    async def begin_import(
+        self, owner_id: str, uuid: str, expected: Sequence[str], worker_id: str, lease_us: int
+    ) -> bool:
+        """An unattached volume in ``expected`` → ``busy`` with an ``import`` job leased
+        to ``worker_id``."""
+        ...
 
     # ---- instances and attachments
     # Every transition below is one transaction over the instance row and the rows of

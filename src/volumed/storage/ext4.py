@@ -21,13 +21,14 @@ import contextlib
 import os
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from volumed.domain.ports import ImageUsage, StorageError
 from volumed.storage._extents import punch_unwritten
 from volumed.storage._process import run, run_blocking, storage_errors
 from volumed.storage._superblock import NotExt4, Superblock, read_superblock
+from volumed.storage._transfer import ImageTransfers
 
 __all__ = ["Ext4ImageDriver"]
 
@@ -60,6 +61,7 @@ class Ext4ImageDriver:
     def __init__(self, images_dir: Path, *, timeout_s: float = 1800.0) -> None:
         self._dir = images_dir
         self._timeout = timeout_s
+        self._transfers = ImageTransfers(images_dir, timeout_s=timeout_s)
         with storage_errors("Could not prepare the image directory"):
             images_dir.mkdir(parents=True, exist_ok=True)
 
@@ -278,6 +280,33 @@ class Ext4ImageDriver:
         with storage_errors("Could not read the free space of the image directory"):
             st = os.statvfs(self._dir)
         return st.f_bavail * st.f_frsize
+
+    # ---- files in and out (volumed extension); the work is in storage/_transfer.py
+
+    async def import_tar(
+        self, uuid: str, chunks: AsyncIterator[bytes], *, reserve: bool
+    ) -> ImageUsage:
+        """Replace the contents with a streamed tar archive, atomically (a new image made
+        with ``mke2fs -d`` is renamed over the old one). ``ImportRefused`` keeps the old
+        contents; see :mod:`volumed.storage._transfer`."""
+        path = self.image_path(uuid)
+        await self._transfers.import_tar(uuid, path, chunks, reserve=reserve, label=_label(uuid))
+        return await self.usage(uuid)
+
+    async def export_tar(self, uuid: str) -> AsyncIterator[bytes]:
+        """Dump the file tree now and return it as a tar stream (``debugfs rdump``)."""
+        return await self._transfers.export_tar(uuid, self.image_path(uuid))
+
+    async def discard_transfers(self, uuid: str | None = None) -> None:
+        """Remove an interrupted import's leftovers (all transfer leftovers when None)."""
+        if uuid is not None:
+            _checked(uuid)
+        with storage_errors("Could not remove transfer leftovers", hide_dir=self._dir):
+            await run_blocking(self._transfers.discard, uuid)
+
+    def transfer_leftovers(self) -> list[str]:
+        """Files and directories in ``.transfer/``, relative to the image directory."""
+        return self._transfers.leftovers()
 
     async def _copy(self, source: Path, tmp: Path) -> None:
         try:

@@ -1,0 +1,109 @@
+"""``/volumed/v1/volumes/{uuid}/import|export``: files in and out, as tar streams.
+
+Outside the KraftCloud namespace (``/v1``): these are volumed's own. Both are
+tenant-scoped like ``/v1/volumes``; another tenant's volume answers error 8 in a 200
+envelope. Neither holds an archive in memory:
+
+* ``PUT …/import`` is a streaming route: the app does not buffer its body, the handler
+  hands the ASGI receive channel, chunk by chunk, to the service (which enforces the
+  limits, derived from the volume's size) and answers the volumes envelope.
+* ``GET …/export`` answers ``application/x-tar`` streamed chunk by chunk, or, when the
+  volume cannot be exported, the volumes envelope with an error item.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from volumed.api import views
+from volumed.api.envelope import Item, failed_item, items_envelope
+from volumed.api.http import Request, RequestError
+from volumed.api.routing import Response, Router
+from volumed.api.volumes import each_item, path_ref
+from volumed.domain import errors
+from volumed.domain.transfers import TransferService
+
+KEY = "volumes"
+IMPORT_PATH = "/volumed/v1/volumes/{uuid}/import"
+EXPORT_PATH = "/volumed/v1/volumes/{uuid}/export"
+_NO_PARAMS: frozenset[str] = frozenset()
+_DRAIN_MAX = 256 * 2**20
+"""After a refusal, the rest of the upload is read and dropped (so the client gets the
+answer instead of a broken pipe), up to this much; past it the connection is dropped."""
+
+
+class _Body:
+    """The request body of a streaming route as an async iterator of chunks."""
+
+    def __init__(self, request: Request) -> None:
+        assert request.receive is not None, "import must be registered with streaming=True"
+        self._receive = request.receive
+        self.done = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while not self.done:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.done = True
+                raise RequestError(400, "Client disconnected before sending the whole body")
+            body = message.get("body", b"")
+            self.done = not message.get("more_body", False)
+            if isinstance(body, bytes) and body:
+                yield body
+
+    async def drain(self) -> None:
+        dropped = 0
+        async for chunk in self.chunks():
+            dropped += len(chunk)
+            if dropped > _DRAIN_MAX:
+                return
+
+
+class TransferHandlers:
+    def __init__(self, service: TransferService) -> None:
+        self._service = service
+
+    def register(self, router: Router) -> None:
+        router.add("PUT", IMPORT_PATH, self.import_archive, streaming=True)
+        router.add("GET", EXPORT_PATH, self.export_archive)
+
+    async def import_archive(self, request: Request) -> Response:
+        started = time.perf_counter_ns()
+        user = request.tenant()
+        request.query_values(_NO_PARAMS)
+        raw = request.path_params["uuid"]
+        body = _Body(request)
+
+        async def run(_: object) -> Item:
+            ref = path_ref(request)
+            await self._service.check_import(user, ref)
+            volume = await self._service.import_archive(user, ref, body.chunks())
+            return views.volume_item(volume)
+
+        try:
+            results = await each_item([None], run, lambda _: {"uuid": raw})
+        finally:
+            if not body.done:
+                await body.drain()
+        return Response(items_envelope(KEY, results, started))
+
+    async def export_archive(self, request: Request) -> Response:
+        started = time.perf_counter_ns()
+        user = request.tenant()
+        request.query_values(_NO_PARAMS)
+        if request.body.strip():
+            raise RequestError(400, "An export takes no request body")
+        raw = request.path_params["uuid"]
+        try:
+            volume, stream = await self._service.export_archive(user, path_ref(request))
+        except errors.VolumedError as exc:
+            item = failed_item(exc.code, exc.message, uuid=raw)
+            return Response(items_envelope(KEY, [item], started))
+        disposition = f'attachment; filename="{volume.name}.tar"'.encode()
+        return Response(
+            b"",
+            headers=[(b"content-disposition", disposition)],
+            content_type=b"application/x-tar",
+            stream=stream,
+        )

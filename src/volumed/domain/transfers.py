@@ -1,0 +1,164 @@
+"""Files in and out of a volume (a volumed extension): import a tar archive, export one.
+
+Import replaces the file system's contents. It needs the volume ``available`` and
+unattached (``Op.IMPORT``); one compare-and-set makes it ``busy`` with an ``import`` job
+leased to this process, which renews the lease while the archive streams in. Whatever
+happens next (success, an archive that does not fit, a client that goes away), the
+volume goes back to ``available``, with the new contents or exactly the old ones. If the
+process dies, the lease runs out (or is released at the next start) and the reconciler
+runs :meth:`TransferService.recover_import`: it drops the leftovers and keeps whichever
+complete image is in place.
+
+Export streams the tree of a volume that no running instance has mounted (``Op.EXPORT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from volumed.domain import errors
+from volumed.domain.model import Ref, User, Volume
+from volumed.domain.ports import ImportRefused, Job, StorageDriver, StorageError, Store
+from volumed.domain.states import QuotaPolicy, VolumeState
+from volumed.domain.transitions import Op, check, states_allowing
+
+__all__ = ["IMPORT_JOB", "TransferService"]
+
+log = logging.getLogger("volumed.transfers")
+
+IMPORT_JOB = "import"
+_BUSY = (VolumeState.BUSY.value,)
+
+
+class TransferService:
+    def __init__(
+        self, store: Store, storage: StorageDriver, *, worker_id: str, lease_us: int
+    ) -> None:
+        self._store = store
+        self._storage = storage
+        self._worker_id = worker_id
+        self._lease_us = lease_us
+
+    async def get(self, user: User, ref: Ref) -> Volume:
+        volume = await self._store.get_volume(user.id, ref)
+        if volume is None:
+            raise errors.NotFound(f"No volume with {ref.describe()}")
+        return volume
+
+    # ------------------------------------------------------------------ import
+
+    async def check_import(self, user: User, ref: Ref) -> Volume:
+        """Refuse early what :meth:`import_archive` would refuse (before any byte is read)."""
+        volume = await self.get(user, ref)
+        self._check_importable(volume)
+        return volume
+
+    async def import_archive(self, user: User, ref: Ref, chunks: AsyncIterator[bytes]) -> Volume:
+        """Replace the volume's contents with the tar archive arriving as ``chunks``."""
+        volume = await self.get(user, ref)
+        for _ in range(3):
+            self._check_importable(volume)
+            if await self._store.begin_import(
+                user.id,
+                volume.uuid,
+                states_allowing(Op.IMPORT),
+                self._worker_id,
+                self._lease_us,
+            ):
+                break
+            fresh = await self._store.get_volume(user.id, Ref(uuid=volume.uuid))
+            if fresh is None:
+                raise errors.NotFound(f"No volume with {ref.describe()}")
+            volume = fresh
+        else:
+            raise errors.FailedOperation(f"Volume '{volume.name}' kept changing; try again")
+        await self._run_import(volume, chunks)
+        return await self.get(user, Ref(uuid=volume.uuid))
+
+    def _check_importable(self, volume: Volume) -> None:
+        label = f"'{volume.name}'"
+        check(Op.IMPORT, volume.state, label)
+        if volume.attached_to:
+            raise errors.Attached(
+                f"Volume {label} is attached to an instance; import needs it detached"
+            )
+
+    async def _run_import(self, volume: Volume, chunks: AsyncIterator[bytes]) -> None:
+        label = f"'{volume.name}'"
+        heartbeat = asyncio.create_task(self._renew(volume.uuid))
+        free_mb: int | None = None
+        try:
+            usage = await self._storage.import_tar(
+                volume.uuid, chunks, reserve=volume.quota_policy is QuotaPolicy.STATIC
+            )
+            free_mb = usage.free_mb
+        except ImportRefused as exc:
+            if exc.needed_mb is not None:
+                raise errors.QuotaExceeded(
+                    f"Import into volume {label} refused: {exc.message}"
+                ) from None
+            raise errors.Invalid(f"Import into volume {label} refused: {exc.message}") from None
+        except StorageError as exc:
+            raise errors.FailedOperation(
+                f"Import into volume {label} failed, its contents are unchanged: {exc.message}"
+            ) from None
+        finally:
+            heartbeat.cancel()
+            # Every outcome, cancellation included, hands the volume back.
+            if free_mb is None:
+                free_mb = await self._usage_or_none(volume.uuid)
+            if not await self._store.finish_job(
+                volume.uuid, self._worker_id, _BUSY, VolumeState.AVAILABLE.value, free_mb=free_mb
+            ):
+                log.warning("import of %s: lost the job before it ended", volume.uuid)
+
+    async def _renew(self, uuid: str) -> None:
+        interval = self._lease_us / 3_000_000
+        while True:
+            await asyncio.sleep(interval)
+            if not await self._store.renew_lease(uuid, self._worker_id, self._lease_us):
+                log.warning("import of %s: lost the lease", uuid)
+                return
+
+    async def _usage_or_none(self, uuid: str) -> int | None:
+        with contextlib.suppress(StorageError):
+            return (await self._storage.usage(uuid)).free_mb
+        return None
+
+    async def recover_import(self, job: Job) -> None:
+        """Reconciler job ``import``: the process streaming an import died. Drop its
+        leftovers; the image in place is complete (the old one, or the new one if the
+        rename happened), so the volume goes back to ``available``."""
+        await self._storage.discard_transfers(job.uuid)
+        try:
+            usage = await self._storage.usage(job.uuid)
+        except StorageError as exc:
+            await self._store.finish_job(
+                job.uuid,
+                job.lease_owner,
+                _BUSY,
+                VolumeState.ERROR.value,
+                message=f"An interrupted import left no usable image: {exc.message}",
+            )
+            return
+        await self._store.finish_job(
+            job.uuid, job.lease_owner, _BUSY, VolumeState.AVAILABLE.value, free_mb=usage.free_mb
+        )
+        log.info("interrupted import of %s rolled back", job.uuid)
+
+    # ------------------------------------------------------------------ export
+
+    async def export_archive(self, user: User, ref: Ref) -> tuple[Volume, AsyncIterator[bytes]]:
+        """The volume and its tree as a tar stream, dumped now (errors raise here)."""
+        volume = await self.get(user, ref)
+        check(Op.EXPORT, volume.state, f"'{volume.name}'")
+        try:
+            stream = await self._storage.export_tar(volume.uuid)
+        except StorageError as exc:
+            raise errors.FailedOperation(
+                f"Export of volume '{volume.name}' failed: {exc.message}"
+            ) from None
+        return volume, stream

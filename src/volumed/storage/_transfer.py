@@ -1,0 +1,357 @@
+"""Files in and out of an image: import a tar stream, export one. Used by
+:class:`~volumed.storage.ext4.Ext4ImageDriver`, which checks the uuid and owns the image.
+
+Import **replaces** the file system's contents, atomically:
+
+1. the archive is extracted, as it arrives, into ``.transfer/import-<uuid>/root`` on the
+   data directory's own file system (see :mod:`volumed.storage._tar`);
+2. a new image ``.transfer/import-<uuid>.img`` of the same size is made from that tree
+   with ``mke2fs -d`` (the options of ``create``), checked with ``e2fsck -fn`` and, for
+   a static volume, reserved;
+3. it is renamed over ``<uuid>.img`` after an ``fsync``; the directory is ``fsync``-ed.
+
+Before the rename the old image is untouched, so a failure at any point, a volume the
+tree does not fit, or a ``kill -9`` leaves the volume exactly as it was; the leftovers
+in ``.transfer/`` are removed by :meth:`ImageTransfers.discard`.
+
+Export dumps the tree with ``debugfs rdump`` into ``.transfer/export-<uuid>-<random>``
+and streams it with ``tar -c``; the directory is removed when the stream ends. An
+empty ``lost+found`` at the root is left out (every ext4 file system has one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import stat
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from volumed.domain.ports import ImportRefused, StorageError
+from volumed.storage._process import run, run_blocking, storage_errors
+from volumed.storage._superblock import read_superblock
+from volumed.storage._tar import ArchiveError, ExtractStats, TooLarge, extract_stream, tar_stream
+
+__all__ = ["ImageTransfers"]
+
+_MIB = 2**20
+TRANSFER_DIR = ".transfer"
+# The options of Ext4ImageDriver.create: an imported volume is made like a new one.
+_MKFS = ["mke2fs", "-q", "-F", "-t", "ext4", "-m", "0"]
+_MKFS += ["-E", "lazy_itable_init=1,lazy_journal_init=1"]
+_MODE = re.compile(r"Mode:\s+(\d+)")
+_OWNER = re.compile(r"User:\s+(\d+)\s+Group:\s+(\d+)")
+_BANNER = re.compile(r"debugfs \d+\.\d+(\.\d+)? \([^)]*\)")
+
+
+class ImageTransfers:
+    def __init__(self, images_dir: Path, *, timeout_s: float) -> None:
+        self._images = images_dir
+        self._dir = images_dir / TRANSFER_DIR
+        self._timeout = timeout_s
+
+    # ------------------------------------------------------------------ import
+
+    async def import_tar(
+        self, uuid: str, image: Path, chunks: AsyncIterator[bytes], *, reserve: bool, label: str
+    ) -> ExtractStats:
+        """Replace the contents of ``image`` with the archive; see the module docstring."""
+        action = f"Could not import into volume {uuid}"
+        with storage_errors(action, hide_dir=self._images):
+            try:
+                size = image.stat().st_size
+            except FileNotFoundError as exc:
+                raise StorageError(f"{action}: its image does not exist.") from exc
+        work = self._dir / f"import-{uuid}"
+        root = work / "root"
+        tmp = self._dir / f"import-{uuid}.img"
+        await run_blocking(self.discard, uuid)
+        try:
+            with storage_errors(
+                action, no_space_detail=self._host_note(size, reserve), hide_dir=self._images
+            ):
+                await run_blocking(_make_dirs, root)
+                try:
+                    stats = await extract_stream(
+                        chunks,
+                        root,
+                        limit_bytes=size,
+                        count_cap_bytes=4 * size + 64 * _MIB,
+                        max_entries=await run_blocking(_inode_count, image),
+                    )
+                except TooLarge as exc:
+                    raise await self._does_not_fit(
+                        uuid, size, exc.stats, inodes=exc.stats.too_many_files
+                    ) from None
+                except ArchiveError as exc:
+                    raise ImportRefused(str(exc)) from None
+                await run_blocking(_new_sparse_file, tmp, size)
+                try:
+                    await run(
+                        [*_MKFS, "-L", label, "-d", str(root), str(tmp)], timeout=self._timeout
+                    )
+                except subprocess.CalledProcessError as exc:
+                    if "Could not allocate" in (exc.stderr or ""):
+                        raise await self._does_not_fit(
+                            uuid, size, stats, inodes="inode" in exc.stderr
+                        ) from None
+                    raise
+                await run(["e2fsck", "-fn", str(tmp)], timeout=self._timeout)
+                if reserve:
+                    await run_blocking(_allocate, tmp, size)
+                await run_blocking(_fsync_file, tmp)
+                await run_blocking(os.replace, tmp, image)
+                await run_blocking(_fsync_dir, image.parent)
+        finally:
+            await run_blocking(self.discard, uuid)
+        return stats
+
+    async def _does_not_fit(
+        self, uuid: str, size: int, stats: ExtractStats, *, inodes: bool = False
+    ) -> ImportRefused:
+        capacity_mb = await self._empty_free_mb(uuid, size)
+        needed_mb = max(-(-stats.needed_bytes // _MIB), capacity_mb + 1)
+        at_least = "at least " if not stats.complete else "about "
+        if inodes:
+            reason = (
+                f"its {stats.files} files and directories are more than a file system of "
+                f"{size // _MIB} MB has room for"
+            )
+        else:
+            reason = (
+                f"its files need {at_least}{needed_mb} MB and the volume's empty file "
+                f"system has {capacity_mb} MB free"
+            )
+        return ImportRefused(
+            f"the archive does not fit: {reason}; nothing was changed",
+            needed_mb=needed_mb,
+            capacity_mb=capacity_mb,
+        )
+
+    async def _empty_free_mb(self, uuid: str, size: int) -> int:
+        """Free space of a fresh file system of ``size`` bytes (made sparse, then removed)."""
+        probe = self._dir / f"import-{uuid}.probe.img"
+        try:
+            await run_blocking(_unlink, probe)
+            await run_blocking(_new_sparse_file, probe, size)
+            await run([*_MKFS, str(probe)], timeout=self._timeout)
+            sb = await run_blocking(read_superblock, probe)
+            return int(sb.free_blocks * sb.block_size // _MIB)
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return size // _MIB
+        finally:
+            await run_blocking(_unlink, probe)
+
+    def _host_note(self, size: int, reserve: bool) -> Callable[[], str]:
+        def note() -> str:
+            try:
+                st = os.statvfs(self._images)
+                free = f"{st.f_bavail * st.f_frsize // _MIB} MB is free"
+            except OSError:
+                free = "the free space is unknown"
+            image = f"a new {size // _MIB} MB image" if reserve else "a new image"
+            return f"an import needs room for the extracted files and {image}; {free}"
+
+        return note
+
+    # ------------------------------------------------------------------ export
+
+    async def export_tar(self, uuid: str, image: Path) -> AsyncIterator[bytes]:
+        """Dump the tree now (errors raise here) and return the archive stream."""
+        action = f"Could not export volume {uuid}"
+        work = self._dir / f"export-{uuid}-{secrets.token_hex(4)}"
+        with storage_errors(action, hide_dir=self._images):
+            if not image.exists():
+                raise StorageError(f"{action}: its image does not exist.")
+            try:
+                await run_blocking(_make_dirs, work)
+                root_stat = await run(
+                    ["debugfs", "-R", "stat /", str(image)], timeout=self._timeout
+                )
+                done = await run(
+                    ["debugfs", "-R", f"rdump / {_debugfs_quote(str(work))}", str(image)],
+                    timeout=self._timeout,
+                )
+                problems = [
+                    line
+                    for line in done.stderr.splitlines()
+                    if line.strip() and not _BANNER.fullmatch(line.strip())
+                ]
+                if problems:
+                    raise StorageError(f"{action}: debugfs: {' / '.join(problems[-3:])}.")
+                await run_blocking(_finish_root, work, root_stat.stdout)
+                await self._restore_modes_and_links(image, work)
+            except BaseException:
+                await run_blocking(_rmtree, work)
+                raise
+        return tar_stream(work, cleanup=lambda: _rmtree(work))
+
+    async def _restore_modes_and_links(self, image: Path, work: Path) -> None:
+        """``rdump`` drops setuid/setgid bits (it chowns after chmod) and writes each
+        hard link as a copy: list every directory with ``debugfs ls -p`` (one run) and
+        put both back."""
+        dirs = await run_blocking(_walk_dirs, work)
+        commands = [f"ls -p {_debugfs_quote('/' + d)}" for d in dirs if _quotable(d)]
+        script = self._dir / f"{work.name}.cmds"
+        try:
+            await run_blocking(script.write_text, "\n".join(commands) + "\n", "utf-8")
+            done = await run(["debugfs", "-f", str(script), str(image)], timeout=self._timeout)
+        finally:
+            await run_blocking(_unlink, script)
+        await run_blocking(_apply_listing, work, done.stdout)
+
+    # ------------------------------------------------------------------ leftovers
+
+    def discard(self, uuid: str | None = None) -> None:
+        """Remove the import leftovers of ``uuid``, or everything in ``.transfer/``
+        (only when no transfer can be running: at start, or from an offline fsck)."""
+        if uuid is None:
+            _rmtree(self._dir)
+            return
+        for path in (
+            self._dir / f"import-{uuid}",
+            self._dir / f"import-{uuid}.img",
+            self._dir / f"import-{uuid}.probe.img",
+        ):
+            _rmtree(path)
+
+    def leftovers(self) -> list[str]:
+        """Names in ``.transfer/`` (relative to the image directory)."""
+        try:
+            return sorted(f"{TRANSFER_DIR}/{name}" for name in os.listdir(self._dir))
+        except FileNotFoundError:
+            return []
+
+
+def _debugfs_quote(path: str) -> str:
+    if '"' in path or "\n" in path:
+        raise StorageError("The data directory's path cannot be passed to debugfs.")
+    return f'"{path}"' if any(c.isspace() for c in path) else path
+
+
+def _inode_count(image: Path) -> int:
+    """``s_inodes_count`` of the image's superblock: the most entries it can hold."""
+    with open(image, "rb") as handle:
+        handle.seek(1024)
+        return int.from_bytes(handle.read(4), "little") or 2**31
+
+
+def _quotable(path: str) -> bool:
+    return not any(c in path for c in '"\n\\')
+
+
+def _walk_dirs(work: Path) -> list[str]:
+    found = [""]
+    for current, dirnames, _files in os.walk(work):
+        rel = os.path.relpath(current, work)
+        for name in dirnames:
+            found.append(name if rel == "." else f"{rel}/{name}")
+    return found
+
+
+def _apply_listing(work: Path, listing: str) -> None:
+    """Apply ``ls -p`` output: special mode bits, and hard links (same inode number)."""
+    current: str | None = None
+    first_path: dict[str, str] = {}
+    for line in listing.splitlines():
+        if line.startswith("debugfs: ls -p "):
+            current = line.removeprefix("debugfs: ls -p ").strip().strip('"').lstrip("/")
+            continue
+        parts = line.split("/")
+        if current is None or len(parts) < 8 or parts[0] != "":
+            continue
+        inode, mode_text, name = parts[1], parts[2], parts[5]
+        if name in (".", "..") or not mode_text.isdigit():
+            continue
+        mode = int(mode_text, 8)
+        rel = f"{current}/{name}" if current else name
+        target = work / rel
+        if stat.S_ISREG(mode):
+            first = first_path.setdefault(inode, rel)
+            if first != rel and target.is_file() and not target.is_symlink():
+                target.unlink()
+                os.link(work / first, target)
+                continue
+        if mode & 0o7000 and not stat.S_ISLNK(mode) and target.exists():
+            os.chmod(target, stat.S_IMODE(mode))
+
+
+def _finish_root(work: Path, stat_output: str) -> None:
+    """Give the dump's root the image root's mode and owner; drop an empty lost+found."""
+    lost = work / "lost+found"
+    with contextlib.suppress(OSError):
+        if lost.is_dir() and not lost.is_symlink() and not any(lost.iterdir()):
+            lost.rmdir()
+    mode = _MODE.search(stat_output)
+    if mode is not None:
+        os.chmod(work, int(mode.group(1), 8) & 0o7777)
+    owner = _OWNER.search(stat_output)
+    if owner is not None and os.geteuid() == 0:
+        os.chown(work, int(owner.group(1)), int(owner.group(2)))
+
+
+def _make_dirs(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    path.mkdir(mode=0o755, parents=True, exist_ok=False)
+    # The root of a new file system, as mke2fs makes it; the archive's "." entry, if
+    # any, sets its own mode.
+    os.chmod(path, 0o755)  # noqa: S103
+
+
+def _rmtree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        # Restore write permission on the way in, or read-only directories stop rmtree.
+        def unlock(_fn: object, failed: str, _exc: object) -> None:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.dirname(failed), 0o700)
+                if os.path.isdir(failed) and not os.path.islink(failed):
+                    os.chmod(failed, 0o700)
+                    shutil.rmtree(failed, ignore_errors=True)
+                else:
+                    os.unlink(failed)
+
+        shutil.rmtree(path, onerror=unlock)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _new_sparse_file(path: Path, size: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _allocate(path: Path, size: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
