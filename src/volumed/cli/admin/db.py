@@ -1,0 +1,73 @@
+"""``volumed db status|migrate``: the metadata schema."""
+
+from __future__ import annotations
+
+import click
+
+from volumed.cli.application import App, admin_options, pass_app
+
+
+@click.group(
+    epilog="""\b
+Examples:
+  volumed db status          # applied and pending migrations
+  volumed db migrate         # apply the pending ones (the server also does at start)
+""",
+)
+def db() -> None:
+    """Inspect and migrate the metadata database."""
+
+
+def _open_unmigrated(app: App):  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from volumed.store.sqlite import SqliteStore
+
+    settings = app.settings()
+    url = settings.store_url
+    if not url.startswith("sqlite:///"):
+        app.abort(f"database_url {url.split(':', 1)[0]}:… is not supported yet", 2)
+    raw = url.removeprefix("sqlite:///")
+    path = Path(raw) if raw.startswith("/") else Path(url.removeprefix("sqlite://"))
+    if not path.exists():
+        app.abort(f"no database at {path} (start the server once, or check --data-dir)")
+    return SqliteStore(path, synchronous=settings.sqlite_synchronous.upper())
+
+
+@db.command(
+    epilog="\b\nExamples:\n  volumed db status\n  volumed db status --data-dir /srv/volumed\n"
+)
+@admin_options
+@pass_app
+def status(app: App) -> None:
+    """Show the schema version and pending migrations (exit 1 if any is pending)."""
+    from volumed.store import migrations
+
+    store = _open_unmigrated(app)
+    try:
+        pending = store.pending_migrations()
+    finally:
+        store.close()
+    for migration in migrations.all_migrations():
+        mark = "pending" if migration.version in pending else "applied"
+        click.echo(f"{migration.version:04d}  {mark:8}  {migration.name}")
+    if pending:
+        app.abort(f"{len(pending)} migration(s) pending: run `volumed db migrate`")
+
+
+@db.command(
+    epilog="\b\nExamples:\n  volumed db migrate\n  volumed db migrate --data-dir /srv/volumed\n"
+)
+@admin_options
+@pass_app
+def migrate(app: App) -> None:
+    """Apply pending migrations (safe while a server runs: one transaction)."""
+    store = _open_unmigrated(app)
+    try:
+        applied = store.migrate()
+    finally:
+        store.close()
+    if applied:
+        click.echo(f"Applied migration(s) {', '.join(f'{v:04d}' for v in applied)}.")
+    else:
+        click.echo("The schema is up to date.")
