@@ -12,15 +12,20 @@ from pathlib import Path
 from typing import IO
 
 from volumed.api.app import VolumedApp
+from volumed.api.attachments import AttachmentHandlers
 from volumed.api.auth import Authenticator, new_token, token_digest
+from volumed.api.instances import InstanceHandlers
 from volumed.api.meta import MetaHandlers
 from volumed.api.routing import Router
 from volumed.api.transfers import TransferHandlers
 from volumed.api.volumes import VolumeHandlers
+from volumed.domain.attachments import AttachmentService
+from volumed.domain.instances import InstanceLimits, InstanceService
 from volumed.domain.model import User
 from volumed.domain.ports import Store
 from volumed.domain.transfers import IMPORT_JOB, TransferService
 from volumed.domain.volumes import VolumeLimits, VolumeService
+from volumed.runtime import RecordOnlyRuntime
 from volumed.settings import Settings, SettingsError
 from volumed.storage import Ext4ImageDriver
 from volumed.store.sqlite import SqliteStore
@@ -40,6 +45,8 @@ class Services:
     worker: Reconciler
     app: VolumedApp
     lock_file: IO[str] | None = None
+    instances: InstanceService | None = None
+    """Set by :func:`bootstrap`; ``serve`` asks it to finish starts and stops a crash cut."""
 
     def close(self) -> None:
         self.store.close()
@@ -88,8 +95,19 @@ def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         worker_id=worker.worker_id,
         lease_us=worker.lease_us,
     )
+    instances = InstanceService(
+        store,
+        storage,
+        volumes,
+        RecordOnlyRuntime(),
+        InstanceLimits(volumes_per_instance=settings.volumes_per_instance),
+        wake_worker=worker.wake,
+    )
+    attachments = AttachmentService(store, volumes_per_instance=settings.volumes_per_instance)
     router = Router()
     VolumeHandlers(volumes).register(router)
+    InstanceHandlers(instances).register(router)
+    AttachmentHandlers(attachments).register(router)
     transfers = TransferService(
         store, storage, worker_id=worker.worker_id, lease_us=worker.lease_us
     )
@@ -108,7 +126,9 @@ def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     ).register(router)
     MetaHandlers(router).register(router)
     app = VolumedApp(router, Authenticator(store), max_body_bytes=settings.max_body_bytes)
-    return Services(settings, store, storage, volumes, worker, app, lock_file)
+    services = Services(settings, store, storage, volumes, worker, app, lock_file)
+    services.instances = instances
+    return services
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:

@@ -43,6 +43,144 @@ class ListFilterBody(Body):
     state: str | None = None
 
 
+# ---- instances and attachments
+# A local-scope body (``/{uuid}/…``) is the base class; the global item adds uuid/name.
+# ``attach_to``/``from`` may also be a bare string, as clients before 2023-11 sent them.
+
+
+class AttachByUuidBody(Body):
+    attach_to: RefBody | str | None = None
+    at: str | None = None
+    readonly: bool | None = None
+
+
+class AttachBody(AttachByUuidBody):
+    uuid: str | None = None
+    name: str | None = None
+
+
+class DetachByUuidBody(Body):
+    from_: RefBody | str | None = msgspec.field(default=None, name="from")
+
+
+class DetachBody(DetachByUuidBody):
+    uuid: str | None = None
+    name: str | None = None
+
+
+class ImageBody(Body):
+    url: str
+    credentials: str | None = None
+    headers: dict[str, str] | None = None
+    pull_policy: str | None = None
+
+
+class InstanceVolumeBody(Body):
+    uuid: str | None = None
+    name: str | None = None
+    size_mb: int | None = None
+    host_path: str | None = None
+    at: str | None = None
+    readonly: bool | None = None
+    quota_policy: str | None = None
+    filesystem: str | None = None
+    tags: list[str] | None = None
+    uid: int | None = None
+    gid: int | None = None
+    access_mode: str | None = None
+    args: dict[str, str] | None = None
+
+
+class CreateInstanceBody(Body):
+    name: str | None = None
+    image: str | ImageBody | None = None
+    args: list[str] | None = None
+    env: dict[str, str] | None = None
+    memory_mb: int | None = None
+    vcpus: int | None = None
+    volumes: list[InstanceVolumeBody] | None = None
+    autostart: bool | None = None
+    restart_policy: str | None = None
+    features: list[str] | None = None
+    tags: list[str] | None = None
+    timeout_s: int | None = None
+    wait_timeout_ms: int | None = None
+    replicas: int | None = None
+    hostname: str | None = None
+    # Known to the API but not offered by volumed: any value but null is error 1.
+    service_group: Any = None
+    scale_to_zero: Any = None
+    template: Any = None
+    roms: Any = None
+    plugins: Any = None
+    annotations: Any = None
+    sched_priority: Any = None
+    schedules: Any = None
+    autokill: Any = None
+    dependencies: Any = None
+    branch_from: Any = None
+    checkpoint: Any = None
+    gateway: Any = None
+    nameserver: Any = None
+    network_interfaces: Any = None
+    type: Any = None
+    gpus: Any = None
+
+    def unsupported(self) -> list[str]:
+        return [name for name in _UNSUPPORTED_CREATE if getattr(self, name) is not None]
+
+
+_UNSUPPORTED_CREATE = (
+    "service_group scale_to_zero template roms plugins annotations sched_priority schedules "
+    "autokill dependencies branch_from checkpoint gateway nameserver network_interfaces "
+    "type gpus"
+).split()
+
+
+class StartByUuidBody(Body):
+    timeout_s: int | None = None
+    wait_timeout_ms: int | None = None
+
+
+class StartInstanceBody(StartByUuidBody):
+    uuid: str | None = None
+    name: str | None = None
+
+
+class StopByUuidBody(Body):
+    force: bool | None = None
+    drain_timeout_ms: int | None = None
+    quick: bool | None = None
+    ifstate: str | None = None
+    dump: bool | None = None
+
+
+class StopInstanceBody(StopByUuidBody):
+    uuid: str | None = None
+    name: str | None = None
+
+
+class DeleteInstanceByUuidBody(Body):
+    timeout_s: int | None = None
+    dont_retain: bool | None = None
+
+
+class DeleteInstanceBody(DeleteInstanceByUuidBody):
+    uuid: str | None = None
+    name: str | None = None
+
+
+class WaitByUuidBody(Body):
+    state: str | None = None
+    timeout_s: int | None = None
+    timeout_ms: int | None = None
+
+
+class WaitInstanceBody(WaitByUuidBody):
+    uuid: str | None = None
+    name: str | None = None
+
+
 T = TypeVar("T", bound=Body)
 
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}

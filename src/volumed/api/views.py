@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from volumed.api.envelope import Item
-from volumed.domain.model import Volume
+from volumed.domain.model import Instance, Volume
+from volumed.domain.states import InstanceState
 
 
 def rfc3339(us: int) -> str:
@@ -52,3 +53,52 @@ def volume_created(volume: Volume) -> Item:
 
 def volume_ref(volume: Volume) -> Item:
     return {"status": "success", "uuid": volume.uuid, "name": volume.name}
+
+
+# ---- instances and attachments
+
+
+def instance_item(instance: Instance, *, details: bool = True) -> Item:
+    if not details:
+        return {"status": "success", "uuid": instance.uuid, "name": instance.name}
+    return {
+        "status": "success",
+        "uuid": instance.uuid,
+        "name": instance.name,
+        "created_at": rfc3339(instance.created_at_us),
+        "state": instance.state.value,
+        "image": instance.image,
+        "memory_mb": instance.memory_mb,
+        "vcpus": instance.vcpus,
+        "args": instance.args,
+        "env": instance.env,
+        "restart_policy": "never",
+        "private_fqdn": f"{instance.name}.internal",
+        "volumes": [
+            {"uuid": v.uuid, "name": v.name, "at": v.at, "readonly": v.readonly}
+            for v in instance.volumes
+        ],
+        "tags": instance.tags,
+        "delete_lock": False,
+        "features": [],
+    }
+
+
+def instance_transition(
+    instance: Instance, previous: InstanceState, *, with_state: bool = True
+) -> Item:
+    """A start or stop item (``state`` and ``previous_state``); delete has no ``state``."""
+    item: Item = {"status": "success", "uuid": instance.uuid, "name": instance.name}
+    if with_state:
+        item["state"] = instance.state.value
+    item["previous_state"] = previous.value
+    return item
+
+
+def instance_waited(instance: Instance) -> Item:
+    return {
+        "status": "success",
+        "uuid": instance.uuid,
+        "name": instance.name,
+        "state": instance.state.value,
+    }

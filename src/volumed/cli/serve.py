@@ -83,6 +83,11 @@ async def _serve(settings: Settings) -> None:
     await services.storage.discard_transfers()
     if released:
         logging.getLogger("volumed").info("resuming %d unfinished job(s)", released)
+    # Likewise instances a crash left starting or stopping: finish before serving.
+    if services.instances is not None:
+        finished = await services.instances.recover()
+        if finished:
+            logging.getLogger("volumed").info("finished %d interrupted start/stop(s)", finished)
     worker = asyncio.create_task(services.worker.run())
     server = Server(
         services.app,
