@@ -18,22 +18,6 @@ def db() -> None:
     """Inspect and migrate the metadata database."""
 
 
-def _open_unmigrated(app: App):  # type: ignore[no-untyped-def]
-    from pathlib import Path
-
-    from volumed.store.sqlite import SqliteStore
-
-    settings = app.settings()
-    url = settings.store_url
-    if not url.startswith("sqlite:///"):
-        app.abort(f"database_url {url.split(':', 1)[0]}:… is not supported yet", 2)
-    raw = url.removeprefix("sqlite:///")
-    path = Path(raw) if raw.startswith("/") else Path(url.removeprefix("sqlite://"))
-    if not path.exists():
-        app.abort(f"no database at {path} (start the server once, or check --data-dir)")
-    return SqliteStore(path, synchronous=settings.sqlite_synchronous.upper())
-
-
 @db.command(
     epilog="\b\nExamples:\n  volumed db status\n  volumed db status --data-dir /srv/volumed\n"
 )
@@ -41,9 +25,10 @@ def _open_unmigrated(app: App):  # type: ignore[no-untyped-def]
 @pass_app
 def status(app: App) -> None:
     """Show the schema version and pending migrations (exit 1 if any is pending)."""
+    from volumed.cli.admin._store import open_store
     from volumed.store import migrations
 
-    store = _open_unmigrated(app)
+    store = open_store(app, migrate=False)
     try:
         pending = store.pending_migrations()
     finally:
@@ -62,7 +47,9 @@ def status(app: App) -> None:
 @pass_app
 def migrate(app: App) -> None:
     """Apply pending migrations (safe while a server runs: one transaction)."""
-    store = _open_unmigrated(app)
+    from volumed.cli.admin._store import open_store
+
+    store = open_store(app, create=True, migrate=False)
     try:
         applied = store.migrate()
     finally:

@@ -44,7 +44,7 @@ def create_user(app: App, name: str, no_token: bool) -> None:
 
     if not name or len(name) > 63 or not name.replace("-", "").replace("_", "").isalnum():
         app.abort(f"'{name}' is not a user name (letters, digits, - and _; at most 63)", 2)
-    store = open_store(app)
+    store = open_store(app, create=True)
     try:
         new = User(secrets.token_hex(8), name)
         try:
