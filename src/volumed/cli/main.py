@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import click
 
 from volumed import __version__
-from volumed.cli.admin.db import db
-from volumed.cli.admin.fsck import fsck
-from volumed.cli.admin.quota import quota
-from volumed.cli.admin.token import token
-from volumed.cli.admin.user import user
 from volumed.cli.application import App
-from volumed.cli.completion import completion
-from volumed.cli.instance import instance
-from volumed.cli.serve import serve
-from volumed.cli.volume import volume
+
+# Subcommands by name, imported only when used (so `volumed volume ls` does not load
+# the server, and --help stays fast).
+_LAZY = {
+    "serve": "volumed.cli.serve:serve",
+    "volume": "volumed.cli.volume:volume",
+    "instance": "volumed.cli.instance:instance",
+    "user": "volumed.cli.admin.user:user",
+    "token": "volumed.cli.admin.token:token",
+    "quota": "volumed.cli.admin.quota:quota",
+    "db": "volumed.cli.admin.db:db",
+    "fsck": "volumed.cli.admin.fsck:fsck",
+    "completion": "volumed.cli.completion:completion",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*_LAZY, *(n for n in super().list_commands(ctx) if n not in _LAZY)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _LAZY.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
 
 
 @click.group(
+    cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Examples:
@@ -33,6 +54,7 @@ Examples:
   volumed user create alice              # admin: works on the data directory
   volumed fsck
 
+\b
 Client commands find the server through --url, $VOLUMED_URL or $UKC_METRO and send
 --token, $VOLUMED_TOKEN, $UKC_TOKEN or the local server's <data-dir>/token.
 Exit codes: 0 all done, 1 an item failed, 2 usage error, 3 request refused/unreachable.
@@ -44,11 +66,6 @@ Shell completion: eval "$(volumed completion bash)".
 def cli(ctx: click.Context) -> None:
     """volumed: the KraftCloud Volumes API on your own machine, with real ext4 volumes."""
     ctx.obj = App(environ=os.environ)
-
-
-cli.add_command(serve)
-for _command in (volume, instance, user, token, quota, db, fsck, completion):
-    cli.add_command(_command)
 
 
 def main() -> None:
