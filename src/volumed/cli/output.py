@@ -275,6 +275,12 @@ class Progress:
         sys.stderr.write(f"\r\x1b[2K{text} {human_bytes(rate)}/s")
         sys.stderr.flush()
 
+    def note(self, text: str) -> None:
+        """Replace the bar with a status line (e.g. while the server finishes)."""
+        if self._on:
+            sys.stderr.write(f"\r\x1b[2K{self._label}: {human_bytes(self.done_bytes)} sent, {text}")
+            sys.stderr.flush()
+
     def close(self) -> float:
         """Clear the bar; returns the seconds elapsed."""
         if self._on:

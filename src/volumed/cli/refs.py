@@ -17,10 +17,13 @@ def ref(value: str) -> Item:
 
 
 def describe(item: Item, fallback: Item | None = None) -> str:
-    """How to name an item in a message: ``'name'`` or its uuid."""
-    for source in (item, fallback or {}):
+    """How to name an item in a message: ``'name'`` if the item or the request had one,
+    else its uuid."""
+    sources = (item, fallback or {})
+    for source in sources:
         if source.get("name"):
             return f"'{source['name']}'"
+    for source in sources:
         if source.get("uuid"):
             return str(source["uuid"])
     return "item"

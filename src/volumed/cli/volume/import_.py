@@ -52,6 +52,7 @@ def import_(app: App, volume: str, source: Path) -> None:
         for chunk in chunks:
             progress.add(len(chunk))
             yield chunk
+        progress.note("the server is building the new file system…")
 
     try:
         envelope = client.upload(f"/volumed/v1/volumes/{target['uuid']}/import", counted())
