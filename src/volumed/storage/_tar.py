@@ -40,7 +40,7 @@ __all__ = ["ArchiveError", "ExtractStats", "TooLarge", "extract_stream", "tar_st
 
 _BLOCK = 4096
 _QUEUE_CHUNKS = 16
-_READ_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 16
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
