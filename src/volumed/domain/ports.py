@@ -24,6 +24,10 @@ __all__ = [
     "NameTaken",
     "NewAttachment",
     "StorageDriver",
+    "QuotaLimits",
+    "QuotaOverrides",
+    "QuotaRefused",
+    "QuotaUsage",
     "StorageError",
     "Store",
     "StoreUnavailable",
@@ -91,8 +95,9 @@ class StorageDriver(Protocol):
         """Copy the source image to the target (reflink if possible, else sparse copy)."""
         ...
 
-    async def grow(self, uuid: str, size_mb: int) -> ImageUsage:
-        """Grow the image and its file system to ``size_mb`` (offline)."""
+    async def grow(self, uuid: str, size_mb: int, *, reserve: bool | None = None) -> ImageUsage:
+        """Grow the image and its file system to ``size_mb`` (offline). ``reserve`` says
+        whether the added space is allocated on the host (None: as the image was)."""
         ...
 
     async def set_reservation(self, uuid: str, *, reserve: bool) -> ImageUsage:
@@ -250,6 +255,50 @@ class Store(Protocol):
     # volumes
     async def get_volume(self, owner_id: str, ref: Ref) -> Volume | None: ...
     async def list_volumes(self, owner_id: str, query: ListQuery) -> list[Volume]: ...
+# ---- updates, clones, templates, quotas: what their store methods take and report
+
+
+@dataclass(slots=True, frozen=True)
+class QuotaLimits:
+    """A tenant's effective limits: the configured defaults with its overrides applied."""
+
+    max_volumes: int
+    max_total_volume_mb: int
+    min_volume_mb: int
+    max_volume_mb: int
+
+
+@dataclass(slots=True, frozen=True)
+class QuotaOverrides:
+    """A tenant's own limits; ``None`` means the configured default applies."""
+
+    max_volumes: int | None = None
+    max_total_volume_mb: int | None = None
+    min_volume_mb: int | None = None
+    max_volume_mb: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class QuotaUsage:
+    volumes: int
+    """Volumes and templates, in every state."""
+    total_volume_mb: int
+    """Their sizes; a volume being grown counts at its new size."""
+    instances: int = 0
+    live_instances: int = 0
+    live_vcpus: int = 0
+    live_memory_mb: int = 0
+
+
+class QuotaRefused(Exception):
+    """The store refused a change because the tenant's count or total size would exceed
+    its limits; ``usage`` is what the tenant had at that moment."""
+
+    def __init__(self, usage: QuotaUsage) -> None:
+        super().__init__(f"{usage.volumes} volumes, {usage.total_volume_mb} MB")
+        self.usage = usage
+
+
     async def pending_reserved_mb(self) -> int: ...
     async def insert_volume(
         self, volume: Volume, job: str | None, job_args: dict[str, Any]
@@ -377,4 +426,118 @@ class Store(Protocol):
         """Remove the instance and its attachments if every attached volume is
         ``releasable``. A volume left without attachments becomes ``available``, or, if
         not persistent, is hidden and owes a ``delete`` job."""
+        ...
+
+    # ---- updates, clones, templates, quotas
+
+    async def quota_overrides(self, user_id: str) -> QuotaOverrides | None: ...
+    async def set_quota_overrides(self, user_id: str, overrides: QuotaOverrides) -> None:
+        """Replace the tenant's overrides (all ``None`` removes them)."""
+        ...
+
+    async def quota_usage(self, owner_id: str) -> QuotaUsage: ...
+    async def insert_volume_within_quota(
+        self, volume: Volume, job: str, job_args: dict[str, Any], limits: QuotaLimits
+    ) -> None:
+        """``insert_volume``, counting the tenant's volumes and sizes in the same
+        transaction: raises QuotaRefused (nothing inserted) or NameTaken."""
+        ...
+
+    async def set_tags(
+        self, owner_id: str, uuid: str, expected: Sequence[str], tags: Sequence[str]
+    ) -> bool:
+        """Compare-and-set of the tags: wins only if they still are ``expected``."""
+        ...
+
+    async def set_delete_lock(self, owner_id: str, uuid: str, locked: bool) -> bool: ...
+    async def begin_grow(
+        self,
+        owner_id: str,
+        uuid: str,
+        expected_state: str,
+        expected_size_mb: int,
+        size_mb: int,
+        limits: QuotaLimits,
+    ) -> bool:
+        """``busy`` and owe a ``grow`` job to ``size_mb``, if the volume is still in
+        ``expected_state`` at ``expected_size_mb`` without a job; QuotaRefused if the
+        tenant's total size would exceed its limit."""
+        ...
+
+    async def finish_grow(
+        self,
+        uuid: str,
+        worker_id: str,
+        state: str,
+        *,
+        size_mb: int | None,
+        free_mb: int | None,
+        message: str | None = None,
+    ) -> bool:
+        """End the grow job held by ``worker_id``: ``busy`` → ``state``, with the new
+        size (None: the size stays, the grow did not happen)."""
+        ...
+
+    async def begin_reservation(
+        self, owner_id: str, uuid: str, expected_state: str, reserve: bool
+    ) -> bool:
+        """``busy`` and owe a ``reserve`` (static) or ``release`` (dynamic) job."""
+        ...
+
+    async def finish_reservation(
+        self,
+        uuid: str,
+        worker_id: str,
+        state: str,
+        *,
+        quota_policy: str | None,
+        free_mb: int | None,
+        message: str | None = None,
+    ) -> bool:
+        """End the reservation job: ``busy`` → ``state`` with the new policy (None: the
+        policy stays)."""
+        ...
+
+    async def begin_clone(
+        self,
+        source_uuid: str,
+        expected_state: str,
+        source_busy: bool,
+        clone: Volume,
+        limits: QuotaLimits,
+        *,
+        all_readonly: bool = False,
+    ) -> bool:
+        """Insert ``clone`` owing a ``clone`` job and, in the same transaction, take the
+        source by compare-and-set (still ``expected_state``, no job; ``busy`` if
+        ``source_busy``; every attachment read-only if ``all_readonly``). False if the
+        source changed; QuotaRefused or NameTaken if the clone cannot be inserted."""
+        ...
+
+    async def finish_clone(
+        self,
+        uuid: str,
+        worker_id: str,
+        state: str,
+        *,
+        source_uuid: str,
+        source_state: str | None,
+        free_mb: int | None,
+        message: str | None = None,
+    ) -> bool:
+        """End the clone job: the clone becomes ``state`` and, in the same transaction,
+        a ``busy`` source goes back to ``source_state`` (None: it was not made busy)."""
+        ...
+
+    async def make_template(self, owner_id: str, uuid: str, expected_state: str) -> bool:
+        """``template``, if unattached, without a job and still ``expected_state``."""
+        ...
+
+    async def has_active_clones(self, uuid: str) -> bool:
+        """Whether a clone of this volume is still being copied."""
+        ...
+
+    async def cursor_name(self, owner_id: str, uuid: str) -> str | None:
+        """The name of a volume that is, or was in the last day, the tenant's: the
+        place of a listing cursor. None if the tenant never had it."""
         ...

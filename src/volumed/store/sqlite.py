@@ -33,6 +33,10 @@ from volumed.domain.ports import (
     ListQuery,
     NameTaken,
     NewAttachment,
+    QuotaLimits,
+    QuotaOverrides,
+    QuotaRefused,
+    QuotaUsage,
 )
 from volumed.domain.states import AccessMode, InstanceState, QuotaPolicy, VolumeState
 from volumed.store import migrations
@@ -44,6 +48,8 @@ _VOLUME_COLUMNS = (
     "access_mode, delete_lock, free_mb, filesystem, tags, message"
 )
 _RUNNING_STATES = ("starting", "running", "stopping")
+_TOMBSTONE_US = 24 * 3600 * 1_000_000
+"""How long a deleted volume's place in the list order is remembered."""
 
 
 def now_us() -> int:
@@ -209,9 +215,12 @@ class SqliteStore:
             params.append(json.dumps(tag))
         op = "<=" if query.descending else ">="
         if query.from_uuid is not None:
+            # A cursor deleted meanwhile still marks its place through its tombstone,
+            # so a listing carries on after it instead of ending early.
             anchor = self._db.execute(
-                "SELECT created_at_us FROM volumes WHERE uuid = ? AND owner_id = ?",
-                (query.from_uuid, owner_id),
+                "SELECT created_at_us FROM volumes WHERE uuid = ? AND owner_id = ? UNION ALL "
+                "SELECT created_at_us FROM volume_tombstones WHERE uuid = ? AND owner_id = ?",
+                (query.from_uuid, owner_id, query.from_uuid, owner_id),
             ).fetchone()
             if anchor is None:
                 return []
@@ -251,10 +260,15 @@ class SqliteStore:
                     volume.mounted_by.append(Mount(inst_uuid, inst_name, bool(readonly)))
 
     async def pending_reserved_mb(self) -> int:
-        """Size of static volumes accepted but not formatted yet: space already promised."""
+        """Host space already promised to jobs not done yet: static volumes being
+        formatted or cloned, the growth of static volumes being grown, and volumes
+        switching to static (counted whole)."""
         row = self._db.execute(
-            "SELECT COALESCE(SUM(size_mb), 0) FROM volumes "
-            "WHERE job = 'format' AND quota_policy = 'static'"
+            "SELECT COALESCE(SUM(CASE "
+            "WHEN job IN ('format', 'clone') AND quota_policy = 'static' THEN size_mb "
+            "WHEN job = 'grow' AND quota_policy = 'static' THEN pending_size_mb - size_mb "
+            "WHEN job = 'reserve' THEN size_mb ELSE 0 END), 0) "
+            "FROM volumes WHERE job IS NOT NULL"
         ).fetchone()
         return int(row[0])
 
@@ -281,14 +295,31 @@ class SqliteStore:
             "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
             f"WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND delete_lock = 0 "
             f"AND state IN ({','.join('?' * len(expected))}) "
-            "AND NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
+            "AND NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) "
+            # Not while a clone of it is being copied.
+            "AND NOT EXISTS (SELECT 1 FROM volumes c "
+            "WHERE c.clone_source = volumes.uuid AND c.job = 'clone')",
             (uuid, owner_id, *expected),
         )
         return cur.rowcount == 1
 
     async def purge_volume(self, uuid: str) -> bool:
-        """Drop the row of a deleted volume once its image is gone."""
-        cur = self._db.execute("DELETE FROM volumes WHERE uuid = ? AND deleted = 1", (uuid,))
+        """Drop the row of a deleted volume once its image is gone, leaving a tombstone
+        of its place in the list order (for listings whose ``from`` cursor it is)."""
+        now = now_us()
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO volume_tombstones "
+                "(uuid, owner_id, name, created_at_us, deleted_at_us) "
+                "SELECT uuid, owner_id, name, created_at_us, ? FROM volumes "
+                "WHERE uuid = ? AND deleted = 1 "
+                "AND NOT EXISTS (SELECT 1 FROM volume_tombstones WHERE uuid = ?)",
+                (now, uuid, uuid),
+            )
+            db.execute(
+                "DELETE FROM volume_tombstones WHERE deleted_at_us < ?", (now - _TOMBSTONE_US,)
+            )
+            cur = db.execute("DELETE FROM volumes WHERE uuid = ? AND deleted = 1", (uuid,))
         return cur.rowcount == 1
 
     # ------------------------------------------------------------------ jobs
@@ -777,6 +808,268 @@ class SqliteStore:
             assert isinstance(abort.outcome, InstanceOutcome)
             return abort.outcome
         return InstanceOutcome.DONE
+
+    # ---- updates, clones, templates, quotas
+
+    async def quota_overrides(self, user_id: str) -> QuotaOverrides | None:
+        row = self._db.execute(
+            "SELECT max_volumes, max_total_volume_mb, min_volume_mb, max_volume_mb "
+            "FROM user_quotas WHERE user_id = ?",
+            (user_id,),
+        ).fetchone()
+        return None if row is None else QuotaOverrides(row[0], row[1], row[2], row[3])
+
+    async def set_quota_overrides(self, user_id: str, overrides: QuotaOverrides) -> None:
+        values = (
+            overrides.max_volumes,
+            overrides.max_total_volume_mb,
+            overrides.min_volume_mb,
+            overrides.max_volume_mb,
+        )
+        with self._write() as db:
+            db.execute("DELETE FROM user_quotas WHERE user_id = ?", (user_id,))
+            if any(value is not None for value in values):
+                db.execute(
+                    "INSERT INTO user_quotas (user_id, max_volumes, max_total_volume_mb, "
+                    "min_volume_mb, max_volume_mb) VALUES (?,?,?,?,?)",
+                    (user_id, *values),
+                )
+
+    async def quota_usage(self, owner_id: str) -> QuotaUsage:
+        volumes, total_mb = self._volume_usage(owner_id)
+        row = self._db.execute(
+            "SELECT count(*), "
+            "COALESCE(SUM(CASE WHEN state <> 'stopped' THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN state <> 'stopped' THEN vcpus ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN state <> 'stopped' THEN memory_mb ELSE 0 END), 0) "
+            "FROM instances WHERE owner_id = ?",
+            (owner_id,),
+        ).fetchone()
+        return QuotaUsage(volumes, total_mb, int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+    def _volume_usage(self, owner_id: str) -> tuple[int, int]:
+        row = self._db.execute(
+            "SELECT count(*), COALESCE(SUM(COALESCE(pending_size_mb, size_mb)), 0) "
+            "FROM volumes WHERE owner_id = ? AND deleted = 0",
+            (owner_id,),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def _check_room(self, owner_id: str, limits: QuotaLimits, volumes: int, size_mb: int) -> None:
+        """Inside a write transaction: refuse what would take the tenant over its limits."""
+        count, total_mb = self._volume_usage(owner_id)
+        if (
+            count + volumes > limits.max_volumes
+            or total_mb + size_mb > limits.max_total_volume_mb
+        ):
+            raise QuotaRefused(QuotaUsage(count, total_mb))
+
+    def _insert_row(
+        self,
+        volume: Volume,
+        job: str,
+        job_args: dict[str, Any],
+        clone_source: str | None = None,
+    ) -> None:
+        try:
+            self._db.execute(
+                f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args, clone_source) "
+                f"VALUES ({_marks(range(17))})",
+                (*_volume_values(volume), job, json.dumps(job_args), clone_source),
+            )
+        except sqlite3.IntegrityError:
+            raise NameTaken(volume.name) from None
+        self._created_event(volume)
+
+    async def insert_volume_within_quota(
+        self, volume: Volume, job: str, job_args: dict[str, Any], limits: QuotaLimits
+    ) -> None:
+        """Count and insert in one write transaction, so concurrent creates of a tenant
+        are serialised and cannot overshoot its limits together."""
+        with self._write():
+            self._check_room(volume.owner_id, limits, 1, volume.size_mb)
+            self._insert_row(volume, job, job_args)
+
+    async def set_tags(
+        self, owner_id: str, uuid: str, expected: Sequence[str], tags: Sequence[str]
+    ) -> bool:
+        cur = self._db.execute(
+            "UPDATE volumes SET tags = ? WHERE uuid = ? AND owner_id = ? AND deleted = 0 "
+            "AND tags = ?",
+            (json.dumps(list(tags)), uuid, owner_id, json.dumps(list(expected))),
+        )
+        return cur.rowcount == 1
+
+    async def set_delete_lock(self, owner_id: str, uuid: str, locked: bool) -> bool:
+        cur = self._db.execute(
+            "UPDATE volumes SET delete_lock = ? WHERE uuid = ? AND owner_id = ? AND deleted = 0",
+            (int(locked), uuid, owner_id),
+        )
+        return cur.rowcount == 1
+
+    async def begin_grow(
+        self,
+        owner_id: str,
+        uuid: str,
+        expected_state: str,
+        expected_size_mb: int,
+        size_mb: int,
+        limits: QuotaLimits,
+    ) -> bool:
+        args = {"size_mb": size_mb, "previous_state": expected_state}
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE volumes SET state = 'busy', job = 'grow', job_args = ?, "
+                "pending_size_mb = ?, message = NULL, lease_owner = NULL, lease_until_us = 0, "
+                "job_attempts = 0 WHERE uuid = ? AND owner_id = ? AND deleted = 0 "
+                "AND job IS NULL AND state = ? AND size_mb = ?",
+                (json.dumps(args), size_mb, uuid, owner_id, expected_state, expected_size_mb),
+            )
+            if cur.rowcount != 1:
+                return False
+            # The usage now counts this volume at its new size.
+            count, total_mb = self._volume_usage(owner_id)
+            if total_mb > limits.max_total_volume_mb:
+                raise QuotaRefused(QuotaUsage(count, total_mb - (size_mb - expected_size_mb)))
+        return True
+
+    async def finish_grow(
+        self,
+        uuid: str,
+        worker_id: str,
+        state: str,
+        *,
+        size_mb: int | None,
+        free_mb: int | None,
+        message: str | None = None,
+    ) -> bool:
+        cur = self._db.execute(
+            "UPDATE volumes SET state = ?, size_mb = COALESCE(?, size_mb), "
+            f"free_mb = COALESCE(?, free_mb), pending_size_mb = NULL, message = ?, {_NO_JOB} "
+            "WHERE uuid = ? AND lease_owner = ? AND job = 'grow' AND state = 'busy'",
+            (state, size_mb, free_mb, message, uuid, worker_id),
+        )
+        return cur.rowcount == 1
+
+    async def begin_reservation(
+        self, owner_id: str, uuid: str, expected_state: str, reserve: bool
+    ) -> bool:
+        job, current = ("reserve", "dynamic") if reserve else ("release", "static")
+        cur = self._db.execute(
+            "UPDATE volumes SET state = 'busy', job = ?, job_args = ?, message = NULL, "
+            "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
+            "WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL AND state = ? "
+            "AND quota_policy = ?",
+            (job, json.dumps({"previous_state": expected_state}), uuid, owner_id,
+             expected_state, current),
+        )  # fmt: skip
+        return cur.rowcount == 1
+
+    async def finish_reservation(
+        self,
+        uuid: str,
+        worker_id: str,
+        state: str,
+        *,
+        quota_policy: str | None,
+        free_mb: int | None,
+        message: str | None = None,
+    ) -> bool:
+        cur = self._db.execute(
+            "UPDATE volumes SET state = ?, quota_policy = COALESCE(?, quota_policy), "
+            f"free_mb = COALESCE(?, free_mb), message = ?, {_NO_JOB} "
+            "WHERE uuid = ? AND lease_owner = ? AND job IN ('reserve', 'release') "
+            "AND state = 'busy'",
+            (state, quota_policy, free_mb, message, uuid, worker_id),
+        )
+        return cur.rowcount == 1
+
+    async def begin_clone(
+        self,
+        source_uuid: str,
+        expected_state: str,
+        source_busy: bool,
+        clone: Volume,
+        limits: QuotaLimits,
+        *,
+        all_readonly: bool = False,
+    ) -> bool:
+        source = (
+            "uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL AND state = ?"
+            + (
+                " AND NOT EXISTS (SELECT 1 FROM attachments "
+                "WHERE volume_uuid = volumes.uuid AND readonly = 0)"
+                if all_readonly
+                else ""
+            )
+        )
+        params = (source_uuid, clone.owner_id, expected_state)
+        args = {"source": source_uuid, "source_state": expected_state if source_busy else None}
+        with self._write() as db:
+            if source_busy:
+                won = db.execute(f"UPDATE volumes SET state = 'busy' WHERE {source}", params)
+                if won.rowcount != 1:
+                    return False
+            elif db.execute(f"SELECT 1 FROM volumes WHERE {source}", params).fetchone() is None:
+                return False
+            self._check_room(clone.owner_id, limits, 1, clone.size_mb)
+            self._insert_row(clone, "clone", args, clone_source=source_uuid)
+        return True
+
+    async def finish_clone(
+        self,
+        uuid: str,
+        worker_id: str,
+        state: str,
+        *,
+        source_uuid: str,
+        source_state: str | None,
+        free_mb: int | None,
+        message: str | None = None,
+    ) -> bool:
+        with self._write() as db:
+            cur = db.execute(
+                f"UPDATE volumes SET state = ?, free_mb = COALESCE(?, free_mb), message = ?, "
+                f"{_NO_JOB} WHERE uuid = ? AND lease_owner = ? AND job = 'clone' "
+                "AND state IN ('uninitialized', 'initializing')",
+                (state, free_mb, message, uuid, worker_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            if source_state is not None:
+                # Only a clone makes a volume busy without a job of its own.
+                db.execute(
+                    "UPDATE volumes SET state = ? WHERE uuid = ? AND state = 'busy' "
+                    "AND job IS NULL",
+                    (source_state, source_uuid),
+                )
+        return True
+
+    async def make_template(self, owner_id: str, uuid: str, expected_state: str) -> bool:
+        cur = self._db.execute(
+            "UPDATE volumes SET state = 'template' WHERE uuid = ? AND owner_id = ? "
+            "AND deleted = 0 AND job IS NULL AND state = ? "
+            "AND NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
+            (uuid, owner_id, expected_state),
+        )
+        return cur.rowcount == 1
+
+    async def has_active_clones(self, uuid: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM volumes WHERE clone_source = ? AND job = 'clone' LIMIT 1", (uuid,)
+        ).fetchone()
+        return row is not None
+
+    async def cursor_name(self, owner_id: str, uuid: str) -> str | None:
+        row = self._db.execute(
+            "SELECT name FROM volumes WHERE uuid = ? AND owner_id = ? UNION ALL "
+            "SELECT name FROM volume_tombstones WHERE uuid = ? AND owner_id = ?",
+            (uuid, owner_id, uuid, owner_id),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+
+_NO_JOB = "job = NULL, job_args = NULL, lease_owner = NULL, lease_until_us = 0, job_attempts = 0"
 
 
 class _Abort(Exception):
