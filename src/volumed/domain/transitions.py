@@ -40,7 +40,11 @@ class Op(StrEnum):
     EXPORT = "export"
     """Read the file system's contents into an archive."""
     UPDATE = "update"
-    """Change metadata: tags, delete lock, quota policy."""
+    """Change metadata: tags, delete lock."""
+    RESERVE = "reserve"
+    """Switch the quota policy: reserve (static) or release (dynamic) the image's host space."""
+    DELETE_TEMPLATE = "delete_template"
+    """Remove a template and its image (through ``/v1/volumes/templates``)."""
     RELEASE = "release"
     """The instance the volume is attached to is deleted: detach, or delete if not persistent."""
 
@@ -157,6 +161,20 @@ _TABLE: Final[dict[Op, dict[S, Outcome]]] = {
         S.TEMPLATE: KEEP,
     },
     Op.UPDATE: {s: KEEP for s in S},
+    Op.RESERVE: {
+        S.AVAILABLE: S.BUSY,
+        S.IDLE: S.BUSY,
+        # A running guest writes the image: unused blocks cannot be released under it.
+        S.MOUNTED: errors.CannotBeUsed,
+        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        S.ERROR: errors.CannotBeUsed,
+        S.TEMPLATE: errors.NotAllowed,
+    },
+    Op.DELETE_TEMPLATE: {
+        S.TEMPLATE: GONE,
+        # Only templates are found through /v1/volumes/templates; listed for completeness.
+        **{s: errors.CannotBeUsed for s in S if s is not S.TEMPLATE},
+    },
     Op.RELEASE: {
         # The target is worked out from the attachments left and ``persistent``.
         S.IDLE: KEEP,

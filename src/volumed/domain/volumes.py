@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from volumed.domain import errors, rules
+from volumed.domain import errors, listing, rules
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.ports import ListQuery, NameTaken, StorageDriver, StorageError, Store
+from volumed.domain.ports import (
+    ListQuery,
+    NameTaken,
+    QuotaLimits,
+    QuotaRefused,
+    StorageDriver,
+    StorageError,
+    Store,
+)
+from volumed.domain.quotas import QuotaService, refusal
 from volumed.domain.states import AccessMode, QuotaPolicy, VolumeState
 from volumed.domain.transitions import GONE, Op, check, states_allowing
 
@@ -57,10 +66,14 @@ class VolumeService:
         wake_worker: Callable[[], None] = lambda: None,
         worker_id: str = "api",
         lease_us: int = 30_000_000,
+        quotas: QuotaService | None = None,
+        from_template: Callable[[User, CreateVolume], Awaitable[Volume]] | None = None,
     ) -> None:
         self._store = store
         self._storage = storage
         self._limits = limits
+        self._quotas = quotas
+        self._from_template = from_template
         self._wake_worker = wake_worker
         self._worker_id = worker_id
         self._lease_us = lease_us
@@ -76,15 +89,26 @@ class VolumeService:
     async def list(self, user: User, query: ListQuery) -> list[Volume]:
         return await self._store.list_volumes(user.id, query)
 
+    async def page(self, user: User, query: ListQuery) -> listing.Page:
+        """A page of ``GET /v1/volumes``; see :mod:`volumed.domain.listing`."""
+        return await listing.page(self._store, user.id, query)
+
     # ------------------------------------------------------------------ create
 
     async def create(self, user: User, item: CreateVolume) -> Volume:
+        if item.template is not None and item.host_path is None and self._from_template:
+            return await self._from_template(user, item)
         volume = await self.new_volume(user, item)
+        limits = await self.limits_for(user)
         explicit_name = item.name if item.name else None
         for _ in range(_NAME_ATTEMPTS):
             try:
-                await self._store.insert_volume(volume, "format", {})
+                # Counted and inserted in one transaction: concurrent creates cannot
+                # overshoot the tenant's quota together.
+                await self._store.insert_volume_within_quota(volume, "format", {}, limits)
                 break
+            except QuotaRefused as refused:
+                raise refusal(limits, refused, 1, volume.size_mb) from None
             except NameTaken:
                 if explicit_name is not None:
                     raise errors.AlreadyExists(
@@ -109,9 +133,8 @@ class VolumeService:
         tags = rules.check_tags(item.tags or [])
         if item.size_mb is None:
             raise errors.Invalid("size_mb is required")
-        size_mb = rules.check_size(
-            item.size_mb, self._limits.max_volume_mb, self._limits.min_volume_mb
-        )
+        limits = await self.limits_for(user)
+        size_mb = rules.check_size(item.size_mb, limits.max_volume_mb, limits.min_volume_mb)
         if policy is QuotaPolicy.STATIC:
             await self._check_free_space(size_mb)
         explicit_name = item.name if item.name else None
@@ -129,6 +152,15 @@ class VolumeService:
             access_mode=mode,
             filesystem=filesystem,
             tags=tags,
+        )
+
+    async def limits_for(self, user: User) -> QuotaLimits:
+        """The tenant's quota limits (without a quota service: sizes only)."""
+        if self._quotas is not None:
+            return await self._quotas.limits_for(user)
+        unlimited = 2**62
+        return QuotaLimits(
+            unlimited, unlimited, self._limits.min_volume_mb, self._limits.max_volume_mb
         )
 
     async def _check_free_space(self, size_mb: int) -> None:
@@ -157,6 +189,10 @@ class VolumeService:
                 )
             if volume.attached_to:
                 raise errors.Attached(f"Volume {label} is attached to an instance")
+            if await self._store.has_active_clones(volume.uuid):
+                raise errors.CannotBeUsed(
+                    f"Volume {label} is being cloned; delete it once its clone is available"
+                )
             if await self._store.begin_delete(user.id, volume.uuid, states_allowing(Op.DELETE)):
                 await self._purge(volume.uuid)
                 return volume

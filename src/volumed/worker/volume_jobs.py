@@ -1,0 +1,168 @@
+"""Background jobs of updates and clones, registered with the reconciler:
+
+* ``clone`` (on the new volume's row): copy the source image, grow the copy if the new
+  volume is larger (a volume made from a template), then make the clone ``available``
+  and the source its previous state again, in one transaction.
+* ``grow``: ``e2fsck`` + extend + ``resize2fs``, then ``busy`` → the previous state
+  with the new ``size_mb`` and ``free_mb``.
+* ``reserve`` / ``release``: allocate every block of the image on the host (static
+  quota policy) or punch the unused ones back into holes (dynamic), then ``busy`` → the
+  previous state with the new policy.
+
+Each storage call is redoable, so a job claimed again after a ``kill -9`` simply runs
+again. A job that runs out of host space gives up at once and leaves the volume as it
+was (a clone goes to ``error``); any other failure is retried, and after
+``max_attempts`` the volume goes to ``error`` with the reason in its ``message``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from volumed.domain.ports import Job, StorageDriver, StorageError, Store
+from volumed.domain.states import QuotaPolicy, VolumeState
+from volumed.worker.reconciler import Reconciler
+
+__all__ = ["VolumeJobs"]
+
+log = logging.getLogger("volumed.worker")
+
+_NEW = (VolumeState.UNINITIALIZED.value, VolumeState.INITIALIZING.value)
+
+
+class VolumeJobs:
+    def __init__(self, store: Store, storage: StorageDriver, *, max_attempts: int = 5) -> None:
+        self._store = store
+        self._storage = storage
+        self._max_attempts = max_attempts
+
+    def register(self, reconciler: Reconciler) -> None:
+        reconciler.register("clone", self.clone)
+        reconciler.register("grow", self.grow)
+        reconciler.register("reserve", self.reservation)
+        reconciler.register("release", self.reservation)
+
+    # ------------------------------------------------------------------ clone
+
+    async def clone(self, job: Job) -> None:
+        source = str(job.args["source"])
+        source_state = job.args.get("source_state")
+        restore = str(source_state) if source_state is not None else None
+        if job.attempts > self._max_attempts:
+            await self._fail_clone(job, source, restore, f"failed {job.attempts - 1} times")
+            return
+        if not await self._store.set_job_state(
+            job.uuid, job.lease_owner, _NEW, VolumeState.INITIALIZING.value
+        ):
+            return
+        reserve = job.quota_policy == QuotaPolicy.STATIC.value
+        try:
+            usage = await self._storage.clone(source, job.uuid, reserve=reserve)
+            if usage.size_mb < job.size_mb:
+                usage = await self._storage.grow(job.uuid, job.size_mb, reserve=reserve)
+        except StorageError as exc:
+            if exc.no_space or job.attempts >= self._max_attempts:
+                await self._fail_clone(job, source, restore, exc.message)
+                return
+            raise
+        await self._store.finish_clone(
+            job.uuid,
+            job.lease_owner,
+            VolumeState.AVAILABLE.value,
+            source_uuid=source,
+            source_state=restore,
+            free_mb=usage.free_mb,
+        )
+
+    async def _fail_clone(self, job: Job, source: str, restore: str | None, why: str) -> None:
+        """The clone goes to ``error`` without an image; the source is itself again."""
+        with contextlib.suppress(StorageError):
+            await self._storage.delete(job.uuid)
+        message = f"Cloning volume {source} failed: {why}"
+        await self._store.finish_clone(
+            job.uuid,
+            job.lease_owner,
+            VolumeState.ERROR.value,
+            source_uuid=source,
+            source_state=restore,
+            free_mb=None,
+            message=message,
+        )
+        log.warning("volume %s is in error: %s", job.uuid, message)
+
+    # ------------------------------------------------------------------ grow
+
+    async def grow(self, job: Job) -> None:
+        size_mb = int(str(job.args["size_mb"]))
+        previous = str(job.args["previous_state"])
+        failed = f"Growing to {size_mb} MB failed"
+        if job.attempts > self._max_attempts:
+            await self._store.finish_grow(
+                job.uuid,
+                job.lease_owner,
+                VolumeState.ERROR.value,
+                size_mb=None,
+                free_mb=None,
+                message=f"{failed} {job.attempts - 1} times",
+            )
+            return
+        try:
+            usage = await self._storage.grow(
+                job.uuid, size_mb, reserve=job.quota_policy == QuotaPolicy.STATIC.value
+            )
+        except StorageError as exc:
+            if exc.no_space or job.attempts >= self._max_attempts:
+                # Out of host space the file system is untouched: the volume keeps its
+                # size and state. Anything else, tried this often, needs an engineer.
+                state = previous if exc.no_space else VolumeState.ERROR.value
+                await self._store.finish_grow(
+                    job.uuid,
+                    job.lease_owner,
+                    state,
+                    size_mb=None,
+                    free_mb=None,
+                    message=f"{failed}: {exc.message}",
+                )
+                return
+            raise
+        await self._store.finish_grow(
+            job.uuid, job.lease_owner, previous, size_mb=size_mb, free_mb=usage.free_mb
+        )
+
+    # ------------------------------------------------------------------ reserve / release
+
+    async def reservation(self, job: Job) -> None:
+        reserve = job.kind == "reserve"
+        policy = QuotaPolicy.STATIC if reserve else QuotaPolicy.DYNAMIC
+        previous = str(job.args["previous_state"])
+        failed = f"Switching to the {policy.value} quota policy failed"
+        if job.attempts > self._max_attempts:
+            await self._store.finish_reservation(
+                job.uuid,
+                job.lease_owner,
+                VolumeState.ERROR.value,
+                quota_policy=None,
+                free_mb=None,
+                message=f"{failed} {job.attempts - 1} times",
+            )
+            return
+        try:
+            usage = await self._storage.set_reservation(job.uuid, reserve=reserve)
+        except StorageError as exc:
+            if exc.no_space or job.attempts >= self._max_attempts:
+                # A reservation that runs out of space is handed back by the driver.
+                state = previous if exc.no_space else VolumeState.ERROR.value
+                await self._store.finish_reservation(
+                    job.uuid,
+                    job.lease_owner,
+                    state,
+                    quota_policy=None,
+                    free_mb=None,
+                    message=f"{failed}: {exc.message}",
+                )
+                return
+            raise
+        await self._store.finish_reservation(
+            job.uuid, job.lease_owner, previous, quota_policy=policy.value, free_mb=usage.free_mb
+        )
