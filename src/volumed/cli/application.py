@@ -100,7 +100,8 @@ class App:
         return DEFAULT_URL
 
     def resolved_token(self) -> str | None:
-        """--token, VOLUMED_TOKEN, UKC_TOKEN, else ``<data-dir>/token``."""
+        """--token, VOLUMED_TOKEN, UKC_TOKEN, else ``<data-dir>/token`` (a local
+        server's token file, sent only to a server on this machine)."""
         for candidate in (
             self.token,
             self.environ.get("VOLUMED_TOKEN"),
@@ -108,6 +109,8 @@ class App:
         ):
             if candidate:
                 return candidate.strip()
+        if not _is_local(self.resolved_url()):
+            return None
         path = self.resolved_data_dir() / "token"
         try:
             return path.read_text(encoding="utf-8").strip() or None
@@ -130,6 +133,13 @@ class App:
             return Settings.load(overrides, self.environ)
         except SettingsError as exc:
             self.abort(str(exc), EXIT_USAGE)
+
+
+def _is_local(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _base_url(url: str) -> str:
