@@ -14,22 +14,32 @@ from typing import IO
 from volumed.api.app import VolumedApp
 from volumed.api.attachments import AttachmentHandlers
 from volumed.api.auth import Authenticator, new_token, token_digest
+from volumed.api.clones import CloneHandlers
 from volumed.api.instances import InstanceHandlers
 from volumed.api.meta import MetaHandlers
+from volumed.api.metros import MetroHandlers
+from volumed.api.quotas import QuotaHandlers
 from volumed.api.routing import Router
+from volumed.api.templates import TemplateHandlers
 from volumed.api.transfers import TransferHandlers
+from volumed.api.updates import UpdateHandlers
 from volumed.api.volumes import VolumeHandlers
 from volumed.domain.attachments import AttachmentService
+from volumed.domain.clones import CloneService
 from volumed.domain.instances import InstanceLimits, InstanceService
 from volumed.domain.model import User
-from volumed.domain.ports import Store
+from volumed.domain.ports import QuotaLimits, Store
+from volumed.domain.quotas import QuotaService
+from volumed.domain.templates import TemplateService
 from volumed.domain.transfers import IMPORT_JOB, TransferService
+from volumed.domain.updates import UpdateService
 from volumed.domain.volumes import VolumeLimits, VolumeService
 from volumed.runtime import RecordOnlyRuntime
 from volumed.settings import Settings, SettingsError
 from volumed.storage import Ext4ImageDriver
 from volumed.store.sqlite import SqliteStore
 from volumed.worker.reconciler import Reconciler, WorkerSettings
+from volumed.worker.volume_jobs import VolumeJobs
 
 log = logging.getLogger("volumed")
 
@@ -83,6 +93,18 @@ def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
             concurrency=settings.worker_concurrency,
         ),
     )
+    quotas = QuotaService(
+        store,
+        storage,
+        QuotaLimits(
+            max_volumes=settings.quota_max_volumes,
+            max_total_volume_mb=settings.quota_max_total_mb,
+            min_volume_mb=settings.min_volume_mb,
+            max_volume_mb=settings.max_volume_mb,
+        ),
+        free_space_margin_mb=settings.free_space_margin_mb,
+    )
+    clones = CloneService(store, storage, quotas, wake_worker=worker.wake)
     volumes = VolumeService(
         store,
         storage,
@@ -94,6 +116,8 @@ def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         wake_worker=worker.wake,
         worker_id=worker.worker_id,
         lease_us=worker.lease_us,
+        quotas=quotas,
+        from_template=clones.create_from_template,
     )
     instances = InstanceService(
         store,

@@ -33,6 +33,13 @@ class Settings:
     """Preset token of the ``default`` user (never logged)."""
     max_volume_mb: int = 1_048_576
     min_volume_mb: int = 1
+    quota_max_volumes: int = 1024
+    """Default per-tenant quota: volumes and templates (per-user overrides in the store)."""
+    quota_max_total_mb: int = 4_194_304
+    """Default per-tenant quota: total size of its volumes and templates, in MB."""
+    public_url: str = ""
+    """The URL clients reach this server by, for ``GET /v1/metros`` (default: the
+    ``Host`` of each request)."""
     free_space_margin_mb: int = 64
     max_body_bytes: int = 1_048_576
     volumes_per_instance: int = 1
@@ -64,6 +71,8 @@ class Settings:
         for name in (
             "max_volume_mb",
             "min_volume_mb",
+            "quota_max_volumes",
+            "quota_max_total_mb",
             "max_body_bytes",
             "volumes_per_instance",
             "worker_concurrency",
@@ -71,6 +80,8 @@ class Settings:
             _positive(name, getattr(self, name))
         if self.min_volume_mb > self.max_volume_mb:
             raise SettingsError("min_volume_mb must not exceed max_volume_mb")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise SettingsError("public_url must start with http:// or https://")
         if self.free_space_margin_mb < 0:
             raise SettingsError("free_space_margin_mb must not be negative")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):

@@ -6,7 +6,7 @@ Global-scope endpoints take one object or an array of objects; a local-scope cal
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -179,6 +179,58 @@ class WaitByUuidBody(Body):
 class WaitInstanceBody(WaitByUuidBody):
     uuid: str | None = None
     name: str | None = None
+
+
+# ---- updates, clones, templates
+# ``prop`` and ``op`` are closed sets of names, like field names: anything else is a 400.
+# ``value`` is typed per property by the service (a mismatch is a per-item error 7).
+
+VolumeProp = Literal["size_mb", "tags", "quota_policy", "delete_lock"]
+TemplateProp = Literal["tags", "delete_lock"]
+PatchOp = Literal["set", "add", "del"]
+PatchValue = bool | int | str | list[str] | None
+
+
+class UpdateByUuidBody(Body):
+    prop: VolumeProp
+    op: PatchOp
+    id: str | None = None
+    value: PatchValue = None
+
+
+class UpdateBody(UpdateByUuidBody):
+    uuid: str | None = None
+    name: str | None = None
+
+
+class UpdateTemplateByUuidBody(Body):
+    prop: TemplateProp
+    op: PatchOp
+    id: str | None = None
+    value: PatchValue = None
+
+
+class UpdateTemplateBody(UpdateTemplateByUuidBody):
+    uuid: str | None = None
+    name: str | None = None
+
+
+class CloneByUuidBody(Body):
+    vol_name: str | None = None
+    quota_policy: str | None = None
+    tags: list[str] | None = None
+    access_mode: str | None = None
+
+
+class CloneBody(CloneByUuidBody):
+    uuid: str | None = None
+    name: str | None = None
+
+
+class TemplateIdsBody(Body):
+    """``POST /v1/volumes/templates`` as the 2025 OpenAPI spec writes it."""
+
+    ids: list[RefBody]
 
 
 T = TypeVar("T", bound=Body)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from volumed.api.envelope import Item
+from volumed.domain.listing import Page
 from volumed.domain.model import Instance, Volume
+from volumed.domain.quotas import QuotaReport
 from volumed.domain.states import InstanceState
 
 
@@ -102,3 +104,42 @@ def instance_waited(instance: Instance) -> Item:
         "name": instance.name,
         "state": instance.state.value,
     }
+
+
+# ---- updates, clones, templates, quotas
+
+
+def volume_updated(volume: Volume, item_id: str | None) -> Item:
+    """An update item: the volume, and the ``id`` the request item carried."""
+    item = volume_ref(volume)
+    if item_id is not None:
+        item["id"] = item_id
+    return item
+
+
+def quotas_item(user_id: str, report: QuotaReport) -> Item:
+    """``GET /v1/users/quotas``, in the shape of the SDK's ``Quotas``."""
+    used, limits = report.usage, report.limits
+    return {
+        "status": "success",
+        "uuid": user_id,
+        "used": {
+            "instances": used.instances,
+            "live_instances": used.live_instances,
+            "live_vcpus": used.live_vcpus,
+            "live_memory_mb": used.live_memory_mb,
+            "volumes": used.volumes,
+            "total_volume_mb": used.total_volume_mb,
+        },
+        "hard": {"volumes": limits.max_volumes, "total_volume_mb": limits.max_total_volume_mb},
+        "limits": {"min_volume_mb": limits.min_volume_mb, "max_volume_mb": limits.max_volume_mb},
+    }
+
+
+def page_items(page: Page, *, details: bool) -> list[Item]:
+    """A listing page; a ``from`` cursor gone since is its first item, as a stub."""
+    found = [volume_item(v, details=details) for v in page.volumes]
+    if page.cursor is not None:
+        uuid, name = page.cursor
+        found.insert(0, {"status": "success", "uuid": uuid, "name": name})
+    return found

@@ -136,8 +136,8 @@ class VolumeHandlers:
         refs += [bodies.RefBody(name=n) for n in values.get("name", [])]
         refs += bodies.parse_items(request.body, bodies.RefBody, required=False)
         if not refs:
-            volumes = await self._service.list(user, parse_list_query(values))
-            results = [views.volume_item(v, details=details) for v in volumes]
+            page = await self._service.page(user, parse_list_query(values))
+            results = views.page_items(page, details=details)
             return Response(items_envelope(KEY, results, started))
         if len(refs) > bodies.MAX_ITEMS:
             raise RequestError(400, f"Too many identifiers: at most {bodies.MAX_ITEMS}")

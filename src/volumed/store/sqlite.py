@@ -858,10 +858,7 @@ class SqliteStore:
     def _check_room(self, owner_id: str, limits: QuotaLimits, volumes: int, size_mb: int) -> None:
         """Inside a write transaction: refuse what would take the tenant over its limits."""
         count, total_mb = self._volume_usage(owner_id)
-        if (
-            count + volumes > limits.max_volumes
-            or total_mb + size_mb > limits.max_total_volume_mb
-        ):
+        if count + volumes > limits.max_volumes or total_mb + size_mb > limits.max_total_volume_mb:
             raise QuotaRefused(QuotaUsage(count, total_mb))
 
     def _insert_row(
@@ -879,7 +876,6 @@ class SqliteStore:
             )
         except sqlite3.IntegrityError:
             raise NameTaken(volume.name) from None
-        self._created_event(volume)
 
     async def insert_volume_within_quota(
         self, volume: Volume, job: str, job_args: dict[str, Any], limits: QuotaLimits
@@ -994,14 +990,11 @@ class SqliteStore:
         *,
         all_readonly: bool = False,
     ) -> bool:
-        source = (
-            "uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL AND state = ?"
-            + (
-                " AND NOT EXISTS (SELECT 1 FROM attachments "
-                "WHERE volume_uuid = volumes.uuid AND readonly = 0)"
-                if all_readonly
-                else ""
-            )
+        source = "uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL AND state = ?" + (
+            " AND NOT EXISTS (SELECT 1 FROM attachments "
+            "WHERE volume_uuid = volumes.uuid AND readonly = 0)"
+            if all_readonly
+            else ""
         )
         params = (source_uuid, clone.owner_id, expected_state)
         args = {"source": source_uuid, "source_state": expected_state if source_busy else None}
