@@ -13,7 +13,7 @@ of the same image file.
      The worker copies (reflink if possible, else ``cp --sparse=always``), runs
      ``e2fsck -fy`` and ``tune2fs -U random`` on the copy, reserves it if static, and
      fsyncs it and the directory, all before it reports the clone available. The clone
-     is deleted afterwards.
+     is deleted afterwards. The worker's own time for the job is read from the server log.
    * bare: ``cp --sparse=always`` of the same image file to a file beside it, then
      ``sync -f`` of that file (what the worker's fsync amounts to), timed with
      ``time.perf_counter``; and, apart, the ``e2fsck -fy`` + ``tune2fs -U random`` of
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import secrets
 import signal
 import socket
@@ -108,7 +109,7 @@ def main() -> None:
             "VOLUMED_DATA_DIR": str(root / "data"),
             "VOLUMED_PORT": str(port),
             "VOLUMED_TOKEN": token,
-            "VOLUMED_LOG_LEVEL": "warning",
+            "VOLUMED_LOG_LEVEL": "info",
             "VOLUMED_METRICS_PORT": "0",
             "VOLUMED_WORKER_POLL_S": "0.05",
         }
@@ -175,9 +176,18 @@ def main() -> None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
 
+        log_text = (root / "server.log").read_text(errors="replace")
+    job_s = [
+        float(found[1]) / 1000
+        for line in log_text.splitlines()
+        if "job clone on" in line and "ended: ok" in line
+        if (found := re.search(r"duration_ms\"?[:=]\s*([\d.]+)", line))
+    ]
     caches = "dropped before each run" if dropped else "NOT dropped (no permission)"
     print(f"page cache: {caches}")
     print(stats("volumed clone (POST -> available)", volumed_s))
+    if job_s:
+        print(stats("  of which the worker's clone job", job_s))
     print(stats("cp --sparse=always + sync", bare_s))
     print(stats("  e2fsck -fy + tune2fs -U random of the copy", fixup_s))
     print(f"du: volumed's clone {clone_du:.0f} MB, cp's copy {copy_du:.0f} MB")
