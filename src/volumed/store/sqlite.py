@@ -1061,6 +1061,75 @@ class SqliteStore:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    # ---- transfers and admin (volume import, volumed fsck)
+
+    async def begin_import(
+        self, owner_id: str, uuid: str, expected: Sequence[str], worker_id: str, lease_us: int
+    ) -> bool:
+        """Compare-and-set: an unattached volume in ``expected`` becomes ``busy`` and owes
+        an ``import`` job, leased to ``worker_id`` (the process streaming the archive
+        renews it). If that process dies, the lease runs out and the reconciler ends the
+        job, putting the volume back as it was."""
+        with self._write() as db:
+            before = db.execute(
+                "SELECT state FROM volumes WHERE uuid = ? AND owner_id = ? AND deleted = 0",
+                (uuid, owner_id),
+            ).fetchone()
+            if before is None or before[0] not in expected:
+                return False
+            won = db.execute(
+                "UPDATE volumes SET state = 'busy', job = 'import', job_args = ?, "
+                "message = NULL, lease_owner = ?, lease_until_us = ?, job_attempts = 1 "
+                "WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL "
+                "AND state = ? AND NOT EXISTS "
+                "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
+                (json.dumps({"previous_state": before[0]}), worker_id, now_us() + lease_us,
+                 uuid, owner_id, before[0]),
+            )  # fmt: skip
+            if won.rowcount == 1:
+                self._audit(uuid, "import", "ok", state_from=before[0], state_to="busy")
+        return won.rowcount == 1
+
+    async def fsck_rows(self) -> list[dict[str, Any]]:
+        """Every volume row, deleted-pending ones included: uuid, name, owner (user name),
+        state, deleted, job."""
+        rows = self._db.execute(
+            "SELECT v.uuid, v.name, COALESCE(u.name, v.owner_id) AS owner, v.state, "
+            "v.deleted, v.job FROM volumes v LEFT JOIN users u ON u.id = v.owner_id "
+            "ORDER BY v.created_at_us"
+        )
+        return [dict(r) for r in rows]
+
+    async def mark_image_missing(self, uuid: str, message: str) -> bool:
+        """Put a visible volume that no job holds into ``error`` with ``message``."""
+        with self._write() as db:
+            before = db.execute(
+                "SELECT state FROM volumes WHERE uuid = ? AND deleted = 0 AND job IS NULL",
+                (uuid,),
+            ).fetchone()
+            if before is None:
+                return False
+            db.execute(
+                "UPDATE volumes SET state = 'error', message = ? WHERE uuid = ?", (message, uuid)
+            )
+            self._audit(
+                uuid,
+                "state",
+                "error",
+                actor="fsck",
+                state_from=before[0],
+                state_to="error",
+                message=message,
+            )
+        return True
+
+    def _audit(self, uuid: str, action: str, result: str, **details: Any) -> None:
+        """Add to the volume's audit trail, in the caller's transaction, when this store
+        keeps one."""
+        events = getattr(self, "_events", None)
+        if events is not None:
+            events.record(uuid, action, result, **details)
+
 
 _NO_JOB = "job = NULL, job_args = NULL, lease_owner = NULL, lease_until_us = 0, job_attempts = 0"
 
