@@ -233,3 +233,34 @@ def test_import_needs_an_unattached_volume(cli: Cli, tmp_path: Path, state_chang
     refused = cli("volume", "import", name, "--source", str(tree))
     assert refused.code == 1 and "error 15" in refused.err and f"'{name}'" in refused.err
     assert cli("instance", "rm", instance).code == 0
+
+
+def test_a_client_that_goes_away_mid_import_changes_nothing(
+    cli: Cli, server: LiveServer, tmp_path: Path
+) -> None:
+    tree = small_tree(tmp_path / "tree", files=5)
+    name = make_volume(cli, "32")
+    assert cli("volume", "import", name, "--source", str(tree)).code == 0
+    uuid = cli("volume", "get", name, "-o", "json").json()[0]["uuid"]
+
+    def broken_archive() -> Iterator[bytes]:
+        header = tarfile.TarInfo("big.bin")
+        header.size = 8 * MIB
+        yield header.tobuf(format=tarfile.GNU_FORMAT)
+        for _ in range(32):
+            yield b"\1" * 65536
+        raise RuntimeError("the client gives up")
+
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        with pytest.raises(RuntimeError):
+            api.put(
+                f"/volumed/v1/volumes/{uuid}/import",
+                content=broken_archive(),
+                headers={"Authorization": f"Bearer {server.token}"},
+            )
+    with server.client() as api:
+        item = wait_for_state(api, uuid, ("available",), timeout=10)
+    assert item["state"] == "available"
+    out = tmp_path / "out"
+    assert cli("volume", "export", name, "--output", str(out)).code == 0
+    assert_same_tree(tree, out)
