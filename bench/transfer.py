@@ -12,6 +12,9 @@ For each data set, N runs (default 3) of:
    ``mke2fs -d``, ``e2fsck -fn`` and renames the new image into place);
 2. ``volumed volume export NAME --output DIR`` (the server runs ``debugfs rdump`` and
    streams ``tar``; the CLI unpacks it);
+   and the same two through the API alone (httpx in this process: a tar file made
+   beforehand streamed up, the export streamed into /dev/null), to tell the server's
+   share from the CLI's;
 3. the bare data plane: ``truncate`` + ``mke2fs -q -F -t ext4 -m 0 -E
    lazy_itable_init=1,lazy_journal_init=1 -d DIR`` into a fresh image of the same size,
    and ``debugfs -R "rdump / OUT"`` out of it.
@@ -35,6 +38,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -118,6 +122,47 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
+def volume_uuid(volumed: list[str], name: str, env: dict[str, str]) -> str:
+    import json
+
+    done = subprocess.run(
+        [*volumed, "volume", "get", name, "-o", "json"], env=env, capture_output=True, check=True
+    )
+    return str(json.loads(done.stdout)[0]["uuid"])
+
+
+def api_import(env: dict[str, str], uuid: str, archive: Path) -> float:
+    import httpx
+
+    def chunks() -> object:
+        with open(archive, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                yield chunk
+
+    headers = {"Authorization": f"Bearer {env['VOLUMED_TOKEN']}"}
+    started = time.perf_counter()
+    with httpx.Client(base_url=env["VOLUMED_URL"], headers=headers, timeout=600) as api:
+        answer = api.put(f"/volumed/v1/volumes/{uuid}/import", content=chunks())
+    elapsed = time.perf_counter() - started
+    if answer.json()["status"] != "success":
+        raise SystemExit(f"API import failed: {answer.text}")
+    return elapsed
+
+
+def api_export(env: dict[str, str], uuid: str) -> float:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {env['VOLUMED_TOKEN']}"}
+    started = time.perf_counter()
+    with (
+        httpx.Client(base_url=env["VOLUMED_URL"], headers=headers, timeout=600) as api,
+        api.stream("GET", f"/volumed/v1/volumes/{uuid}/export") as answer,
+    ):
+        for _ in answer.iter_raw(1 << 20):
+            pass
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=3, help="runs per measurement")
@@ -152,12 +197,20 @@ def main() -> None:
         sets = make_data(work)
         print(f"# volumed import/export vs mke2fs -d / debugfs rdump, {args.n} run(s), median")
         print(f"# {os.uname().sysname} {os.uname().release}, {os.cpu_count()} CPUs")
-        print(f"{'data':20} {'MB':>6} {'import':>9} {'mke2fs -d':>10} {'export':>9} {'rdump':>9}")
+        print(
+            f"{'data':20} {'MB':>6} {'import':>9} {'API imp.':>9} {'mke2fs -d':>10} "
+            f"{'export':>9} {'API exp.':>9} {'rdump':>9}"
+        )
         for label, source in sets.items():
             size = content_bytes(source)
             volume = "bench-" + secrets.token_hex(3)
             timed([*volumed, "volume", "create", "--name", volume, "--size", "320", "--wait"], env)
             imports, exports, mkfs, rdumps, peaks, before = [], [], [], [], [], []
+            api_imports, api_exports = [], []
+            archive = work / "data.tar"
+            with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT) as tar:
+                tar.add(source, arcname=".")
+            uuid = volume_uuid(volumed, volume, env)
             for _ in range(args.n):
                 before.append(rss_kb(server.pid))
                 with Sampler(server.pid) as sampler:
@@ -165,6 +218,8 @@ def main() -> None:
                         timed([*volumed, "volume", "import", volume, "--source", str(source)], env)
                     )
                 peaks.append(sampler.peak)
+                api_imports.append(api_import(env, uuid, archive))
+                api_exports.append(api_export(env, uuid))
                 out = work / f"out-{secrets.token_hex(3)}"
                 exports.append(
                     timed([*volumed, "volume", "export", volume, "--output", str(out)], env)
@@ -189,15 +244,20 @@ def main() -> None:
             def rate(times: list[float], size: int = size) -> str:
                 return f"{size / 1e6 / statistics.median(times):7.0f}/s"
 
+            columns = (imports, api_imports, mkfs, exports, api_exports, rdumps)
+            widths = (9, 9, 10, 9, 9, 9)
             print(
-                f"{label:20} {size / 1e6:6.0f} {rate(imports):>9} {rate(mkfs):>10} "
-                f"{rate(exports):>9} {rate(rdumps):>9}"
+                f"{label:20} {size / 1e6:6.0f} "
+                + " ".join(f"{rate(c):>{w}}" for c, w in zip(columns, widths, strict=True))
             )
             print(
-                f"{'':20} {'':6} {statistics.median(imports):8.2f}s "
-                f"{statistics.median(mkfs):9.2f}s {statistics.median(exports):8.2f}s "
-                f"{statistics.median(rdumps):8.2f}s"
+                f"{'':20} {'':6} "
+                + " ".join(
+                    f"{statistics.median(c):>{w - 1}.2f}s"
+                    for c, w in zip(columns, widths, strict=True)
+                )
             )
+            archive.unlink()
             if label.startswith("200"):
                 print(
                     f"# server RSS during the 200 MB imports: before {max(before) / 1024:.0f} MiB, "
