@@ -48,6 +48,19 @@ class Settings:
     worker_lease_s: float = 30.0
     worker_poll_s: float = 1.0
     log_level: str = "info"
+    log_format: str = "auto"
+    """``json``, ``text``, or ``auto``: JSON unless stderr is a terminal."""
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    """Prometheus ``/metrics`` listener, apart from the API; 0 turns it off."""
+    shutdown_timeout_s: float = 10.0
+    """On SIGTERM/SIGINT: how long in-flight requests and running jobs may take."""
+    ready_min_free_mb: int = 256
+    """``/readyz`` fails when the data directory has less free space than this."""
+    events_per_volume: int = 100
+    """Audit-trail events kept per volume (the oldest are dropped)."""
+    events_retention_days: float = 30.0
+    """How long the events of a deleted volume are kept."""
 
     @property
     def images_dir(self) -> Path:
@@ -90,11 +103,28 @@ class Settings:
             raise SettingsError("worker_lease_s must be ≥ 1 and worker_poll_s > 0")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise SettingsError("log_level must be debug, info, warning or error")
+        self._validate_operations()
         if not self.store_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise SettingsError("database_url must start with sqlite:/// or postgresql://")
         if self.token is not None and len(self.token) < 16:
             raise SettingsError("token must be at least 16 characters long")
         return self
+
+    def _validate_operations(self) -> None:
+        """Logs, metrics, probes, shutdown and the audit trail."""
+        if self.log_format not in ("auto", "json", "text"):
+            raise SettingsError("log_format must be auto, json or text")
+        if not 0 <= self.metrics_port < 65536:
+            raise SettingsError(f"metrics_port must be from 0 to 65535, got {self.metrics_port}")
+        if self.metrics_port == self.port and self.metrics_host == self.host:
+            raise SettingsError("metrics_port must differ from port: metrics stay off the API")
+        if self.shutdown_timeout_s <= 0:
+            raise SettingsError("shutdown_timeout_s must be greater than 0")
+        if self.ready_min_free_mb < 0:
+            raise SettingsError("ready_min_free_mb must not be negative")
+        _positive("events_per_volume", self.events_per_volume)
+        if self.events_retention_days <= 0:
+            raise SettingsError("events_retention_days must be greater than 0")
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
