@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from volumed.domain.events import VolumeEvent
 from volumed.domain.model import Instance, Ref, User, Volume
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "StorageDriver",
     "StorageError",
     "Store",
+    "StoreStats",
     "StoreUnavailable",
 ]
 
@@ -182,6 +184,21 @@ class Job:
     lease_owner: str
 
 
+@dataclass(slots=True, frozen=True)
+class StoreStats:
+    """Aggregates over every tenant, read when metrics are scraped."""
+
+    volumes_by_state: dict[str, int]
+    """Live volumes (deleted ones excluded) per state."""
+    provisioned_mb: int
+    """Sum of the sizes of live volumes."""
+    used_mb: int
+    """Sum of ``size - free`` over live volumes whose free space is known."""
+    tenants: int
+    jobs: int
+    """Volumes that owe background work (the worker's queue, running jobs included)."""
+
+
 # ---- instances and attachments: what the two-row compare-and-sets report
 
 
@@ -319,6 +336,17 @@ class Store(Protocol):
     async def renew_lease(self, uuid: str, worker_id: str, lease_us: int) -> bool: ...
     async def release_leases(self, worker_id: str | None = None) -> int: ...
     async def count_jobs(self) -> int: ...
+    async def stats(self) -> StoreStats: ...
+
+    # the audit trail (written by the transitions themselves, in their transaction)
+    async def volume_events(self, owner_id: str, uuid: str) -> list[VolumeEvent]:
+        """The tenant's retained events of a volume, deleted or not, oldest first."""
+        ...
+
+    async def add_volume_event(self, uuid: str, action: str, result: str, message: str) -> None:
+        """Record an operation that changed no state (a job attempt that failed)."""
+        ...
+
     async def set_job_state(
         self, uuid: str, worker_id: str, expected: Sequence[str], state: str
     ) -> bool: ...

@@ -9,6 +9,7 @@ request's statements; SQLite's own locking serialises us against the admin CLI.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from volumed.domain.events import WORKER, EventAction, EventResult, VolumeEvent
 from volumed.domain.model import (
     Instance,
     InstanceRef,
@@ -37,9 +39,12 @@ from volumed.domain.ports import (
     QuotaOverrides,
     QuotaRefused,
     QuotaUsage,
+    StoreStats,
+    StoreUnavailable,
 )
 from volumed.domain.states import AccessMode, InstanceState, QuotaPolicy, VolumeState
 from volumed.store import migrations
+from volumed.store._events import EventLog
 
 __all__ = ["SqliteStore"]
 
@@ -60,7 +65,14 @@ class SqliteStore:
     """Metadata in one SQLite file. ``synchronous`` is FULL unless told otherwise, so an
     acknowledged change survives power loss, not only a crash of the process."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        events_per_volume: int = 100,
+        events_retention_us: int = 30 * 86_400_000_000,
+    ) -> None:
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
         self._db.row_factory = sqlite3.Row
@@ -68,6 +80,10 @@ class SqliteStore:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=30000")
+        self._file_id = _file_id(path)
+        self._events = EventLog(
+            self._db, per_volume=events_per_volume, retention_us=events_retention_us
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -95,7 +111,19 @@ class SqliteStore:
         return [m.version for m in migrations.all_migrations() if m.version not in done]
 
     async def ping(self) -> None:
-        self._db.execute("SELECT 1").fetchone()
+        """Raise StoreUnavailable unless the database answers a query *and* is still the
+        file at ``path``: SQLite keeps writing to a file renamed or deleted under it,
+        and those writes would be lost at the next start."""
+        try:
+            found = _file_id(self.path)
+        except OSError as exc:
+            raise StoreUnavailable(f"The database file {self.path} is gone") from exc
+        if found != self._file_id:
+            raise StoreUnavailable(f"The database file {self.path} was replaced")
+        try:
+            self._db.execute("SELECT count(*) FROM schema_migrations").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"The database does not answer: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
@@ -279,29 +307,109 @@ class SqliteStore:
     ) -> None:
         """Insert a new volume; raises NameTaken if the tenant already uses the name."""
         try:
-            self._db.execute(
-                f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (*_volume_values(volume), job, json.dumps(job_args) if job else None),
-            )
+            with self._write() as db:
+                db.execute(
+                    f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (*_volume_values(volume), job, json.dumps(job_args) if job else None),
+                )
+                self._created_event(volume)
         except sqlite3.IntegrityError:
             raise NameTaken(volume.name) from None
+
+    def _created_event(self, volume: Volume) -> None:
+        self._events.record(
+            volume.uuid,
+            EventAction.CREATE,
+            EventResult.OK,
+            state_to=volume.state.value,
+            message=f"Created '{volume.name}' ({volume.size_mb} MB, {volume.quota_policy})",
+        )
+
+    def _states_of(self, uuids_sql: str, params: tuple[str, ...]) -> dict[str, str]:
+        """The states of the volumes ``uuids_sql`` selects, before a bulk update."""
+        rows = self._db.execute(
+            f"SELECT uuid, state FROM volumes WHERE uuid IN ({uuids_sql})", params
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def _state_events(self, before: dict[str, str], message: str) -> None:
+        """Record a ``state`` event for each volume of ``before`` whose state changed."""
+        for uuid, state_from in before.items():
+            state_to = self._volume_state(uuid)
+            if state_to is not None and state_to != state_from:
+                self._events.record(
+                    uuid,
+                    EventAction.STATE,
+                    EventResult.OK,
+                    state_from=state_from,
+                    state_to=state_to,
+                    message=message,
+                )
+
+    def _instance_deleted_events(
+        self, instance_uuid: str, held: Sequence[tuple[str, str, Any]], gone: set[str]
+    ) -> None:
+        """Deleting an instance detaches its volumes and deletes the non-persistent ones."""
+        for uuid, state, _job in held:
+            if uuid in gone:
+                self._events.record(
+                    uuid,
+                    EventAction.DELETE,
+                    EventResult.OK,
+                    state_from=state,
+                    message="Deleted with its instance (the volume was not persistent)",
+                )
+            else:
+                self._link_event(EventAction.DETACH, uuid, [instance_uuid], state)
+
+    def _volume_state(self, uuid: str) -> str | None:
+        row = self._db.execute("SELECT state FROM volumes WHERE uuid = ?", (uuid,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _link_event(
+        self, action: EventAction, uuid: str, instances: Sequence[str], state_from: str | None
+    ) -> None:
+        """Record an attach or a detach, naming the instances (call it while they exist)."""
+        names = [
+            r[0]
+            for r in self._db.execute(
+                f"SELECT name FROM instances WHERE uuid IN ({_marks(instances)}) ORDER BY name",
+                tuple(instances),
+            )
+        ]
+        quoted = ", ".join(f"'{n}'" for n in names)
+        where = "to" if action is EventAction.ATTACH else "from"
+        self._events.record(
+            uuid,
+            action,
+            EventResult.OK,
+            state_from=state_from,
+            state_to=self._volume_state(uuid),
+            message=f"{action.value.capitalize()}ed {where} instance {quoted}",
+        )
 
     async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[str]) -> bool:
         """Compare-and-set: hide the volume and owe its deletion, if it is in an expected
         state, unlocked and unattached."""
-        cur = self._db.execute(
-            "UPDATE volumes SET deleted = 1, job = 'delete', job_args = '{}', "
-            "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
-            f"WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND delete_lock = 0 "
-            f"AND state IN ({','.join('?' * len(expected))}) "
-            "AND NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) "
-            # Not while a clone of it is being copied.
-            "AND NOT EXISTS (SELECT 1 FROM volumes c "
-            "WHERE c.clone_source = volumes.uuid AND c.job = 'clone')",
-            (uuid, owner_id, *expected),
-        )
-        return cur.rowcount == 1
+        with self._write() as db:
+            won = db.execute(
+                "UPDATE volumes SET deleted = 1, job = 'delete', job_args = '{}', "
+                "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
+                f"WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND delete_lock = 0 "
+                f"AND state IN ({','.join('?' * len(expected))}) "
+                "AND NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) "
+                # Not while a clone of it is being copied.
+                "AND NOT EXISTS (SELECT 1 FROM volumes c "
+                "WHERE c.clone_source = volumes.uuid AND c.job = 'clone') "
+                "RETURNING state",
+                (uuid, owner_id, *expected),
+            ).fetchall()
+            if won:
+                self._events.record(
+                    uuid, EventAction.DELETE, EventResult.OK, state_from=won[0][0]
+                )
+        return bool(won)
 
     async def purge_volume(self, uuid: str) -> bool:
         """Drop the row of a deleted volume once its image is gone, leaving a tombstone
@@ -320,6 +428,7 @@ class SqliteStore:
                 "DELETE FROM volume_tombstones WHERE deleted_at_us < ?", (now - _TOMBSTONE_US,)
             )
             cur = db.execute("DELETE FROM volumes WHERE uuid = ? AND deleted = 1", (uuid,))
+            self._events.prune_gone()
         return cur.rowcount == 1
 
     # ------------------------------------------------------------------ jobs
@@ -360,6 +469,29 @@ class SqliteStore:
             self._db.execute("SELECT count(*) FROM volumes WHERE job IS NOT NULL").fetchone()[0]
         )
 
+    async def stats(self) -> StoreStats:
+        by_state: dict[str, int] = {}
+        provisioned = used = 0
+        for state, count, size_mb, used_mb in self._db.execute(
+            "SELECT state, count(*), COALESCE(SUM(size_mb), 0), "
+            "COALESCE(SUM(size_mb - free_mb), 0) FROM volumes WHERE deleted = 0 GROUP BY state"
+        ):
+            by_state[state] = int(count)
+            provisioned += int(size_mb)
+            used += int(used_mb)
+        tenants = self._db.execute("SELECT count(*) FROM users").fetchone()[0]
+        jobs = self._db.execute("SELECT count(*) FROM volumes WHERE job IS NOT NULL").fetchone()
+        return StoreStats(by_state, provisioned, used, int(tenants), int(jobs[0]))
+
+    # ------------------------------------------------------------------ audit trail
+
+    async def volume_events(self, owner_id: str, uuid: str) -> list[VolumeEvent]:
+        return self._events.list(owner_id, uuid)
+
+    async def add_volume_event(self, uuid: str, action: str, result: str, message: str) -> None:
+        with self._write():
+            self._events.record(uuid, action, result, actor=WORKER, message=message)
+
     async def renew_lease(self, uuid: str, worker_id: str, lease_us: int) -> bool:
         cur = self._db.execute(
             "UPDATE volumes SET lease_until_us = ? WHERE uuid = ? AND lease_owner = ? "
@@ -387,11 +519,25 @@ class SqliteStore:
         self, uuid: str, worker_id: str, expected: Sequence[str], state: str
     ) -> bool:
         """Compare-and-set the state of a volume whose job this worker holds."""
-        cur = self._db.execute(
-            "UPDATE volumes SET state = ? WHERE uuid = ? AND lease_owner = ? "
-            f"AND job IS NOT NULL AND state IN ({','.join('?' * len(expected))})",
-            (state, uuid, worker_id, *expected),
-        )
+        with self._write() as db:
+            before = db.execute(
+                "SELECT state, job, job_attempts FROM volumes WHERE uuid = ?", (uuid,)
+            ).fetchone()
+            cur = db.execute(
+                "UPDATE volumes SET state = ? WHERE uuid = ? AND lease_owner = ? "
+                f"AND job IS NOT NULL AND state IN ({','.join('?' * len(expected))})",
+                (state, uuid, worker_id, *expected),
+            )
+            if cur.rowcount == 1 and before[0] != state:
+                self._events.record(
+                    uuid,
+                    before[1],
+                    EventResult.OK,
+                    actor=WORKER,
+                    state_from=before[0],
+                    state_to=state,
+                    message=f"Started (attempt {before[2]})",
+                )
         return cur.rowcount == 1
 
     async def finish_job(
@@ -408,17 +554,30 @@ class SqliteStore:
         """Compare-and-set: end the job held by ``worker_id`` and move to ``state``."""
         # "available" means attached to nothing. A volume created with its instance is
         # attached before it is formatted, so it finishes "idle" instead.
-        cur = self._db.execute(
-            "UPDATE volumes SET state = CASE WHEN ? = 'available' AND EXISTS "
-            "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) THEN 'idle' "
-            "ELSE ? END, free_mb = COALESCE(?, free_mb), "
-            "size_mb = COALESCE(?, size_mb), message = ?, job = NULL, job_args = NULL, "
-            "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
-            "WHERE uuid = ? AND lease_owner = ? AND job IS NOT NULL "
-            f"AND state IN ({','.join('?' * len(expected))})",
-            (state, state, free_mb, size_mb, message, uuid, worker_id, *expected),
-        )
-        return cur.rowcount == 1
+        with self._write() as db:
+            before = db.execute("SELECT state, job FROM volumes WHERE uuid = ?", (uuid,)).fetchone()
+            won = db.execute(
+                "UPDATE volumes SET state = CASE WHEN ? = 'available' AND EXISTS "
+                "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) THEN 'idle' "
+                "ELSE ? END, free_mb = COALESCE(?, free_mb), "
+                "size_mb = COALESCE(?, size_mb), message = ?, job = NULL, job_args = NULL, "
+                "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
+                "WHERE uuid = ? AND lease_owner = ? AND job IS NOT NULL "
+                f"AND state IN ({','.join('?' * len(expected))}) RETURNING state",
+                (state, state, free_mb, size_mb, message, uuid, worker_id, *expected),
+            ).fetchall()
+            if won:
+                failed = won[0][0] == VolumeState.ERROR.value
+                self._events.record(
+                    uuid,
+                    before[1],
+                    EventResult.ERROR if failed else EventResult.OK,
+                    actor=WORKER,
+                    state_from=before[0],
+                    state_to=won[0][0],
+                    message=message,
+                )
+        return bool(won)
 
     async def job_volume_exists(self, uuid: str) -> bool:
         row = self._db.execute("SELECT 1 FROM volumes WHERE uuid = ?", (uuid,)).fetchone()
@@ -541,7 +700,9 @@ class SqliteStore:
                     except sqlite3.IntegrityError:
                         index = position.get(volume.uuid)
                         raise _Abort(InsertOutcome(AttachOutcome.NAME_TAKEN, index)) from None
+                    self._created_event(volume)
                 for i, link in enumerate(attachments):
+                    state_before = self._volume_state(link.volume_uuid)
                     if link.expected_states and not self._take_volume(
                         instance.owner_id, link.volume_uuid, link.expected_states
                     ):
@@ -550,6 +711,9 @@ class SqliteStore:
                         "INSERT INTO attachments (volume_uuid, instance_uuid, at, readonly, "
                         "attached_at_us) VALUES (?,?,?,?,?)",
                         (link.volume_uuid, instance.uuid, link.at, int(link.readonly), now + i),
+                    )
+                    self._link_event(
+                        EventAction.ATTACH, link.volume_uuid, [instance.uuid], state_before
                     )
         except _Abort as abort:
             assert isinstance(abort.outcome, InsertOutcome)
@@ -613,6 +777,7 @@ class SqliteStore:
                     raise _Abort(AttachOutcome.TOO_MANY)
                 if at in paths:
                     raise _Abort(AttachOutcome.PATH_TAKEN)
+                state_before = self._volume_state(volume_uuid)
                 if not self._take_volume(owner_id, volume_uuid, expected_volume_states):
                     raise _Abort(AttachOutcome.VOLUME_CHANGED)
                 db.execute(
@@ -620,6 +785,7 @@ class SqliteStore:
                     "attached_at_us) VALUES (?,?,?,?,?)",
                     (volume_uuid, instance_uuid, at, int(readonly), now_us()),
                 )
+                self._link_event(EventAction.ATTACH, volume_uuid, [instance_uuid], state_before)
         except _Abort as abort:
             assert isinstance(abort.outcome, AttachOutcome)
             return abort.outcome
@@ -653,6 +819,7 @@ class SqliteStore:
                     raise _Abort(AttachOutcome.VOLUME_CHANGED)
                 if not holders:
                     raise _Abort(AttachOutcome.NOT_ATTACHED)
+                state_before = self._volume_state(volume_uuid)
                 db.execute(
                     "DELETE FROM attachments WHERE volume_uuid = ? "
                     f"AND instance_uuid IN ({_marks(holders)})",
@@ -665,6 +832,7 @@ class SqliteStore:
                     "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
                     (volume_uuid,),
                 )
+                self._link_event(EventAction.DETACH, volume_uuid, holders, state_before)
         except _Abort as abort:
             assert isinstance(abort.outcome, AttachOutcome)
             return abort.outcome
@@ -688,12 +856,15 @@ class SqliteStore:
                 ).fetchone()
                 if unready:
                     raise _Abort(InstanceOutcome.VOLUMES_NOT_READY)
+                held = "SELECT volume_uuid FROM attachments WHERE instance_uuid = ?"
+                before = self._states_of(held, (instance_uuid,))
                 db.execute(
                     "UPDATE volumes SET state = 'mounted' WHERE uuid IN (SELECT volume_uuid "
                     "FROM attachments WHERE instance_uuid = ?) "
                     f"AND state IN ({_marks(mountable)})",
                     (instance_uuid, *mountable),
                 )
+                self._state_events(before, "Mounted: an instance it is attached to starts")
         except _Abort as abort:
             assert isinstance(abort.outcome, InstanceOutcome)
             return abort.outcome
@@ -752,6 +923,7 @@ class SqliteStore:
     def _unmount_released(self, volumes_sql: str, params: tuple[str, ...]) -> None:
         """Op.UNMOUNT for the chosen volumes: ``mounted`` → ``idle`` unless another
         instance that still runs holds them (a shared read-only volume)."""
+        before = self._states_of(volumes_sql, params)
         self._db.execute(
             f"UPDATE volumes SET state = 'idle' WHERE uuid IN ({volumes_sql}) "
             "AND state = 'mounted' AND NOT EXISTS (SELECT 1 FROM attachments a "
@@ -759,6 +931,7 @@ class SqliteStore:
             f"AND i.state IN ({_marks(_RUNNING_STATES)}))",
             (*params, *_RUNNING_STATES),
         )
+        self._state_events(before, "Unmounted: no running instance holds it any more")
 
     async def delete_instance(
         self,
@@ -790,12 +963,13 @@ class SqliteStore:
                         "NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)"
                     )
                     # Not persistent and held by nothing else: goes with its instance.
-                    db.execute(
+                    gone = db.execute(
                         "UPDATE volumes SET deleted = 1, job = 'delete', job_args = '{}', "
                         "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
-                        f"WHERE uuid IN ({marks}) AND persistent = 0 AND {orphan}",
+                        f"WHERE uuid IN ({marks}) AND persistent = 0 AND {orphan} "
+                        "RETURNING uuid",
                         uuids,
-                    )
+                    ).fetchall()
                     db.execute(
                         "UPDATE volumes SET state = 'available' "
                         f"WHERE uuid IN ({marks}) AND deleted = 0 "
@@ -803,6 +977,7 @@ class SqliteStore:
                         uuids,
                     )
                     self._unmount_released(marks, tuple(uuids))
+                    self._instance_deleted_events(instance_uuid, held, {r[0] for r in gone})
                 db.execute("DELETE FROM instances WHERE uuid = ?", (instance_uuid,))
         except _Abort as abort:
             assert isinstance(abort.outcome, InstanceOutcome)
@@ -876,6 +1051,7 @@ class SqliteStore:
             )
         except sqlite3.IntegrityError:
             raise NameTaken(volume.name) from None
+        self._created_event(volume)
 
     async def insert_volume_within_quota(
         self, volume: Volume, job: str, job_args: dict[str, Any], limits: QuotaLimits
@@ -1160,6 +1336,11 @@ def _instance_values(i: Instance) -> tuple[Any, ...]:
         json.dumps(i.env),
         json.dumps(i.tags),
     )
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

@@ -1,0 +1,88 @@
+"""The SQL of the volume audit trail (table ``volume_events``, migration 0004).
+
+:class:`EventLog` never opens a transaction of its own: the store's transition methods
+call :meth:`EventLog.record` inside theirs, so an event exists exactly when the change
+it describes was committed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+
+from volumed.domain.events import VolumeEvent
+
+__all__ = ["EventLog"]
+
+_COLUMNS = "id, volume_uuid, at_us, actor, action, result, state_from, state_to, message"
+
+
+class EventLog:
+    def __init__(self, db: sqlite3.Connection, *, per_volume: int, retention_us: int) -> None:
+        self._db = db
+        self._per_volume = per_volume
+        self._retention_us = retention_us
+        self._last_us = 0
+        self._last_prune_us = 0
+
+    def record(
+        self,
+        uuid: str,
+        action: str,
+        result: str,
+        *,
+        actor: str | None = None,
+        state_from: str | None = None,
+        state_to: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Append an event to the volume's trail; ``actor`` None means its owner (by
+        name). Keeps the newest ``per_volume`` events of the volume."""
+        # Strictly increasing within this process, so the trail sorts as it happened.
+        at = max(time.time_ns() // 1000, self._last_us + 1)
+        self._last_us = at
+        self._db.execute(
+            f"INSERT INTO volume_events (owner_id, {_COLUMNS}) "
+            "SELECT v.owner_id, ?, v.uuid, ?, "
+            "COALESCE(?, (SELECT u.name FROM users u WHERE u.id = v.owner_id), v.owner_id), "
+            "?, ?, ?, ?, ? FROM volumes v WHERE v.uuid = ?",
+            (
+                f"{at:014x}{secrets.token_hex(4)}",
+                at,
+                actor,
+                action,
+                result,
+                state_from,
+                state_to,
+                message,
+                uuid,
+            ),
+        )
+        self._db.execute(
+            "DELETE FROM volume_events WHERE volume_uuid = ? AND at_us <= "
+            "(SELECT at_us FROM volume_events WHERE volume_uuid = ? "
+            "ORDER BY at_us DESC LIMIT 1 OFFSET ?)",
+            (uuid, uuid, self._per_volume),
+        )
+
+    def prune_gone(self, every_us: int = 3_600_000_000) -> None:
+        """Forget the events, older than the retention period, of volumes whose row is
+        gone. Runs at most once per ``every_us`` (it scans every old event)."""
+        now = time.time_ns() // 1000
+        if now - self._last_prune_us < every_us:
+            return
+        self._last_prune_us = now
+        self._db.execute(
+            "DELETE FROM volume_events WHERE at_us < ? AND NOT EXISTS "
+            "(SELECT 1 FROM volumes v WHERE v.uuid = volume_events.volume_uuid)",
+            (now - self._retention_us,),
+        )
+
+    def list(self, owner_id: str, uuid: str) -> list[VolumeEvent]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM volume_events WHERE volume_uuid = ? AND owner_id = ? "
+            "ORDER BY at_us, id",
+            (uuid, owner_id),
+        )
+        return [VolumeEvent(*row) for row in rows]
