@@ -15,9 +15,12 @@ from volumed.api.app import VolumedApp
 from volumed.api.attachments import AttachmentHandlers
 from volumed.api.auth import Authenticator, new_token, token_digest
 from volumed.api.clones import CloneHandlers
+from volumed.api.events import EventHandlers
+from volumed.api.health import HealthHandlers
 from volumed.api.instances import InstanceHandlers
 from volumed.api.meta import MetaHandlers
 from volumed.api.metros import MetroHandlers
+from volumed.api.observe import ObservedApp
 from volumed.api.quotas import QuotaHandlers
 from volumed.api.routing import Router
 from volumed.api.templates import TemplateHandlers
@@ -26,6 +29,7 @@ from volumed.api.updates import UpdateHandlers
 from volumed.api.volumes import VolumeHandlers
 from volumed.domain.attachments import AttachmentService
 from volumed.domain.clones import CloneService
+from volumed.domain.events import EventService
 from volumed.domain.instances import InstanceLimits, InstanceService
 from volumed.domain.model import User
 from volumed.domain.ports import QuotaLimits, Store
@@ -34,6 +38,8 @@ from volumed.domain.templates import TemplateService
 from volumed.domain.transfers import IMPORT_JOB, TransferService
 from volumed.domain.updates import UpdateService
 from volumed.domain.volumes import VolumeLimits, VolumeService
+from volumed.logs import AccessLog
+from volumed.metrics import Metrics, snapshot_source
 from volumed.runtime import RecordOnlyRuntime
 from volumed.settings import Settings, SettingsError
 from volumed.storage import Ext4ImageDriver
@@ -57,6 +63,10 @@ class Services:
     lock_file: IO[str] | None = None
     instances: InstanceService | None = None
     """Set by :func:`bootstrap`; ``serve`` asks it to finish starts and stops a crash cut."""
+    metrics: Metrics | None = None
+    """The Prometheus instruments; None when ``metrics_port`` is 0."""
+    http: ObservedApp | None = None
+    """What ``serve`` serves: ``app`` inside the access log and the request metrics."""
 
     def close(self) -> None:
         self.store.close()
@@ -73,7 +83,12 @@ def open_store(settings: Settings) -> SqliteStore:
     if not url.removeprefix("sqlite:///").startswith("/"):
         path = Path(url.removeprefix("sqlite://"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(path, synchronous=settings.sqlite_synchronous.upper())
+    store = SqliteStore(
+        path,
+        synchronous=settings.sqlite_synchronous.upper(),
+        events_per_volume=settings.events_per_volume,
+        events_retention_us=int(settings.events_retention_days * 86_400_000_000),
+    )
     store.migrate()
     return store
 
@@ -84,6 +99,9 @@ def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     lock_file = _lock_data_dir(settings.data_dir) if exclusive and settings.is_sqlite else None
     store = open_store(settings)
     storage = Ext4ImageDriver(settings.images_dir)
+    metrics = Metrics() if settings.metrics_port else None
+    if metrics is not None:
+        metrics.time_store_calls(store)
     worker = Reconciler(
         store,
         storage,
@@ -92,6 +110,7 @@ def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
             poll_s=settings.worker_poll_s,
             concurrency=settings.worker_concurrency,
         ),
+        on_job_done=metrics.job_done if metrics is not None else None,
     )
     quotas = QuotaService(
         store,
@@ -149,9 +168,22 @@ def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         public_url=settings.public_url, fallback_host=f"{settings.host}:{settings.port}"
     ).register(router)
     MetaHandlers(router).register(router)
+    HealthHandlers(
+        store,
+        [settings.data_dir, settings.images_dir],
+        storage.free_bytes,
+        settings.ready_min_free_mb,
+    ).register(router)
+    EventHandlers(EventService(store)).register(router)
     app = VolumedApp(router, Authenticator(store), max_body_bytes=settings.max_body_bytes)
     services = Services(settings, store, storage, volumes, worker, app, lock_file)
     services.instances = instances
+    services.metrics = metrics
+    if metrics is not None:
+        metrics.read_snapshots_from(
+            snapshot_source(store.stats, storage.free_bytes, lambda: worker.running_jobs)
+        )
+    services.http = ObservedApp(app, metrics, AccessLog(settings.log_format))
     return services
 
 

@@ -149,7 +149,8 @@ def account_paths() -> Paths:
 
 def _probe(operation_id: str, summary: str, *, ready: bool) -> Operation:
     checks = envelope("checks", ref("HealthCheck"), data_required=False)
-    extra = {"503": ok("Not ready: the store is unavailable.", checks)} if ready else None
+    not_ready = "Not ready: a check failed (its status is not ok; its message says why)."
+    extra = {"503": ok(not_ready, checks)} if ready else None
     return operation(
         operation_id, summary, "volumed", ok("Healthy.", checks), public=True, extra_responses=extra
     )
@@ -168,7 +169,13 @@ def volumed_paths() -> Paths:
     by_uuid = "/volumed/v1/volumes/{uuid}"
     return {
         "/healthz": {"get": _probe("get_healthz", "Liveness probe", ready=False)},
-        "/readyz": {"get": _probe("get_readyz", "Readiness probe (store reachable)", ready=True)},
+        "/readyz": {
+            "get": _probe(
+                "get_readyz",
+                "Readiness probe (store, migrations, data directory writable, free space)",
+                ready=True,
+            )
+        },
         "/openapi.json": {
             "get": operation(
                 "get_openapi",

@@ -40,6 +40,7 @@ class VolumedApp:
             return
         started = time.perf_counter_ns()
         request_id = f"{self._id_prefix}-{next(self._ids)}"
+        scope["volumed.request_id"] = request_id  # for the access log (api/observe.py)
         try:
             response = await self._handle(scope, receive, request_id)
         except RequestError as exc:
@@ -53,6 +54,7 @@ class VolumedApp:
             log.exception("unexpected error in request %s %s", request_id, scope.get("path"))
             message = f"Internal server error (request id {request_id})"
             response = Response(error_envelope(500, message, started), 500)
+        scope["volumed.status"] = response.status
         await _send(send, response, request_id)
 
     async def _handle(self, scope: Scope, receive: Receive, request_id: str) -> Response:
@@ -63,11 +65,14 @@ class VolumedApp:
             route, params = self._router.match(method, path)
         except RequestError:
             # Unknown routes and methods are not disclosed to callers without a token.
-            await self._auth.authenticate(headers.get(b"authorization"))
+            caller = await self._auth.authenticate(headers.get(b"authorization"))
+            scope["volumed.tenant"] = caller.name
             raise
+        scope["volumed.route"] = route.template
         user = None
         if not route.public:
             user = await self._auth.authenticate(headers.get(b"authorization"))
+            scope["volumed.tenant"] = user.name
         body = b"" if route.streaming else await self._read_body(headers, receive)
         request = Request(
             method=method,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import Any
 
 import msgspec
@@ -11,6 +12,10 @@ _encoder = msgspec.json.Encoder()
 FAILED_ALL = "Failed to perform all operations"
 
 Item = dict[str, Any]
+
+item_errors: ContextVar[list[int] | None] = ContextVar("volumed_item_errors", default=None)
+"""Where the request being answered collects the codes of its failed items (set by
+:class:`volumed.api.observe.ObservedApp`, for the access log and the metrics)."""
 
 
 def op_time_us(started_ns: int) -> int:
@@ -26,6 +31,9 @@ def items_envelope(key: str, items: list[Item], started_ns: int, **extra: Any) -
     else:
         body["status"] = "error" if failed == len(items) else "partial_success"
         body["message"] = FAILED_ALL
+        sink = item_errors.get()
+        if sink is not None:
+            sink.extend(item.get("error", 0) for item in items if item.get("status") == "error")
     body.update(extra)
     body["data"] = {key: items}
     body["op_time_us"] = op_time_us(started_ns)

@@ -1,4 +1,5 @@
-"""Routes about the service itself: the root, the OpenAPI document, liveness."""
+"""Routes about the service itself: the root and the OpenAPI document (the probes are
+in :mod:`volumed.api.health`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ class MetaHandlers:
     def register(self, router: Router) -> None:
         router.add("GET", "/", self.root)
         router.add("GET", "/openapi.json", self.openapi, public=True)
-        router.add("GET", "/healthz", self.healthz, public=True)
 
     async def root(self, request: Request) -> Response:
         started = time.perf_counter_ns()
@@ -31,7 +31,3 @@ class MetaHandlers:
 
             self._openapi = encode(openapi_document())
         return Response(self._openapi)
-
-    async def healthz(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        return Response(data_envelope("checks", [{"name": "process", "ok": True}], started))

@@ -23,6 +23,9 @@ from volumed.domain.states import QuotaPolicy, VolumeState
 log = logging.getLogger("volumed.worker")
 
 JobHandler = Callable[[Job], Awaitable[None]]
+JobObserver = Callable[[str, float, str], None]
+"""Called with (kind, seconds, outcome) after each attempt; outcome is ``ok``, ``retry``
+(the attempt raised; the job runs again) or ``failed`` (the volume was put in error)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -34,10 +37,19 @@ class WorkerSettings:
 
 
 class Reconciler:
-    def __init__(self, store: Store, storage: StorageDriver, settings: WorkerSettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        storage: StorageDriver,
+        settings: WorkerSettings,
+        *,
+        on_job_done: JobObserver | None = None,
+    ) -> None:
         self._store = store
         self._storage = storage
         self._settings = settings
+        self._on_job_done = on_job_done
+        self._gave_up: set[str] = set()
         self.worker_id = "w-" + secrets.token_hex(6)
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -60,11 +72,18 @@ class Reconciler:
         """Look for work now instead of at the next poll."""
         self._wake.set()
 
+    @property
+    def running_jobs(self) -> int:
+        return len(self._running)
+
     # ------------------------------------------------------------------ loop
 
     async def run(self) -> None:
-        while not self._stopping:
+        while True:
             await self._slots.acquire()
+            if self._stopping:  # checked after the wait for a slot: stop() claims nothing
+                self._slots.release()
+                return
             job = None
             try:
                 job = await self._store.claim_job(self.worker_id, self.lease_us)
@@ -110,21 +129,44 @@ class Reconciler:
     async def _run_job(self, job: Job, *, hold_slot: bool = True) -> None:
         started = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeat(job.uuid))
+        fields = {"job": job.kind, "volume": job.uuid, "attempt": job.attempts}
+        outcome = "retry"
+        handler = self._handlers.get(job.kind)
         try:
-            handler = self._handlers.get(job.kind)
             if handler is None:
-                log.error("volume %s owes unknown job %r", job.uuid, job.kind)
+                log.error("volume %s owes unknown job %r", job.uuid, job.kind, extra=fields)
                 return
-            log.info("job %s on %s started (attempt %d)", job.kind, job.uuid, job.attempts)
+            log.info("job %s on %s started", job.kind, job.uuid, extra=fields)
             await handler(job)
-            log.info("job %s on %s done in %.3f s", job.kind, job.uuid, time.monotonic() - started)
-        except Exception:
+            outcome = "failed" if job.uuid in self._gave_up else "ok"
+            fields["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+            log.info("job %s on %s ended: %s", job.kind, job.uuid, outcome, extra=fields)
+        except asyncio.CancelledError:
+            # Shutdown ran out of time: the lease is handed back and the job redone.
+            outcome = "interrupted"
+            log.warning("job %s on %s interrupted", job.kind, job.uuid, extra=fields)
+            raise
+        except Exception as exc:
             # The lease runs out and the job is tried again: that is the back-off.
-            log.exception("job %s on %s failed; it will be retried", job.kind, job.uuid)
+            fields["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+            log.exception(
+                "job %s on %s failed; it will be retried", job.kind, job.uuid, extra=fields
+            )
+            reason = exc.message if isinstance(exc, StorageError) else "an internal error"
+            with contextlib.suppress(Exception):
+                await self._store.add_volume_event(
+                    job.uuid,
+                    job.kind,
+                    "error",
+                    f"Attempt {job.attempts} failed ({reason}); it will be retried",
+                )
         finally:
             heartbeat.cancel()
+            self._gave_up.discard(job.uuid)
             if hold_slot:
                 self._slots.release()
+            if self._on_job_done is not None and handler is not None:
+                self._on_job_done(job.kind, time.monotonic() - started, outcome)
 
     async def _heartbeat(self, uuid: str) -> None:
         interval = self._settings.lease_s / 3
@@ -169,7 +211,13 @@ class Reconciler:
         await self._store.finish_job(
             job.uuid, self.worker_id, expected, VolumeState.ERROR.value, message=message
         )
-        log.warning("volume %s is in error: %s", job.uuid, message)
+        self._gave_up.add(job.uuid)
+        log.warning(
+            "volume %s is in error: %s",
+            job.uuid,
+            message,
+            extra={"job": job.kind, "volume": job.uuid, "attempt": job.attempts},
+        )
 
     async def _delete(self, job: Job) -> None:
         await self._storage.delete(job.uuid)

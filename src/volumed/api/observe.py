@@ -1,0 +1,82 @@
+"""ASGI middleware that measures and logs every HTTP request: one access-log line and
+the request metrics, after the response has gone out.
+
+The wrapped app tells it what only the app knows through the scope: ``volumed.route``
+(the route template, absent for unknown paths), ``volumed.tenant`` (the user's name,
+once authenticated), ``volumed.request_id`` (also sent as ``x-request-id``) and
+``volumed.status`` (absent if no response was sent: logged as 0). Failed items are
+collected by :func:`volumed.api.envelope.items_envelope` into a context variable set
+here. No header is ever logged, so neither is a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from volumed.api.envelope import item_errors
+from volumed.logs import AccessLog
+from volumed.metrics import Metrics
+
+__all__ = ["UNMATCHED", "ObservedApp"]
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+UNMATCHED = "unmatched"
+"""The route label of requests no route matched (404, 405): paths are not labels."""
+_PROBES = frozenset({"/healthz", "/readyz"})
+"""Polled every few seconds by orchestrators: logged at DEBUG, counted as usual."""
+
+
+class ObservedApp:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None, access: AccessLog | None) -> None:
+        self._app = app
+        self._metrics = metrics
+        self._access = access
+
+    def flush(self) -> None:
+        """Write the access-log lines still queued (at shutdown)."""
+        if self._access is not None:
+            self._access.flush()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter_ns()
+        errors: list[int] = []
+        token = item_errors.set(errors)
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            item_errors.reset(token)
+            self._done(scope, errors, time.perf_counter_ns() - started)
+
+    def _done(self, scope: Scope, errors: list[int], elapsed_ns: int) -> None:
+        method: str = scope["method"]
+        route: str = scope.get("volumed.route", UNMATCHED)
+        status: int = scope.get("volumed.status", 0)
+        if self._metrics is not None:
+            self._metrics.request_done(method, route, status, elapsed_ns / 1e9, errors)
+        access = self._access
+        if access is None:
+            return
+        level = logging.DEBUG if route in _PROBES else logging.INFO
+        if access.enabled(level):
+            access.write(
+                level,
+                request_id=scope.get("volumed.request_id"),
+                tenant=scope.get("volumed.tenant"),
+                method=method,
+                route=route,
+                path=scope["path"][:200],
+                status=status,
+                item_errors=errors,
+                duration_ms=round(elapsed_ns / 1e6, 3),
+            )
