@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
 import click
 
+from volumed import logs
 from volumed.settings import Settings, SettingsError
 
 
@@ -48,11 +47,7 @@ def serve(
         settings = Settings.load(overrides, os.environ)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(settings.log_level, settings.log_format)
     try:
         import uvloop
 
@@ -67,14 +62,20 @@ async def _serve(settings: Settings) -> None:
     from granian.server.embed import Server
 
     from volumed.bootstrap import bootstrap, ensure_default_user
+    from volumed.cli._lifecycle import run_server
 
     services = bootstrap(settings)
     token = await ensure_default_user(services.store, settings)
-    if token is not None:
+    if token is not None and sys.stderr.isatty():
         click.echo(
             f"Created user 'default'. Its token (shown once, also in {settings.token_file}):\n"
             f"  {token}",
             err=True,
+        )
+    elif token is not None:
+        # Not a terminal: stderr is a log, and a token has no business in a log.
+        logging.getLogger("volumed").info(
+            "created user 'default'; its token is in %s", settings.token_file
         )
     # A lone SQLite server holds every lease there is: after a crash, take them back now
     # instead of waiting for them to expire.
@@ -88,9 +89,8 @@ async def _serve(settings: Settings) -> None:
         finished = await services.instances.recover()
         if finished:
             logging.getLogger("volumed").info("finished %d interrupted start/stop(s)", finished)
-    worker = asyncio.create_task(services.worker.run())
     server = Server(
-        services.app,
+        services.http or services.app,
         address=settings.host,
         port=settings.port,
         interface=Interfaces.ASGINL,
@@ -98,9 +98,7 @@ async def _serve(settings: Settings) -> None:
         log_access=False,
         log_level=LogLevels(settings.log_level.lower()),
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.stop)
+    logs.configure(settings.log_level, settings.log_format)  # granian just set up its own
     logging.getLogger("volumed").info(
         "volumed listening on http://%s:%d (data in %s)",
         settings.host,
@@ -108,8 +106,6 @@ async def _serve(settings: Settings) -> None:
         settings.data_dir,
     )
     try:
-        await server.serve()
+        await run_server(server, services)
     finally:
-        await services.worker.stop()
-        worker.cancel()
         services.close()

@@ -1,0 +1,95 @@
+"""How ``volumed serve`` runs and stops: the API server, the metrics listener and the
+worker in one event loop, and a graceful shutdown on SIGTERM or SIGINT.
+
+On the first signal:
+
+1. granian stops accepting connections and waits for the requests it has (a request is
+   either answered in full or its connection is refused before it is read);
+2. at the same time the worker stops claiming jobs, lets running ones finish, and hands
+   back its leases;
+3. both get ``shutdown_timeout_s``; what is still running then is abandoned. Nothing is
+   half-done on disk or in the store: every store change is one transaction, every job
+   is idempotent and is redone after the restart (its lease was handed back or expires).
+
+A second signal skips the wait. The process exits 0 either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from volumed.metrics_http import MetricsListener
+
+if TYPE_CHECKING:
+    from volumed.bootstrap import Services
+
+log = logging.getLogger("volumed")
+
+
+async def run_server(server: Any, services: Services) -> None:
+    """Serve until a signal, then shut down as described above. ``server`` is granian's
+    embedded ``Server`` (untyped)."""
+    settings = services.settings
+    timeout = settings.shutdown_timeout_s
+    loop = asyncio.get_running_loop()
+    listener = None
+    if services.metrics is not None:
+        listener = MetricsListener(services.metrics, settings.metrics_host, settings.metrics_port)
+        await listener.start()
+    worker = asyncio.create_task(services.worker.run())
+    serving = asyncio.ensure_future(server.serve())
+    stopping: list[asyncio.Task[None]] = []
+    signalled_at = 0.0
+
+    def give_up() -> None:
+        if not serving.done():
+            log.warning(
+                "in-flight requests did not finish within %.1f s; exiting without them",
+                timeout,
+                extra={"timeout_s": timeout},
+            )
+            serving.cancel()
+
+    def on_signal(name: str) -> None:
+        nonlocal signalled_at
+        if stopping:
+            log.warning("second %s: exiting without waiting", name, extra={"signal": name})
+            serving.cancel()
+            return
+        signalled_at = time.monotonic()
+        log.info(
+            "%s: shutting down (no new connections; up to %.1f s for requests and jobs)",
+            name,
+            timeout,
+            extra={"signal": name, "timeout_s": timeout},
+        )
+        server.stop()
+        stopping.append(loop.create_task(services.worker.stop(timeout)))
+        loop.call_later(timeout, give_up)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        # wait() rather than await: a cancelled ``serving`` (timeout, second signal) is
+        # how shutdown ends, not an error.
+        await asyncio.wait({serving})
+        failure = None if serving.cancelled() else serving.exception()
+        if failure is not None:
+            raise failure
+    finally:
+        if not stopping:
+            stopping.append(loop.create_task(services.worker.stop(timeout)))
+        await stopping[0]
+        worker.cancel()
+        if listener is not None:
+            await listener.close()
+        if services.http is not None:
+            services.http.flush()
+        log.info(
+            "volumed stopped",
+            extra={"shutdown_s": round(time.monotonic() - signalled_at, 3) if signalled_at else 0},
+        )
