@@ -212,6 +212,15 @@ def test_completion_scripts() -> None:
     assert "volume" in offered.out
 
 
+def test_volume_names_complete_from_the_server(cli: Cli) -> None:
+    name = unique("complete")
+    assert cli("volume", "create", "--name", name, "--size", "8").code == 0
+    for command in ("get", "rm", "export"):
+        words = f"volumed volume {command} {name[:10]}"
+        env = {"_VOLUMED_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": "3"}
+        assert f"plain,{name}" in cli(env=env).out.splitlines(), command
+
+
 @pytest.mark.parametrize(
     ("env", "args"),
     [

@@ -8,6 +8,7 @@ whole (HTTP 4xx/5xx, no token).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -150,10 +151,19 @@ def _base_url(url: str) -> str:
 # ---------------------------------------------------------------------- shared options
 
 
+def app_of(ctx: click.Context) -> App:
+    """The context's App; one made here if the root group did not run (completion)."""
+    app = ctx.find_object(App)
+    if app is None:
+        app = App(environ=os.environ)
+        ctx.obj = app
+    return app
+
+
 def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
     def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
         if value is not None:
-            setattr(ctx.ensure_object(App), name, value)
+            setattr(app_of(ctx), name, value)
 
     return callback
 

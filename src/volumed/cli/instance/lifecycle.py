@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from volumed.cli.application import App, client_options, output_option, pass_app
+from volumed.cli.refs import complete_instances
 
 STATES = ("stopped", "starting", "running", "stopping")
 
@@ -26,7 +27,9 @@ def _run(app: App, method: str, path: str, names: tuple[str, ...], **extra: obje
 @click.command(
     epilog="\b\nExamples:\n  volumed instance start web\n  volumed instance start web job\n"
 )
-@click.argument("instances", nargs=-1, required=True, metavar="NAME|UUID...")
+@click.argument(
+    "instances", nargs=-1, required=True, metavar="NAME|UUID...", shell_complete=complete_instances
+)
 @client_options
 @output_option
 @pass_app
@@ -38,7 +41,9 @@ def start(app: App, instances: tuple[str, ...]) -> None:
 @click.command(
     epilog="\b\nExamples:\n  volumed instance stop web\n  volumed instance stop web --force\n"
 )
-@click.argument("instances", nargs=-1, required=True, metavar="NAME|UUID...")
+@click.argument(
+    "instances", nargs=-1, required=True, metavar="NAME|UUID...", shell_complete=complete_instances
+)
 @click.option("--force", is_flag=True, help="Stop without draining.")
 @client_options
 @output_option
@@ -58,7 +63,9 @@ Examples:
 Volumes created with an instance are deleted with it; others are detached.
 """,
 )
-@click.argument("instances", nargs=-1, required=True, metavar="NAME|UUID...")
+@click.argument(
+    "instances", nargs=-1, required=True, metavar="NAME|UUID...", shell_complete=complete_instances
+)
 @client_options
 @output_option
 @pass_app
@@ -74,7 +81,9 @@ Examples:
   volumed instance wait web job --state stopped --timeout 30
 """,
 )
-@click.argument("instances", nargs=-1, required=True, metavar="NAME|UUID...")
+@click.argument(
+    "instances", nargs=-1, required=True, metavar="NAME|UUID...", shell_complete=complete_instances
+)
 @click.option("--state", type=click.Choice(STATES), default="running", show_default=True)
 @click.option("--timeout", type=int, default=60, show_default=True, help="Seconds.")
 @client_options

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from volumed.cli.application import App, client_options, output_option, pass_app
+from volumed.cli.refs import complete_instances
 
 
 @click.command(
@@ -34,7 +35,9 @@ Examples:
   volumed instance get web job -o yaml
 """,
 )
-@click.argument("instances", nargs=-1, required=True, metavar="NAME|UUID...")
+@click.argument(
+    "instances", nargs=-1, required=True, metavar="NAME|UUID...", shell_complete=complete_instances
+)
 @client_options
 @output_option
 @pass_app

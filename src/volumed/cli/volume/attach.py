@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from volumed.cli.application import App, client_options, output_option, pass_app
+from volumed.cli.refs import complete_volumes
 
 
 @click.command(
@@ -16,7 +17,7 @@ Examples:
 The instance must be stopped and the volume available.
 """,
 )
-@click.argument("volume", metavar="NAME|UUID")
+@click.argument("volume", metavar="NAME|UUID", shell_complete=complete_volumes)
 @click.option("--to", "instance", required=True, metavar="INSTANCE", help="Instance name or UUID.")
 @click.option("--at", "at", required=True, metavar="PATH", help="Mount path in the instance.")
 @click.option("--read-only", is_flag=True, help="Mount read-only.")
@@ -44,7 +45,7 @@ Examples:
   volumed volume detach data --from web
 """,
 )
-@click.argument("volume", metavar="NAME|UUID")
+@click.argument("volume", metavar="NAME|UUID", shell_complete=complete_volumes)
 @click.option("--from", "instance", metavar="INSTANCE", help="Only from this instance.")
 @client_options
 @output_option

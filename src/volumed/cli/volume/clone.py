@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from volumed.cli.application import App, client_options, output_option, pass_app
+from volumed.cli.refs import complete_volumes
 
 
 @click.command(
@@ -14,7 +15,7 @@ Examples:
   volumed volume clone base-template --name app1 --tag app
 """,
 )
-@click.argument("source", metavar="NAME|UUID")
+@click.argument("source", metavar="NAME|UUID", shell_complete=complete_volumes)
 @click.option("--name", help="Name of the new volume (default: vol-xxxxx).")
 @click.option("--tag", "tags", multiple=True, help="A tag of the new volume (repeatable).")
 @click.option("--policy", type=click.Choice(["static", "dynamic"]), help="Quota policy.")

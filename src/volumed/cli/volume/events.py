@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from volumed.cli.application import App, client_options, output_option, pass_app
+from volumed.cli.refs import complete_volumes
 
 
 @click.command(
@@ -16,7 +17,7 @@ Examples:
 Works for a deleted volume too, by UUID, while its events are retained.
 """,
 )
-@click.argument("volume", metavar="NAME|UUID")
+@click.argument("volume", metavar="NAME|UUID", shell_complete=complete_volumes)
 @client_options
 @output_option
 @pass_app

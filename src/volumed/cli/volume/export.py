@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from volumed.cli.application import App, client_options, pass_app
+from volumed.cli.refs import complete_volumes
 
 
 @click.command(
@@ -22,7 +23,7 @@ The volume must not be mounted by a running instance. A directory must be empty 
 not exist yet. Modes, owners (as root), symlinks and hard links are kept.
 """,
 )
-@click.argument("volume", metavar="NAME|UUID")
+@click.argument("volume", metavar="NAME|UUID", shell_complete=complete_volumes)
 @click.option(
     "--output",
     "-O",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from volumed.cli.application import App, client_options, output_option, pass_app
+from volumed.cli.refs import complete_volumes
 
 
 @click.command(
@@ -16,7 +17,9 @@ Examples:
 NAME|UUID: an argument that parses as a UUID is sent as one, else as a name.
 """,
 )
-@click.argument("volumes", nargs=-1, required=True, metavar="NAME|UUID...")
+@click.argument(
+    "volumes", nargs=-1, required=True, metavar="NAME|UUID...", shell_complete=complete_volumes
+)
 @client_options
 @output_option
 @pass_app

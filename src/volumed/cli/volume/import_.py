@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from volumed.cli.application import App, client_options, output_option, pass_app
+from volumed.cli.refs import complete_volumes
 
 
 @click.command(
@@ -22,7 +23,7 @@ left exactly as it was. The volume must be available (not attached). Modes, owne
 symlinks, hard links and directories are kept; device nodes are refused.
 """,
 )
-@click.argument("volume", metavar="NAME|UUID")
+@click.argument("volume", metavar="NAME|UUID", shell_complete=complete_volumes)
 @click.option(
     "--source",
     required=True,

@@ -7,6 +7,7 @@ import sys
 import click
 
 from volumed.cli.application import EXIT_USAGE, App, client_options, output_option, pass_app
+from volumed.cli.refs import complete_volumes
 
 
 @click.command(
@@ -20,7 +21,7 @@ Examples:
 A volume that is attached or has a delete lock is not deleted (exit code 1).
 """,
 )
-@click.argument("volumes", nargs=-1, metavar="NAME|UUID...")
+@click.argument("volumes", nargs=-1, metavar="NAME|UUID...", shell_complete=complete_volumes)
 @click.option("--all", "all_", is_flag=True, help="Delete every volume of this tenant.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before --all.")
 @client_options

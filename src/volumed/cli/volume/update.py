@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from volumed.cli.application import App, client_options, output_option, pass_app
+from volumed.cli.refs import complete_volumes
 
 
 @click.command(
@@ -16,7 +17,7 @@ Examples:
   volumed volume update data --delete-lock          # refuse deletes until --no-delete-lock
 """,
 )
-@click.argument("volume", metavar="NAME|UUID")
+@click.argument("volume", metavar="NAME|UUID", shell_complete=complete_volumes)
 @click.option("--size", metavar="SIZE", help="New size (grow only): MB, or 512Mi, 2Gi.")
 @click.option("--tag", "tags", multiple=True, help="Set the tags to exactly these.")
 @click.option("--clear-tags", is_flag=True, help="Remove every tag.")
