@@ -1263,7 +1263,9 @@ class SqliteStore:
                  uuid, owner_id, before[0]),
             )  # fmt: skip
             if won.rowcount == 1:
-                self._audit(uuid, "import", "ok", state_from=before[0], state_to="busy")
+                self._events.record(
+                    uuid, EventAction.IMPORT, EventResult.OK, state_from=before[0], state_to="busy"
+                )
         return won.rowcount == 1
 
     async def fsck_rows(self) -> list[dict[str, Any]]:
@@ -1288,23 +1290,16 @@ class SqliteStore:
             db.execute(
                 "UPDATE volumes SET state = 'error', message = ? WHERE uuid = ?", (message, uuid)
             )
-            self._audit(
+            self._events.record(
                 uuid,
-                "state",
-                "error",
+                EventAction.STATE,
+                EventResult.ERROR,
                 actor="fsck",
                 state_from=before[0],
                 state_to="error",
                 message=message,
             )
         return True
-
-    def _audit(self, uuid: str, action: str, result: str, **details: Any) -> None:
-        """Add to the volume's audit trail, in the caller's transaction, when this store
-        keeps one."""
-        events = getattr(self, "_events", None)
-        if events is not None:
-            events.record(uuid, action, result, **details)
 
 
 _NO_JOB = "job = NULL, job_args = NULL, lease_owner = NULL, lease_until_us = 0, job_attempts = 0"
