@@ -453,6 +453,24 @@ def test_failed_volume_item_leaves_nothing_behind(fresh_server: Callable[..., Li
         assert images(live.data_dir) == set()
 
 
+def test_volumes_made_with_an_instance_count_against_the_quota(
+    fresh_server: Callable[..., LiveServer],
+) -> None:
+    live = fresh_server(VOLUMED_QUOTA_MAX_VOLUMES=2, VOLUMED_QUOTA_MAX_TOTAL_MB=100)
+    with live.client() as api:
+        new_instance(api, volumes=[{"size_mb": 60, "at": "/a", "quota_policy": "dynamic"}])
+        name = unique("over")
+        body = {"name": name, "image": "x", "volumes": [{"size_mb": 60, "at": "/a"}]}
+        item = failed(api.post("/v1/instances", json=body), 19, "instances")
+        assert "size quota" in item["message"]
+        new_volume(api)  # the second of two
+        body["volumes"] = [{"size_mb": 4, "at": "/a"}]
+        item = failed(api.post("/v1/instances", json=body), 19, "instances")
+        assert "Volume quota" in item["message"]
+        failed(api.get("/v1/instances", params={"name": name}), 8, "instances")
+        assert len(items(api.get("/v1/volumes"))) == 2
+
+
 # ---------------------------------------------------------------- limits and paths
 
 

@@ -121,3 +121,29 @@ def test_events_say_why_a_volume_is_in_error(small_disk: Path) -> None:
         assert value(samples, "volumed_volumes", state="error") == 1
     finally:
         ops.live.kill()
+
+
+def test_events_of_a_grow_and_a_clone(ops_server: Callable[..., Ops]) -> None:
+    live = ops_server().live
+    with live.client() as api:
+        uuid = success(api.post("/v1/volumes", json={"name": "grown", "size_mb": 8}))["uuid"]
+        wait_for_state(api, uuid)
+        grow = {"name": "grown", "prop": "size_mb", "op": "set", "value": 16}
+        success(api.patch("/v1/volumes", json=[grow]))
+        wait_for_state(api, uuid)
+        copy = success(api.post(f"/v1/volumes/{uuid}/clone", json={"vol_name": "copy"}))
+        wait_for_state(api, copy["uuid"])
+        source = events(api, uuid)
+        clone = events(api, copy["uuid"])
+    grows = [(e["actor"], e["state_from"], e["state_to"]) for e in source if e["action"] == "grow"]
+    assert grows == [("default", "available", "busy"), ("worker", "busy", "available")]
+    assert [e["message"] for e in source if e["action"] == "grow"][
+        0
+    ] == "Growing from 8 MB to 16 MB"
+    assert clone[0]["action"] == "create" and uuid in clone[0]["message"]
+    assert (clone[-1]["actor"], clone[-1]["action"], clone[-1]["result"]) == (
+        "worker",
+        "clone",
+        "ok",
+    )
+    assert clone[-1]["state_to"] == "available"

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from volumed.domain import errors, rules
 from volumed.domain.attachments import attach_op, attach_readonly, find_volume, label
 from volumed.domain.model import Instance, Ref, User, Volume
-from volumed.domain.ports import AttachOutcome, NewAttachment, Store
+from volumed.domain.ports import AttachOutcome, NewAttachment, QuotaRefused, Store
+from volumed.domain.quotas import refusal
 from volumed.domain.states import InstanceState
 from volumed.domain.transitions import check, states_allowing
 from volumed.domain.volumes import CreateVolume, VolumeService
@@ -168,9 +169,15 @@ class InstanceFactory:
         links: list[NewAttachment],
     ) -> None:
         """Insert everything in one transaction, choosing new random names on clashes and
-        reporting an existing volume that changed meanwhile."""
+        reporting an existing volume that changed meanwhile. New volumes count against the
+        tenant's quota like any created through ``POST /v1/volumes``."""
+        limits = await self._volumes.limits_for(user)
         for _ in range(_NAME_ATTEMPTS):
-            outcome = await self._store.insert_instance(instance, new_volumes, links)
+            try:
+                outcome = await self._store.insert_instance(instance, new_volumes, links, limits)
+            except QuotaRefused as refused:
+                size_mb = sum(v.size_mb for v in new_volumes)
+                raise refusal(limits, refused, len(new_volumes), size_mb) from None
             if outcome.result is AttachOutcome.DONE:
                 return
             if outcome.result is AttachOutcome.NAME_TAKEN and outcome.index is None:

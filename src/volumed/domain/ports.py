@@ -384,9 +384,12 @@ class Store(Protocol):
         instance: Instance,
         new_volumes: Sequence[Volume],
         attachments: Sequence[NewAttachment],
+        limits: QuotaLimits | None = None,
     ) -> InsertOutcome:
         """Insert the instance, its new volumes (each owing a ``format`` job) and its
-        attachments, taking each existing volume by compare-and-set: all or nothing."""
+        attachments, taking each existing volume by compare-and-set: all or nothing.
+        With ``limits``, the new volumes are counted against the tenant's quota in the
+        same transaction (QuotaRefused, nothing inserted)."""
         ...
 
     async def attach(

@@ -317,13 +317,32 @@ class SqliteStore:
         except sqlite3.IntegrityError:
             raise NameTaken(volume.name) from None
 
-    def _created_event(self, volume: Volume) -> None:
+    def _created_event(self, volume: Volume, clone_source: str | None = None) -> None:
+        origin = f", a clone of {clone_source}" if clone_source else ""
         self._events.record(
             volume.uuid,
             EventAction.CREATE,
             EventResult.OK,
             state_to=volume.state.value,
-            message=f"Created '{volume.name}' ({volume.size_mb} MB, {volume.quota_policy})",
+            message=(
+                f"Created '{volume.name}' ({volume.size_mb} MB, {volume.quota_policy}{origin})"
+            ),
+        )
+
+    def _job_end_event(
+        self, uuid: str, action: str, state_from: str | None, message: str | None
+    ) -> None:
+        """A job's end, by the worker: ``error`` when it left the volume in error."""
+        state_to = self._volume_state(uuid)
+        failed = state_to == VolumeState.ERROR.value
+        self._events.record(
+            uuid,
+            action,
+            EventResult.ERROR if failed else EventResult.OK,
+            actor=WORKER,
+            state_from=state_from,
+            state_to=state_to,
+            message=message,
         )
 
     def _states_of(self, uuids_sql: str, params: tuple[str, ...]) -> dict[str, str]:
@@ -406,9 +425,7 @@ class SqliteStore:
                 (uuid, owner_id, *expected),
             ).fetchall()
             if won:
-                self._events.record(
-                    uuid, EventAction.DELETE, EventResult.OK, state_from=won[0][0]
-                )
+                self._events.record(uuid, EventAction.DELETE, EventResult.OK, state_from=won[0][0])
         return bool(won)
 
     async def purge_volume(self, uuid: str) -> bool:
@@ -674,6 +691,7 @@ class SqliteStore:
         instance: Instance,
         new_volumes: Sequence[Volume],
         attachments: Sequence[NewAttachment],
+        limits: QuotaLimits | None = None,
     ) -> InsertOutcome:
         """All or nothing: the instance, its new volumes (owing ``format``), and every
         attachment, existing volumes taken by compare-and-set."""
@@ -681,6 +699,10 @@ class SqliteStore:
         now = now_us()
         try:
             with self._write() as db:
+                if limits is not None and new_volumes:
+                    # Counted in this transaction, like any other create.
+                    size_mb = sum(v.size_mb for v in new_volumes)
+                    self._check_room(instance.owner_id, limits, len(new_volumes), size_mb)
                 try:
                     db.execute(
                         "INSERT INTO instances (uuid, owner_id, name, state, created_at_us, "
@@ -1051,7 +1073,7 @@ class SqliteStore:
             )
         except sqlite3.IntegrityError:
             raise NameTaken(volume.name) from None
-        self._created_event(volume)
+        self._created_event(volume, clone_source)
 
     async def insert_volume_within_quota(
         self, volume: Volume, job: str, job_args: dict[str, Any], limits: QuotaLimits
@@ -1103,6 +1125,14 @@ class SqliteStore:
             count, total_mb = self._volume_usage(owner_id)
             if total_mb > limits.max_total_volume_mb:
                 raise QuotaRefused(QuotaUsage(count, total_mb - (size_mb - expected_size_mb)))
+            self._events.record(
+                uuid,
+                EventAction.GROW,
+                EventResult.OK,
+                state_from=expected_state,
+                state_to=VolumeState.BUSY.value,
+                message=f"Growing from {expected_size_mb} MB to {size_mb} MB",
+            )
         return True
 
     async def finish_grow(
@@ -1115,26 +1145,39 @@ class SqliteStore:
         free_mb: int | None,
         message: str | None = None,
     ) -> bool:
-        cur = self._db.execute(
-            "UPDATE volumes SET state = ?, size_mb = COALESCE(?, size_mb), "
-            f"free_mb = COALESCE(?, free_mb), pending_size_mb = NULL, message = ?, {_NO_JOB} "
-            "WHERE uuid = ? AND lease_owner = ? AND job = 'grow' AND state = 'busy'",
-            (state, size_mb, free_mb, message, uuid, worker_id),
-        )
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE volumes SET state = ?, size_mb = COALESCE(?, size_mb), "
+                f"free_mb = COALESCE(?, free_mb), pending_size_mb = NULL, message = ?, {_NO_JOB} "
+                "WHERE uuid = ? AND lease_owner = ? AND job = 'grow' AND state = 'busy'",
+                (state, size_mb, free_mb, message, uuid, worker_id),
+            )
+            if cur.rowcount == 1:
+                self._job_end_event(uuid, EventAction.GROW, VolumeState.BUSY.value, message)
         return cur.rowcount == 1
 
     async def begin_reservation(
         self, owner_id: str, uuid: str, expected_state: str, reserve: bool
     ) -> bool:
         job, current = ("reserve", "dynamic") if reserve else ("release", "static")
-        cur = self._db.execute(
-            "UPDATE volumes SET state = 'busy', job = ?, job_args = ?, message = NULL, "
-            "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
-            "WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL AND state = ? "
-            "AND quota_policy = ?",
-            (job, json.dumps({"previous_state": expected_state}), uuid, owner_id,
-             expected_state, current),
-        )  # fmt: skip
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE volumes SET state = 'busy', job = ?, job_args = ?, message = NULL, "
+                "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
+                "WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL AND state = ? "
+                "AND quota_policy = ?",
+                (job, json.dumps({"previous_state": expected_state}), uuid, owner_id,
+                 expected_state, current),
+            )  # fmt: skip
+            if cur.rowcount == 1:
+                self._events.record(
+                    uuid,
+                    job,
+                    EventResult.OK,
+                    state_from=expected_state,
+                    state_to=VolumeState.BUSY.value,
+                    message=f"Quota policy changing from {current}",
+                )
         return cur.rowcount == 1
 
     async def finish_reservation(
@@ -1147,13 +1190,17 @@ class SqliteStore:
         free_mb: int | None,
         message: str | None = None,
     ) -> bool:
-        cur = self._db.execute(
-            "UPDATE volumes SET state = ?, quota_policy = COALESCE(?, quota_policy), "
-            f"free_mb = COALESCE(?, free_mb), message = ?, {_NO_JOB} "
-            "WHERE uuid = ? AND lease_owner = ? AND job IN ('reserve', 'release') "
-            "AND state = 'busy'",
-            (state, quota_policy, free_mb, message, uuid, worker_id),
-        )
+        with self._write() as db:
+            job = db.execute("SELECT job FROM volumes WHERE uuid = ?", (uuid,)).fetchone()
+            cur = db.execute(
+                "UPDATE volumes SET state = ?, quota_policy = COALESCE(?, quota_policy), "
+                f"free_mb = COALESCE(?, free_mb), message = ?, {_NO_JOB} "
+                "WHERE uuid = ? AND lease_owner = ? AND job IN ('reserve', 'release') "
+                "AND state = 'busy'",
+                (state, quota_policy, free_mb, message, uuid, worker_id),
+            )
+            if cur.rowcount == 1:
+                self._job_end_event(uuid, job[0], VolumeState.BUSY.value, message)
         return cur.rowcount == 1
 
     async def begin_clone(
@@ -1179,6 +1226,14 @@ class SqliteStore:
                 won = db.execute(f"UPDATE volumes SET state = 'busy' WHERE {source}", params)
                 if won.rowcount != 1:
                     return False
+                self._events.record(
+                    source_uuid,
+                    EventAction.CLONE,
+                    EventResult.OK,
+                    state_from=expected_state,
+                    state_to=VolumeState.BUSY.value,
+                    message=f"Being cloned to '{clone.name}' ({clone.uuid})",
+                )
             elif db.execute(f"SELECT 1 FROM volumes WHERE {source}", params).fetchone() is None:
                 return False
             self._check_room(clone.owner_id, limits, 1, clone.size_mb)
@@ -1197,6 +1252,7 @@ class SqliteStore:
         message: str | None = None,
     ) -> bool:
         with self._write() as db:
+            before = self._volume_state(uuid)
             cur = db.execute(
                 f"UPDATE volumes SET state = ?, free_mb = COALESCE(?, free_mb), message = ?, "
                 f"{_NO_JOB} WHERE uuid = ? AND lease_owner = ? AND job = 'clone' "
@@ -1205,22 +1261,43 @@ class SqliteStore:
             )
             if cur.rowcount != 1:
                 return False
+            self._job_end_event(uuid, EventAction.CLONE, before, message)
             if source_state is not None:
                 # Only a clone makes a volume busy without a job of its own.
-                db.execute(
+                back = db.execute(
                     "UPDATE volumes SET state = ? WHERE uuid = ? AND state = 'busy' "
                     "AND job IS NULL",
                     (source_state, source_uuid),
                 )
+                if back.rowcount == 1:
+                    self._events.record(
+                        source_uuid,
+                        EventAction.CLONE,
+                        EventResult.OK,
+                        actor=WORKER,
+                        state_from=VolumeState.BUSY.value,
+                        state_to=source_state,
+                        message=f"Cloned to {uuid}",
+                    )
         return True
 
     async def make_template(self, owner_id: str, uuid: str, expected_state: str) -> bool:
-        cur = self._db.execute(
-            "UPDATE volumes SET state = 'template' WHERE uuid = ? AND owner_id = ? "
-            "AND deleted = 0 AND job IS NULL AND state = ? "
-            "AND NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
-            (uuid, owner_id, expected_state),
-        )
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE volumes SET state = 'template' WHERE uuid = ? AND owner_id = ? "
+                "AND deleted = 0 AND job IS NULL AND state = ? "
+                "AND NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
+                (uuid, owner_id, expected_state),
+            )
+            if cur.rowcount == 1:
+                self._events.record(
+                    uuid,
+                    EventAction.STATE,
+                    EventResult.OK,
+                    state_from=expected_state,
+                    state_to=VolumeState.TEMPLATE.value,
+                    message="Converted to a template",
+                )
         return cur.rowcount == 1
 
     async def has_active_clones(self, uuid: str) -> bool:
