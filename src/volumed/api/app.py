@@ -89,6 +89,9 @@ class VolumedApp:
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         declared = headers.get(b"content-length")
+        if declared is None and b"transfer-encoding" not in headers:
+            # HTTP/1.1: no length and no chunking means no body; don't wait for one.
+            return b""
         if declared is not None and declared.isdigit() and int(declared) > self._max_body:
             raise RequestError(413, f"Request body larger than {self._max_body} bytes")
         chunks: list[bytes] = []

@@ -38,6 +38,9 @@ class Request:
     @property
     def query(self) -> list[tuple[str, str]]:
         if self._query is None:
+            if not self.raw_query:
+                self._query = []
+                return self._query
             try:
                 self._query = parse_qsl(
                     self.raw_query.decode("utf-8"), keep_blank_values=True, errors="strict"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 
 from volumed.api.envelope import Item
 from volumed.domain.listing import Page
@@ -13,7 +13,7 @@ from volumed.domain.states import InstanceState
 
 def rfc3339(us: int) -> str:
     """UTC with a ``Z``, to the second, as the hosted service prints it."""
-    return datetime.fromtimestamp(us // 1_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(us // 1_000_000))
 
 
 def volume_item(volume: Volume, *, details: bool = True) -> Item:
