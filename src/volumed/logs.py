@@ -117,6 +117,10 @@ def wants_json(log_format: str, stream: TextIO) -> bool:
     return log_format == "json" or (log_format == "auto" and not stream.isatty())
 
 
+_Queued = tuple[float, int, "str | None", "str | None", str, str, str, int, list[int], int]
+"""What :meth:`AccessLog.write` keeps until the batch is written."""
+
+
 class AccessLine(msgspec.Struct, kw_only=True):
     """One access-log record: the fields every line has, then the request's."""
 
@@ -138,15 +142,16 @@ class AccessLog:
     """One line per HTTP request, in the format of :func:`configure`'s records.
 
     A GET costs about a hundred microseconds of Python, and a line through ``logging``
-    about twenty-five more; this costs a few. It skips the ``logging`` machinery (the
-    level still comes from the ``volumed.access`` logger's configuration), encodes a
-    fixed struct, and writes the lines in batches: ``flush_s`` after the first line of
-    a batch, or at once past ``_BATCH_BYTES``, and at shutdown (:meth:`flush`). A
-    ``kill -9`` can lose the last ``flush_s`` of access lines, nothing else.
+    about twenty-five more. This class skips the ``logging`` machinery (the level still
+    comes from the ``volumed.access`` logger's configuration) and does almost nothing
+    per request: :meth:`write` queues the raw values, and the lines are formatted and
+    written in batches, ``flush_s`` after the first line of a batch, at once past
+    ``_BATCH_LINES``, and at shutdown (:meth:`flush`). A ``kill -9`` can lose the last
+    ``flush_s`` of access lines, nothing else.
     """
 
     NAME = "volumed.access"
-    _BATCH_BYTES = 64 * 1024
+    _BATCH_LINES = 512
 
     def __init__(
         self, log_format: str = "auto", stream: TextIO | None = None, *, flush_s: float = 0.05
@@ -156,10 +161,7 @@ class AccessLog:
         self._logger = logging.getLogger(self.NAME)
         self._encoder = msgspec.json.Encoder()
         self._flush_s = flush_s
-        self._pending = bytearray()
-        self._scheduled = False
-        self._ms = 0
-        self._ms_text = ""
+        self._queue: list[_Queued] = []
         try:
             self._fd: int | None = self._stream.fileno()
         except (AttributeError, OSError, ValueError):
@@ -171,7 +173,6 @@ class AccessLog:
     def write(
         self,
         level: int,
-        *,
         request_id: str | None,
         tenant: str | None,
         method: str,
@@ -179,54 +180,64 @@ class AccessLog:
         path: str,
         status: int,
         item_errors: list[int],
-        duration_ms: float,
+        elapsed_ns: int,
     ) -> None:
         """Queue the line of one request (call :meth:`enabled` first)."""
-        now = time.time()
-        ms = int(now * 1000)
-        if ms != self._ms:
-            self._ms, self._ms_text = ms, _timestamp(now)
-        name = _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower()
-        msg = f"{method} {path} {status}"
-        if self._json:
-            line = AccessLine(
-                ts=self._ms_text,
-                level=name,
-                logger=self.NAME,
-                msg=msg,
-                request_id=request_id,
-                tenant=tenant,
-                method=method,
-                route=route,
-                path=path,
-                status=status,
-                item_errors=item_errors,
-                duration_ms=duration_ms,
-            )
-            self._encoder.encode_into(line, self._pending, -1)
-            self._pending += b"\n"
-        else:
-            self._pending += (
-                f"{self._ms_text} {name.upper():<7} {self.NAME}  {msg}  request_id={request_id} "
-                f"tenant={tenant} route={route} item_errors={item_errors} "
-                f"duration_ms={duration_ms}\n"
-            ).encode()
-        if len(self._pending) > self._BATCH_BYTES:
-            self.flush()
-        elif not self._scheduled:
+        queue = self._queue
+        queue.append(
+            (time.time(), level, request_id, tenant, method, route, path, status, item_errors,
+             elapsed_ns)
+        )  # fmt: skip
+        if len(queue) == 1:
             try:
                 asyncio.get_running_loop().call_later(self._flush_s, self.flush)
-                self._scheduled = True
             except RuntimeError:
                 self.flush()
+        elif len(queue) >= self._BATCH_LINES:
+            self.flush()
+
+    def _format(self, queued: list[_Queued]) -> bytes:
+        out = bytearray()
+        ms_text, last_ms = "", -1
+        for at, level, request_id, tenant, method, route, path, status, errors, ns in queued:
+            ms = int(at * 1000)
+            if ms != last_ms:
+                ms_text, last_ms = _timestamp(at), ms
+            name = _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower()
+            path = path[:200]
+            msg = f"{method} {path} {status}"
+            duration_ms = round(ns / 1e6, 3)
+            if self._json:
+                line = AccessLine(
+                    ts=ms_text,
+                    level=name,
+                    logger=self.NAME,
+                    msg=msg,
+                    request_id=request_id,
+                    tenant=tenant,
+                    method=method,
+                    route=route,
+                    path=path,
+                    status=status,
+                    item_errors=errors,
+                    duration_ms=duration_ms,
+                )
+                self._encoder.encode_into(line, out, -1)
+                out += b"\n"
+            else:
+                out += (
+                    f"{ms_text} {name.upper():<7} {self.NAME}  {msg}  request_id={request_id} "
+                    f"tenant={tenant} route={route} item_errors={errors} "
+                    f"duration_ms={duration_ms}\n"
+                ).encode()
+        return bytes(out)
 
     def flush(self) -> None:
         """Write every queued line now."""
-        self._scheduled = False
-        if not self._pending:
+        if not self._queue:
             return
-        data = bytes(self._pending)
-        self._pending.clear()
+        queued, self._queue = self._queue, []
+        data = self._format(queued)
         if self._fd is None:
             self._stream.write(data.decode())
             self._stream.flush()

@@ -71,12 +71,12 @@ class ObservedApp:
         if access.enabled(level):
             access.write(
                 level,
-                request_id=scope.get("volumed.request_id"),
-                tenant=scope.get("volumed.tenant"),
-                method=method,
-                route=route,
-                path=scope["path"][:200],
-                status=status,
-                item_errors=errors,
-                duration_ms=round(elapsed_ns / 1e6, 3),
+                scope.get("volumed.request_id"),
+                scope.get("volumed.tenant"),
+                method,
+                route,
+                scope["path"],
+                status,
+                errors,
+                elapsed_ns,
             )
