@@ -1,7 +1,15 @@
 """Fixtures shared by every test layer: a live ``volumed serve`` process on loopback.
 
 Tests talk to the real thing: the server is started as a subprocess with its own data
-directory, real SQLite and real ext4 images, and reached over real HTTP.
+directory, a real database and real ext4 images, and reached over real HTTP.
+
+``VOLUMED_TEST_STORE`` (``sqlite``, the default, or ``postgresql``) picks the store of
+every server of the run. With ``postgresql`` a throwaway cluster is started once per
+test process (``scripts/pg.sh``, in a temporary directory under /tmp) and each server
+gets a fresh database of its own. Tests marked ``sqlite_only`` (they need the one-file
+database or the data-directory lock) run in the SQLite pass only; tests marked
+``postgresql_only`` (several replicas on one database) in the PostgreSQL pass only.
+The others are deselected, never skipped.
 """
 
 from __future__ import annotations
@@ -9,20 +17,128 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pytest
 
+if TYPE_CHECKING:
+    from volumed.settings import Settings
+    from volumed.store.sql import SqlStore
+
+T = TypeVar("T")
+
 VOLUMED = [sys.executable, "-m", "volumed"]
+REPO = Path(__file__).resolve().parent.parent
+TEST_STORE = os.environ.get("VOLUMED_TEST_STORE", "sqlite")
+if TEST_STORE not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"VOLUMED_TEST_STORE must be sqlite or postgresql, not {TEST_STORE!r}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: runs in the SQLite pass only")
+    config.addinivalue_line("markers", "postgresql_only: runs in the PostgreSQL pass only")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    other = "postgresql_only" if TEST_STORE == "sqlite" else "sqlite_only"
+    deselected = [item for item in items if item.get_closest_marker(other)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker(other)]
+
+
+class PgCluster:
+    """A throwaway PostgreSQL (``scripts/pg.sh``) for this test process."""
+
+    def __init__(self) -> None:
+        # pg.sh makes DIR's parent traversable for the postgres user; keep it ours.
+        self.root = Path(tempfile.mkdtemp(prefix="volumed-pg-", dir="/tmp"))
+        self.dir = self.root / "data"
+        self.port = free_port()
+        self.url = self.start()
+
+    def start(self) -> str:
+        done = subprocess.run(
+            ["bash", str(REPO / "scripts" / "pg.sh"), "start", str(self.dir), str(self.port)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    def stop(self) -> None:
+        subprocess.run(
+            ["bash", str(REPO / "scripts" / "pg.sh"), "stop", str(self.dir)], check=False
+        )
+
+    def new_database(self) -> str:
+        """A fresh, empty database; returns its URL."""
+        import asyncpg
+
+        name = "t_" + secrets.token_hex(6)
+
+        async def create() -> None:
+            conn = await asyncpg.connect(self.url)
+            try:
+                await conn.execute(f"CREATE DATABASE {name}")
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_cluster: PgCluster | None = None
+
+
+def pg_cluster() -> PgCluster:
+    """The PostgreSQL cluster of this test process, started on first use."""
+    global _cluster
+    if _cluster is None:
+        _cluster = PgCluster()
+    return _cluster
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_pg_cluster() -> Iterator[None]:
+    yield
+    if _cluster is not None:
+        _cluster.remove()
+
+
+def run_sql(database_url: str, data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    """Run one statement (``?`` placeholders) against a server's database, directly."""
+    if not database_url:
+        with sqlite3.connect(data_dir / "volumed.db") as db:
+            return db.execute(sql, params).fetchall()
+    import asyncpg
+
+    from volumed.store.db import to_postgres
+
+    async def go() -> list[Any]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return [tuple(r) for r in await conn.fetch(to_postgres(sql), *params)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
 
 
 def free_port() -> int:
@@ -39,6 +155,42 @@ class LiveServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    database_url: str = ""
+    """Empty: SQLite in the data directory."""
+
+    @property
+    def is_sqlite(self) -> bool:
+        return not self.database_url
+
+    @property
+    def admin_env(self) -> dict[str, str]:
+        """What an admin command needs to reach this server's store."""
+        env = {"VOLUMED_DATA_DIR": str(self.data_dir)}
+        if self.database_url:
+            env["VOLUMED_DATABASE_URL"] = self.database_url
+        return env
+
+    def settings(self) -> Settings:
+        from volumed.settings import Settings
+
+        return Settings(data_dir=self.data_dir, database_url=self.database_url)
+
+    def with_store(self, use: Callable[[SqlStore], Awaitable[T]]) -> T:
+        """Open the server's store directly (the admin path) and run ``use`` on it."""
+        from volumed.bootstrap import open_store
+
+        async def go() -> T:
+            store = await open_store(self.settings())
+            try:
+                return await use(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(go())
+
+    def sql(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run one statement against the server's database, directly."""
+        return run_sql(self.database_url, self.data_dir, sql, params)
 
     @property
     def url(self) -> str:
@@ -51,6 +203,8 @@ class LiveServer:
         env["VOLUMED_TOKEN"] = self.token
         env["VOLUMED_DATA_DIR"] = str(self.data_dir)
         env["VOLUMED_PORT"] = str(self.port)
+        if self.database_url:
+            env["VOLUMED_DATABASE_URL"] = self.database_url
         with open(self.log_path, "ab") as log:
             # The child keeps its own copy of the descriptor.
             self.process = subprocess.Popen(
@@ -96,21 +250,23 @@ class LiveServer:
     def add_user(self, name: str) -> str:
         """Create a tenant with a token through the admin path (the store, directly)."""
         from volumed.api.auth import new_token, token_digest
-        from volumed.bootstrap import open_store
         from volumed.domain.model import User
-        from volumed.settings import Settings
 
-        store = open_store(Settings(data_dir=self.data_dir))
         token = new_token()
 
-        async def add() -> None:
+        async def add(store: SqlStore) -> None:
             user = User(secrets.token_hex(8), name)
             await store.create_user(user)
             await store.add_token(secrets.token_hex(8), user.id, token_digest(token), "test")
 
-        asyncio.run(add())
-        store.close()
+        self.with_store(add)
         return token
+
+
+def new_database_url() -> str:
+    """The database of a new server: empty (SQLite in its data directory) or a fresh
+    PostgreSQL database, as ``VOLUMED_TEST_STORE`` says."""
+    return pg_cluster().new_database() if TEST_STORE == "postgresql" else ""
 
 
 def make_server(tmp: Path, **env: Any) -> LiveServer:
@@ -118,6 +274,7 @@ def make_server(tmp: Path, **env: Any) -> LiveServer:
         data_dir=tmp / "data",
         token="test-" + secrets.token_hex(16),
         env={"VOLUMED_WORKER_POLL_S": "0.2", **{k: str(v) for k, v in env.items()}},
+        database_url=str(env.get("VOLUMED_DATABASE_URL", "")) or new_database_url(),
     )
     server.start()
     return server

@@ -32,7 +32,7 @@ from volumed.domain.clones import CloneService
 from volumed.domain.events import EventService
 from volumed.domain.instances import InstanceLimits, InstanceService
 from volumed.domain.model import User
-from volumed.domain.ports import QuotaLimits, Store
+from volumed.domain.ports import NameTaken, QuotaLimits, Store
 from volumed.domain.quotas import QuotaService
 from volumed.domain.templates import TemplateService
 from volumed.domain.transfers import IMPORT_JOB, TransferService
@@ -43,7 +43,8 @@ from volumed.metrics import Metrics, snapshot_source
 from volumed.runtime import RecordOnlyRuntime
 from volumed.settings import Settings, SettingsError
 from volumed.storage import Ext4ImageDriver
-from volumed.store.sqlite import SqliteStore
+from volumed.store.db import Database, PostgresDatabase, SqliteDatabase
+from volumed.store.sql import SqlStore
 from volumed.worker.reconciler import Reconciler, WorkerSettings
 from volumed.worker.volume_jobs import VolumeJobs
 
@@ -55,7 +56,7 @@ DEFAULT_USER = "default"
 @dataclass(slots=True)
 class Services:
     settings: Settings
-    store: SqliteStore
+    store: SqlStore
     storage: Ext4ImageDriver
     volumes: VolumeService
     worker: Reconciler
@@ -68,36 +69,50 @@ class Services:
     http: ObservedApp | None = None
     """What ``serve`` serves: ``app`` inside the access log and the request metrics."""
 
-    def close(self) -> None:
-        self.store.close()
+    async def close(self) -> None:
+        await self.store.close()
         if self.lock_file is not None:
             self.lock_file.close()
 
 
-def open_store(settings: Settings) -> SqliteStore:
-    """Open the metadata store named by the settings and bring its schema up to date."""
-    url = settings.store_url
-    if not url.startswith("sqlite:///"):
-        raise SettingsError(f"database_url {url.split(':', 1)[0]}:… is not supported yet")
-    path = Path(url.removeprefix("sqlite:///"))
-    if not url.removeprefix("sqlite:///").startswith("/"):
-        path = Path(url.removeprefix("sqlite://"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(
-        path,
-        synchronous=settings.sqlite_synchronous.upper(),
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite:///`` URL (``sqlite:////abs`` or ``sqlite:///rel``)."""
+    raw = url.removeprefix("sqlite:///")
+    return Path(raw) if raw.startswith("/") else Path(url.removeprefix("sqlite://"))
+
+
+async def open_store(settings: Settings, *, migrate: bool = True) -> SqlStore:
+    """Open the metadata store named by ``database_url`` (SQLite or PostgreSQL) and,
+    unless told otherwise, bring its schema up to date. Raises StoreUnavailable if
+    PostgreSQL cannot be reached."""
+    db: Database
+    if settings.is_sqlite:
+        path = sqlite_path(settings.store_url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = SqliteDatabase(path, synchronous=settings.sqlite_synchronous.upper())
+    else:
+        db = await PostgresDatabase.connect(
+            settings.store_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+    store = SqlStore(
+        db,
         events_per_volume=settings.events_per_volume,
         events_retention_us=int(settings.events_retention_days * 86_400_000_000),
     )
-    store.migrate()
+    if migrate:
+        try:
+            await store.migrate()
+        except BaseException:
+            await store.close()
+            raise
     return store
 
 
-def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
+async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.images_dir.mkdir(parents=True, exist_ok=True)
     lock_file = _lock_data_dir(settings.data_dir) if exclusive and settings.is_sqlite else None
-    store = open_store(settings)
+    store = await open_store(settings)
     storage = Ext4ImageDriver(settings.images_dir)
     metrics = Metrics() if settings.metrics_port else None
     if metrics is not None:
@@ -203,7 +218,15 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
 
 async def ensure_default_user(store: Store, settings: Settings) -> str | None:
     """On first start create the ``default`` user and its token; return a token that
-    was generated now (to be shown once), or None."""
+    was generated now (to be shown once), or None. Replicas starting together on one
+    database race for it: the loser finds the user made and carries on."""
+    try:
+        return await _ensure_default_user(store, settings)
+    except NameTaken:
+        return await _ensure_default_user(store, settings)
+
+
+async def _ensure_default_user(store: Store, settings: Settings) -> str | None:
     preset = settings.token
     if await store.count_users() > 0:
         if preset is not None and await store.user_for_token(token_digest(preset)) is None:

@@ -44,6 +44,11 @@ class Settings:
     max_body_bytes: int = 1_048_576
     volumes_per_instance: int = 1
     sqlite_synchronous: str = "FULL"
+    db_pool_min: int = 1
+    """PostgreSQL: connections each replica keeps open (its pool's minimum)."""
+    db_pool_max: int = 10
+    """PostgreSQL: connections each replica may open at most; N replicas need
+    N × db_pool_max below the server's max_connections."""
     worker_concurrency: int = 4
     worker_lease_s: float = 30.0
     worker_poll_s: float = 1.0
@@ -91,6 +96,9 @@ class Settings:
             "worker_concurrency",
         ):
             _positive(name, getattr(self, name))
+        _positive("db_pool_max", self.db_pool_max)
+        if not 0 <= self.db_pool_min <= self.db_pool_max:
+            raise SettingsError("db_pool_min must be from 0 to db_pool_max")
         if self.min_volume_mb > self.max_volume_mb:
             raise SettingsError("min_volume_mb must not exceed max_volume_mb")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):

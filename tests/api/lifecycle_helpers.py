@@ -10,11 +10,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from tests.conftest import LiveServer, wait_for_state
+
+if TYPE_CHECKING:
+    from volumed.store.sql import SqlStore
 
 Item = dict[str, Any]
 
@@ -73,21 +76,14 @@ def wait_until(api: httpx.Client, uuid: str, states: tuple[str, ...], timeout: f
 
 def set_overrides(live: LiveServer, user_name: str, **limits: int | None) -> None:
     """Per-user quota overrides, written through the admin path (the store, directly)."""
-    import asyncio
-
-    from volumed.bootstrap import open_store
     from volumed.domain.ports import QuotaOverrides
-    from volumed.settings import Settings
 
-    store = open_store(Settings(data_dir=live.data_dir))
-
-    async def write() -> None:
+    async def write(store: SqlStore) -> None:
         user = await store.find_user(user_name)
         assert user is not None
         await store.set_quota_overrides(user.id, QuotaOverrides(**limits))
 
-    asyncio.run(write())
-    store.close()
+    live.with_store(write)
 
 
 # ---------------------------------------------------------------------- images

@@ -156,8 +156,6 @@ def test_restart_finishes_starts_and_stops_cut_short(
     """A crash between ``begin_start`` and ``finish_start`` (or the same for stop) leaves
     an instance ``starting``/``stopping`` with its volumes mounted; the next start of the
     server finishes the job through the runtime before it serves."""
-    import sqlite3
-
     live = fresh_server()
     with live.client() as api:
         starting, stopping = new_instances(api, 2)
@@ -170,12 +168,9 @@ def test_restart_finishes_starts_and_stops_cut_short(
             assert r.json()["status"] == "success"
     live.kill()
     # What the two begin_* transactions leave behind, written as they would.
-    db = sqlite3.connect(live.data_dir / "volumed.db")
-    with db:
-        db.execute("UPDATE instances SET state = 'starting' WHERE uuid = ?", (starting["uuid"],))
-        db.execute("UPDATE instances SET state = 'stopping' WHERE uuid = ?", (stopping["uuid"],))
-        db.execute("UPDATE volumes SET state = 'mounted'")
-    db.close()
+    live.sql("UPDATE instances SET state = 'starting' WHERE uuid = ?", (starting["uuid"],))
+    live.sql("UPDATE instances SET state = 'stopping' WHERE uuid = ?", (stopping["uuid"],))
+    live.sql("UPDATE volumes SET state = 'mounted'")
     live.restart()
     with live.client() as api:
         states = {i["uuid"]: i["state"] for i in items(api.get("/v1/instances"), "instances")}

@@ -3,15 +3,18 @@ tags, details; a stable order; and cursors that were deleted meanwhile."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from tests.api.lifecycle_helpers import Item, items, ok, unique
 from tests.conftest import LiveServer
+
+if TYPE_CHECKING:
+    from volumed.store.sql import SqlStore
 
 
 @pytest.fixture(scope="module")
@@ -155,10 +158,8 @@ def test_cursor_deleted_meanwhile_continues_after_its_place(
 def test_same_creation_time_is_ordered_by_uuid(listing: tuple[LiveServer, list[Item]]) -> None:
     """Rows written through the admin path with one timestamp: uuid breaks the tie, and
     paging through them with an inclusive cursor sees each exactly once."""
-    from volumed.bootstrap import open_store
     from volumed.domain.model import Volume
     from volumed.domain.states import QuotaPolicy, VolumeState
-    from volumed.settings import Settings
 
     live, _ = listing
     name = unique("tenant")
@@ -166,11 +167,10 @@ def test_same_creation_time_is_ordered_by_uuid(listing: tuple[LiveServer, list[I
     with live.client(token) as api:
         ok(api.post("/v1/volumes", json={"size_mb": 1, "quota_policy": "dynamic"}))
         owner = items(api.get("/v1/volumes"))[0]["uuid"]
-    store = open_store(Settings(data_dir=live.data_dir))
     stamp = 1_700_000_000_123_456
     tied = sorted(f"{n:08x}-0000-4000-8000-{n:012x}" for n in (7, 3, 9, 1, 5))
 
-    async def insert() -> None:
+    async def insert(store: SqlStore) -> None:
         user = await store.find_user(name)
         assert user is not None
         for uuid in tied[::-1]:
@@ -187,8 +187,7 @@ def test_same_creation_time_is_ordered_by_uuid(listing: tuple[LiveServer, list[I
             )
             await store.insert_volume(volume, None, {})
 
-    asyncio.run(insert())
-    store.close()
+    live.with_store(insert)
     with live.client(token) as api:
         listed = uuids(api.get("/v1/volumes"))
         assert listed[:5] == tied and listed[5] == owner

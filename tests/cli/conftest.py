@@ -41,7 +41,7 @@ def run_cli(
     if server is not None:
         full["VOLUMED_URL"] = server.url
         full["VOLUMED_TOKEN"] = server.token
-        full["VOLUMED_DATA_DIR"] = str(server.data_dir)
+        full.update(server.admin_env)
     full.update(env or {})
     done = subprocess.run(
         [*VOLUMED, *args],

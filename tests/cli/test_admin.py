@@ -13,14 +13,14 @@ from tests.conftest import LiveServer
 
 
 def test_users_and_tokens(server: LiveServer) -> None:
-    data = {"VOLUMED_DATA_DIR": str(server.data_dir)}
+    data = server.admin_env
     alice_name = f"alice-{secrets.token_hex(3)}"
     made = run_cli("user", "create", alice_name, env=data)
     assert made.code == 0, made.err
     token = made.out.strip()
     assert token.startswith("vd_") and "shown once" in made.err
-    stored = (server.data_dir / "volumed.db").read_bytes()
-    assert token.encode() not in stored  # only the digest is kept
+    stored = server.sql("SELECT token_hash, label FROM tokens")
+    assert token not in repr(stored)  # only the digest is kept
 
     as_alice = {"VOLUMED_URL": server.url, "VOLUMED_TOKEN": token}
     assert run_cli("volume", "create", "--name", "a1", "--size", "8", env=as_alice).code == 0
@@ -50,7 +50,7 @@ def test_users_and_tokens(server: LiveServer) -> None:
 
 
 def test_quota_set_and_db(server: LiveServer) -> None:
-    data = {"VOLUMED_DATA_DIR": str(server.data_dir)}
+    data = server.admin_env
     name = f"bob-{secrets.token_hex(3)}"
     bob = run_cli("user", "create", name, env=data).out.strip()
     set_ = run_cli(
@@ -79,7 +79,7 @@ def test_quota_set_and_db(server: LiveServer) -> None:
 
 def test_fsck_reports_and_repairs(fresh_server: Callable[..., LiveServer]) -> None:
     live = fresh_server()
-    data = {"VOLUMED_DATA_DIR": str(live.data_dir)}
+    data = live.admin_env
     for name in ("keep", "lose"):
         assert (
             run_cli("volume", "create", "--name", name, "--size", "8", "--wait", server=live).code

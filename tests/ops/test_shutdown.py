@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -57,8 +56,7 @@ class Burst:
 
 
 def rows(live: LiveServer, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(live.data_dir / "volumed.db") as db:
-        return db.execute(sql).fetchall()
+    return live.sql(sql)
 
 
 def test_sigterm_during_a_burst_loses_nothing(ops_server: Callable[..., Ops]) -> None:

@@ -36,7 +36,7 @@ Check = dict[str, Any]
 
 class Probed(Protocol):
     async def ping(self) -> None: ...
-    def pending_migrations(self) -> list[int]: ...
+    async def pending_migrations(self) -> list[int]: ...
 
 
 class HealthHandlers:
@@ -84,7 +84,7 @@ class HealthHandlers:
         return "The database answers"
 
     async def _check_migrations(self) -> str:
-        pending = self._store.pending_migrations()
+        pending = await self._store.pending_migrations()
         if pending:
             raise _NotReady(f"Migrations not applied: {', '.join(map(str, pending))}")
         return "Every migration is applied"

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from volumed import logs
+from volumed.domain.ports import StoreUnavailable
 from volumed.settings import Settings, SettingsError
 
 
@@ -26,7 +27,10 @@ Every flag can also be set as VOLUMED_<FLAG> (e.g. VOLUMED_PORT=9000); flags win
 @click.option("--host", help="Address to listen on [127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [8080].")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory [./.volumed].")
-@click.option("--database-url", help="sqlite:///path (default <data-dir>/volumed.db).")
+@click.option(
+    "--database-url",
+    help="sqlite:///path (default <data-dir>/volumed.db) or postgresql://user@host/db.",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(
     host: str | None,
@@ -54,6 +58,8 @@ def serve(
         uvloop.run(_serve(settings))
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"cannot open the database: {exc}") from None
 
 
 async def _serve(settings: Settings) -> None:
@@ -64,7 +70,7 @@ async def _serve(settings: Settings) -> None:
     from volumed.bootstrap import bootstrap, ensure_default_user
     from volumed.cli._lifecycle import run_server
 
-    services = bootstrap(settings)
+    services = await bootstrap(settings)
     token = await ensure_default_user(services.store, settings)
     if token is not None and sys.stderr.isatty():
         click.echo(
@@ -77,14 +83,20 @@ async def _serve(settings: Settings) -> None:
         logging.getLogger("volumed").info(
             "created user 'default'; its token is in %s", settings.token_file
         )
-    # A lone SQLite server holds every lease there is: after a crash, take them back now
-    # instead of waiting for them to expire.
-    released = await services.store.release_leases()
-    # No transfer runs before we serve: what .transfer/ holds was left by a crash.
-    await services.storage.discard_transfers()
+    released = 0
+    if settings.is_sqlite:
+        # A lone SQLite server holds every lease there is: after a crash, take them back
+        # now instead of waiting for them to expire. Replicas on PostgreSQL must not:
+        # the others hold some; a dead replica's leases expire and are taken over.
+        released = await services.store.release_leases()
+        # No transfer runs before we serve: what .transfer/ holds was left by a crash.
+        # (Replicas share the data directory: there, another's transfer may be running.)
+        await services.storage.discard_transfers()
     if released:
         logging.getLogger("volumed").info("resuming %d unfinished job(s)", released)
-    # Likewise instances a crash left starting or stopping: finish before serving.
+    # Likewise instances a crash left starting or stopping: finish before serving. With
+    # replicas, one may be in the middle of such a start or stop: every step is a
+    # compare-and-set, so at most one of us completes each (the runtime only records).
     if services.instances is not None:
         finished = await services.instances.recover()
         if finished:
@@ -108,4 +120,4 @@ async def _serve(settings: Settings) -> None:
     try:
         await run_server(server, services)
     finally:
-        services.close()
+        await services.close()

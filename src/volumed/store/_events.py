@@ -8,10 +8,13 @@ it describes was committed.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import time
+from typing import TYPE_CHECKING
 
 from volumed.domain.events import VolumeEvent
+
+if TYPE_CHECKING:
+    from volumed.store.db import Queries
 
 __all__ = ["EventLog"]
 
@@ -19,15 +22,15 @@ _COLUMNS = "id, volume_uuid, at_us, actor, action, result, state_from, state_to,
 
 
 class EventLog:
-    def __init__(self, db: sqlite3.Connection, *, per_volume: int, retention_us: int) -> None:
-        self._db = db
+    def __init__(self, *, per_volume: int, retention_us: int) -> None:
         self._per_volume = per_volume
         self._retention_us = retention_us
         self._last_us = 0
         self._last_prune_us = 0
 
-    def record(
+    async def record(
         self,
+        db: Queries,
         uuid: str,
         action: str,
         result: str,
@@ -42,11 +45,14 @@ class EventLog:
         # Strictly increasing within this process, so the trail sorts as it happened.
         at = max(time.time_ns() // 1000, self._last_us + 1)
         self._last_us = at
-        self._db.execute(
+        # Typed parameters: PostgreSQL cannot infer a type from a SELECT list.
+        await db.execute(
             f"INSERT INTO volume_events (owner_id, {_COLUMNS}) "
-            "SELECT v.owner_id, ?, v.uuid, ?, "
-            "COALESCE(?, (SELECT u.name FROM users u WHERE u.id = v.owner_id), v.owner_id), "
-            "?, ?, ?, ?, ? FROM volumes v WHERE v.uuid = ?",
+            "SELECT v.owner_id, CAST(? AS TEXT), v.uuid, CAST(? AS BIGINT), "
+            "COALESCE(CAST(? AS TEXT), "
+            "(SELECT u.name FROM users u WHERE u.id = v.owner_id), v.owner_id), "
+            "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
+            "CAST(? AS TEXT) FROM volumes v WHERE v.uuid = ?",
             (
                 f"{at:014x}{secrets.token_hex(4)}",
                 at,
@@ -59,28 +65,28 @@ class EventLog:
                 uuid,
             ),
         )
-        self._db.execute(
+        await db.execute(
             "DELETE FROM volume_events WHERE volume_uuid = ? AND at_us <= "
             "(SELECT at_us FROM volume_events WHERE volume_uuid = ? "
             "ORDER BY at_us DESC LIMIT 1 OFFSET ?)",
             (uuid, uuid, self._per_volume),
         )
 
-    def prune_gone(self, every_us: int = 3_600_000_000) -> None:
+    async def prune_gone(self, db: Queries, every_us: int = 3_600_000_000) -> None:
         """Forget the events, older than the retention period, of volumes whose row is
         gone. Runs at most once per ``every_us`` (it scans every old event)."""
         now = time.time_ns() // 1000
         if now - self._last_prune_us < every_us:
             return
         self._last_prune_us = now
-        self._db.execute(
+        await db.execute(
             "DELETE FROM volume_events WHERE at_us < ? AND NOT EXISTS "
             "(SELECT 1 FROM volumes v WHERE v.uuid = volume_events.volume_uuid)",
             (now - self._retention_us,),
         )
 
-    def list(self, owner_id: str, uuid: str) -> list[VolumeEvent]:
-        rows = self._db.execute(
+    async def list(self, db: Queries, owner_id: str, uuid: str) -> list[VolumeEvent]:
+        rows = await db.fetchall(
             f"SELECT {_COLUMNS} FROM volume_events WHERE volume_uuid = ? AND owner_id = ? "
             "ORDER BY at_us, id",
             (uuid, owner_id),

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from volumed.domain.ports import Job, StorageDriver, StorageError, Store
+from volumed.domain.ports import Job, StorageDriver, StorageError, Store, StoreUnavailable
 from volumed.domain.states import QuotaPolicy, VolumeState
 
 log = logging.getLogger("volumed.worker")
@@ -87,6 +87,8 @@ class Reconciler:
             job = None
             try:
                 job = await self._store.claim_job(self.worker_id, self.lease_us)
+            except StoreUnavailable as exc:  # the database restarts: try again later
+                log.warning("claiming a job failed: %s", exc)
             except Exception:
                 log.exception("claiming a job failed")
             if job is None:

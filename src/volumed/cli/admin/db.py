@@ -25,14 +25,14 @@ def db() -> None:
 @pass_app
 def status(app: App) -> None:
     """Show the schema version and pending migrations (exit 1 if any is pending)."""
-    from volumed.cli.admin._store import open_store
+    from volumed.cli.admin._store import open_store, run
     from volumed.store import migrations
 
     store = open_store(app, migrate=False)
     try:
-        pending = store.pending_migrations()
+        pending = run(store.pending_migrations())
     finally:
-        store.close()
+        run(store.close())
     for migration in migrations.all_migrations():
         mark = "pending" if migration.version in pending else "applied"
         click.echo(f"{migration.version:04d}  {mark:8}  {migration.name}")
@@ -47,13 +47,13 @@ def status(app: App) -> None:
 @pass_app
 def migrate(app: App) -> None:
     """Apply pending migrations (safe while a server runs: one transaction)."""
-    from volumed.cli.admin._store import open_store
+    from volumed.cli.admin._store import open_store, run
 
     store = open_store(app, create=True, migrate=False)
     try:
-        applied = store.migrate()
+        applied = run(store.migrate())
     finally:
-        store.close()
+        run(store.close())
     if applied:
         click.echo(f"Applied migration(s) {', '.join(f'{v:04d}' for v in applied)}.")
     else:

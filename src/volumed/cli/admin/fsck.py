@@ -39,9 +39,7 @@ Examples:
 @pass_app
 def fsck(app: App, repair: bool, run_e2fsck: bool) -> None:
     """Check the data directory: rows against images, and the images themselves."""
-    import asyncio
-
-    from volumed.cli.admin._store import open_store
+    from volumed.cli.admin._store import open_store, run
     from volumed.cli.output import print_items
     from volumed.storage import Ext4ImageDriver
 
@@ -50,11 +48,12 @@ def fsck(app: App, repair: bool, run_e2fsck: bool) -> None:
         app.abort(f"no image directory at {settings.images_dir} (check --data-dir)", 2)
     store = open_store(app)
     storage = Ext4ImageDriver(settings.images_dir)
-    server = _server_running(settings.data_dir)
+    # Replicas on PostgreSQL hold no lock on the data directory: assume one runs.
+    server = not settings.is_sqlite or _server_running(settings.data_dir)
     try:
-        findings, checked = asyncio.run(_check(store, storage, server, repair, run_e2fsck))
+        findings, checked = run(_check(store, storage, server, repair, run_e2fsck))
     finally:
-        store.close()
+        run(store.close())
     columns = [
         ("PROBLEM", lambda f: app.style(str(f["problem"]), fg="red")),
         ("VOLUME", lambda f: str(f["volume"])),
@@ -78,9 +77,9 @@ async def _check(  # noqa: C901 - one pass over rows, then files; reads top to b
 ) -> tuple[list[dict[str, object]], dict[str, int]]:
     from volumed.domain.ports import StorageError
     from volumed.storage import Ext4ImageDriver
-    from volumed.store.sqlite import SqliteStore
+    from volumed.store.sql import SqlStore
 
-    assert isinstance(store, SqliteStore) and isinstance(storage, Ext4ImageDriver)
+    assert isinstance(store, SqlStore) and isinstance(storage, Ext4ImageDriver)
     findings: list[dict[str, object]] = []
 
     def found(problem: str, volume: str, detail: str, repaired: bool = False) -> None:

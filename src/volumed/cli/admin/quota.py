@@ -78,7 +78,7 @@ def set_quota(
             app.abort("the smallest volume size would exceed the largest", 2)
         run(store.set_quota_overrides(owner.id, updated))
     finally:
-        store.close()
+        run(store.close())
     shown = ", ".join(f"{k}={v}" for k, v in vars_of(updated).items() if v is not None)
     click.echo(f"Quota of '{user_name}': {shown or 'defaults'}", err=True)
 
@@ -101,7 +101,7 @@ def show_quota(app: App, user_name: str) -> None:
         owner = find_user(app, store, user_name)
         overrides = run(store.quota_overrides(owner.id))
     finally:
-        store.close()
+        run(store.close())
     item = {"user": user_name, **(vars_of(overrides) if overrides else {})}
     columns = [(k.upper(), lambda i, k=k: "-" if i.get(k) is None else str(i[k])) for k in item]
     print_items(app, [item], columns)

@@ -48,7 +48,7 @@ def create_token(app: App, user_name: str, label: str) -> None:
         token_id = secrets.token_hex(8)
         run(store.add_token(token_id, owner.id, token_digest(value), label))
     finally:
-        store.close()
+        run(store.close())
     click.echo(f"Created token {token_id} for '{user_name}' (shown once):", err=True)
     click.echo(value)
 
@@ -72,7 +72,7 @@ def list_tokens(app: App, user_name: str | None) -> None:
         owner = find_user(app, store, user_name).id if user_name else None
         rows = run(store.list_tokens(owner))
     finally:
-        store.close()
+        run(store.close())
     items = [
         {
             "id": r["id"],
@@ -109,5 +109,5 @@ def revoke_token(app: App, ids: tuple[str, ...]) -> None:
             else:
                 app.item_error(f"token {token_id}", {"message": "no such token"})
     finally:
-        store.close()
+        run(store.close())
     app.finish()

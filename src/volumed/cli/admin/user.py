@@ -58,7 +58,7 @@ def create_user(app: App, name: str, no_token: bool) -> None:
             click.echo("Its token (shown once; only its SHA-256 is stored):", err=True)
             click.echo(token)
     finally:
-        store.close()
+        run(store.close())
 
 
 @user.command(name="ls", epilog="\b\nExamples:\n  volumed user ls\n  volumed user ls -o json\n")
@@ -76,7 +76,7 @@ def list_users(app: App) -> None:
         tokens = run(store.list_tokens())
         rows = run(store.fsck_rows())
     finally:
-        store.close()
+        run(store.close())
     items = [
         {
             "name": u.name,
@@ -119,5 +119,5 @@ def delete_users(app: App, names: tuple[str, ...]) -> None:
             else:
                 click.echo(f"Deleted user '{name}'.", err=True)
     finally:
-        store.close()
+        run(store.close())
     app.finish()

@@ -1,20 +1,30 @@
-"""SQLite store: one connection in WAL mode, one statement (or one short transaction) per
-transition.
+"""The SQL store: metadata in SQLite or PostgreSQL, one statement (or one short
+transaction) per transition.
 
-The connection is used from the event loop's thread only. Every method runs to
-completion without awaiting in between, so a transaction never interleaves with another
-request's statements; SQLite's own locking serialises us against the admin CLI.
+Every transition is a compare-and-set (an ``UPDATE … WHERE`` on the expected state) or
+one short transaction over the rows it changes. The SQL is written once, in the dialect
+both databases share (``?`` placeholders, translated by :mod:`volumed.store.db`); the few
+statements that must differ branch on ``db.dialect``:
+
+* job claiming takes the oldest expired job ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+  replicas claiming at once take different jobs;
+* count-then-write transactions (quotas) lock the tenant's ``users`` row first on
+  PostgreSQL (``_lock_tenant``); SQLite's ``BEGIN IMMEDIATE`` serialises them anyway;
+* tag membership uses ``instr`` on SQLite and ``strpos`` on PostgreSQL.
+
+Transactions that take several rows take the instance before its volumes, so
+transactions of replicas wait for each other instead of deadlocking.
+
+On SQLite the adapter's coroutines never suspend, so a transaction never interleaves
+with another request's statements; SQLite's own locking serialises us against the admin
+CLI.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from volumed.domain.events import WORKER, EventAction, EventResult, VolumeEvent
@@ -40,13 +50,13 @@ from volumed.domain.ports import (
     QuotaRefused,
     QuotaUsage,
     StoreStats,
-    StoreUnavailable,
 )
 from volumed.domain.states import AccessMode, InstanceState, QuotaPolicy, VolumeState
 from volumed.store import migrations
 from volumed.store._events import EventLog
+from volumed.store.db import Database, Queries, UniqueViolation
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqlStore"]
 
 _VOLUME_COLUMNS = (
     "uuid, owner_id, name, state, size_mb, persistent, created_at_us, quota_policy, "
@@ -61,131 +71,135 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-class SqliteStore:
-    """Metadata in one SQLite file. ``synchronous`` is FULL unless told otherwise, so an
-    acknowledged change survives power loss, not only a crash of the process."""
+_MIGRATION_LOCK = 0x766F6C756D6564
+"""The advisory lock key PostgreSQL replicas take while migrating ("volumed")."""
+
+
+class SqlStore:
+    """The :class:`~volumed.domain.ports.Store` over a :class:`~volumed.store.db.Database`."""
 
     def __init__(
         self,
-        path: Path,
+        db: Database,
         *,
-        synchronous: str = "FULL",
         events_per_volume: int = 100,
         events_retention_us: int = 30 * 86_400_000_000,
     ) -> None:
-        self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._file_id = _file_id(path)
-        self._events = EventLog(
-            self._db, per_volume=events_per_volume, retention_us=events_retention_us
-        )
+        self._db = db
+        self.dialect = db.dialect
+        self._strpos = "instr" if db.dialect == "sqlite" else "strpos"
+        self._events = EventLog(per_volume=events_per_volume, retention_us=events_retention_us)
 
     # ------------------------------------------------------------------ lifecycle
 
-    def migrate(self) -> list[int]:
-        """Apply the migrations not yet applied; returns the versions applied now."""
+    async def migrate(self) -> list[int]:
+        """Apply the migrations not yet applied, in one transaction; returns the versions
+        applied now. On PostgreSQL an advisory lock makes replicas starting together
+        take turns: the second finds the work done."""
         applied_now = []
-        with self._write():
-            self._db.execute(migrations.CREATE_VERSION_TABLE)
-            done = {r[0] for r in self._db.execute("SELECT version FROM schema_migrations")}
+        async with self._db.transaction() as db:
+            if db.dialect == "postgresql":
+                await db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+            await db.execute(migrations.CREATE_VERSION_TABLE)
+            done = {r[0] for r in await db.fetchall("SELECT version FROM schema_migrations")}
             for migration in migrations.all_migrations():
                 if migration.version in done:
                     continue
                 for statement in migration.statements():
-                    self._db.execute(statement)
-                self._db.execute(
+                    await db.execute(statement)
+                await db.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at_us) VALUES (?,?,?)",
                     (migration.version, migration.name, now_us()),
                 )
                 applied_now.append(migration.version)
         return applied_now
 
-    def pending_migrations(self) -> list[int]:
-        self._db.execute(migrations.CREATE_VERSION_TABLE)
-        done = {r[0] for r in self._db.execute("SELECT version FROM schema_migrations")}
+    async def pending_migrations(self) -> list[int]:
+        found = await self._db.fetchone(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
+            if self.dialect == "postgresql"
+            else "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+            ("schema_migrations",),
+        )
+        done: set[int] = set()
+        if found[0]:
+            done = {r[0] for r in await self._db.fetchall("SELECT version FROM schema_migrations")}
         return [m.version for m in migrations.all_migrations() if m.version not in done]
 
     async def ping(self) -> None:
-        """Raise StoreUnavailable unless the database answers a query *and* is still the
-        file at ``path``: SQLite keeps writing to a file renamed or deleted under it,
-        and those writes would be lost at the next start."""
-        try:
-            found = _file_id(self.path)
-        except OSError as exc:
-            raise StoreUnavailable(f"The database file {self.path} is gone") from exc
-        if found != self._file_id:
-            raise StoreUnavailable(f"The database file {self.path} was replaced")
-        try:
-            self._db.execute("SELECT count(*) FROM schema_migrations").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"The database does not answer: {exc}") from exc
+        """Raise StoreUnavailable unless the database answers (and, for SQLite, is still
+        the file it was opened as)."""
+        await self._db.ping()
 
-    def close(self) -> None:
-        self._db.close()
+    async def close(self) -> None:
+        await self._db.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the lock up front, committed or rolled back."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    async def _lock_tenant(self, db: Queries, owner_id: str) -> None:
+        """Inside a write transaction, before counting a tenant's usage: serialise the
+        tenant's count-then-write transactions. SQLite's BEGIN IMMEDIATE already does;
+        PostgreSQL's READ COMMITTED does not, so lock the tenant's users row."""
+        if db.dialect == "postgresql":
+            await db.execute("SELECT 1 FROM users WHERE id = ? FOR UPDATE", (owner_id,))
 
     # ------------------------------------------------------------------ users and tokens
 
     async def user_for_token(self, token_hash: str) -> User | None:
-        row = self._db.execute(
+        db: Queries = self._db
+        row = await db.fetchone(
             "SELECT u.id, u.name FROM tokens t JOIN users u ON u.id = t.user_id "
             "WHERE t.token_hash = ?",
             (token_hash,),
-        ).fetchone()
+        )
         return User(row[0], row[1]) if row else None
 
     async def create_user(self, user: User) -> None:
+        db: Queries = self._db
         try:
-            self._db.execute(
+            await db.execute(
                 "INSERT INTO users (id, name, created_at_us) VALUES (?,?,?)",
                 (user.id, user.name, now_us()),
             )
-        except sqlite3.IntegrityError:
+        except UniqueViolation:
             raise NameTaken(user.name) from None
 
     async def find_user(self, name: str) -> User | None:
-        row = self._db.execute("SELECT id, name FROM users WHERE name = ?", (name,)).fetchone()
+        db: Queries = self._db
+        row = await db.fetchone("SELECT id, name FROM users WHERE name = ?", (name,))
         return User(row[0], row[1]) if row else None
 
     async def list_users(self) -> list[User]:
-        rows = self._db.execute("SELECT id, name FROM users ORDER BY created_at_us, name")
+        db: Queries = self._db
+        rows = await db.fetchall("SELECT id, name FROM users ORDER BY created_at_us, name")
         return [User(r[0], r[1]) for r in rows]
 
     async def delete_user(self, user_id: str) -> bool:
         """Remove a user and their tokens; refused (False) while they own anything."""
-        with self._write() as db:
-            owns = db.execute(
+        async with self._db.transaction() as db:
+            owns = await db.fetchone(
                 "SELECT 1 FROM volumes WHERE owner_id = ? UNION ALL "
                 "SELECT 1 FROM instances WHERE owner_id = ? LIMIT 1",
                 (user_id, user_id),
-            ).fetchone()
+            )
             if owns:
                 return False
-            db.execute("DELETE FROM tokens WHERE user_id = ?", (user_id,))
-            return db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount == 1
+            await db.execute("DELETE FROM tokens WHERE user_id = ?", (user_id,))
+            return (await db.execute("DELETE FROM users WHERE id = ?", (user_id,))) == 1
 
     async def add_token(self, token_id: str, user_id: str, token_hash: str, label: str) -> None:
-        self._db.execute(
-            "INSERT INTO tokens (id, user_id, token_hash, label, created_at_us) VALUES (?,?,?,?,?)",
-            (token_id, user_id, token_hash, label, now_us()),
-        )
+        """Raises NameTaken if the token is registered already (replicas starting
+        together with one preset token)."""
+        db: Queries = self._db
+        try:
+            await db.execute(
+                "INSERT INTO tokens (id, user_id, token_hash, label, created_at_us) "
+                "VALUES (?,?,?,?,?)",
+                (token_id, user_id, token_hash, label, now_us()),
+            )
+        except UniqueViolation:
+            raise NameTaken(label) from None
 
     async def list_tokens(self, user_id: str | None = None) -> list[dict[str, Any]]:
+        db: Queries = self._db
         sql = (
             "SELECT t.id, u.name AS user, t.label, t.created_at_us FROM tokens t "
             "JOIN users u ON u.id = t.user_id"
@@ -194,36 +208,40 @@ class SqliteStore:
         if user_id is not None:
             sql += " WHERE t.user_id = ?"
             params = (user_id,)
-        return [dict(r) for r in self._db.execute(sql + " ORDER BY t.created_at_us", params)]
+        return [dict(r) for r in await db.fetchall(sql + " ORDER BY t.created_at_us", params)]
 
     async def revoke_token(self, token_id: str) -> bool:
-        return self._db.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount == 1
+        db: Queries = self._db
+        return (await db.execute("DELETE FROM tokens WHERE id = ?", (token_id,))) == 1
 
     async def count_users(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM users").fetchone()[0])
+        db: Queries = self._db
+        return int((await db.fetchone("SELECT count(*) FROM users"))[0])
 
     # ------------------------------------------------------------------ volumes: reads
 
     async def get_volume(self, owner_id: str, ref: Ref) -> Volume | None:
+        db: Queries = self._db
         if ref.uuid is not None:
-            row = self._db.execute(
+            row = await db.fetchone(
                 f"SELECT {_VOLUME_COLUMNS} FROM volumes "
                 "WHERE uuid = ? AND owner_id = ? AND deleted = 0",
                 (ref.uuid, owner_id),
-            ).fetchone()
+            )
         else:
-            row = self._db.execute(
+            row = await db.fetchone(
                 f"SELECT {_VOLUME_COLUMNS} FROM volumes "
                 "WHERE owner_id = ? AND name = ? AND deleted = 0",
                 (owner_id, ref.name),
-            ).fetchone()
+            )
         if row is None:
             return None
         volume = _volume_from_row(row)
-        self._fill_attachments([volume])
+        await self._fill_attachments(db, [volume])
         return volume
 
     async def list_volumes(self, owner_id: str, query: ListQuery) -> list[Volume]:
+        db: Queries = self._db
         where = ["owner_id = ?", "deleted = 0"]
         params: list[Any] = [owner_id]
         if query.templates:
@@ -239,17 +257,17 @@ class SqliteStore:
         for tag in query.tags:
             # Tags are stored as a JSON array of validated strings (no quotes inside),
             # so an exact quoted match is a membership test.
-            where.append("instr(tags, ?) > 0")
+            where.append(f"{self._strpos}(tags, ?) > 0")
             params.append(json.dumps(tag))
         op = "<=" if query.descending else ">="
         if query.from_uuid is not None:
             # A cursor deleted meanwhile still marks its place through its tombstone,
             # so a listing carries on after it instead of ending early.
-            anchor = self._db.execute(
+            anchor = await db.fetchone(
                 "SELECT created_at_us FROM volumes WHERE uuid = ? AND owner_id = ? UNION ALL "
                 "SELECT created_at_us FROM volume_tombstones WHERE uuid = ? AND owner_id = ?",
                 (query.from_uuid, owner_id, query.from_uuid, owner_id),
-            ).fetchone()
+            )
             if anchor is None:
                 return []
             where.append(f"(created_at_us, uuid) {op} (?, ?)")
@@ -265,16 +283,16 @@ class SqliteStore:
         if query.count:
             sql += " LIMIT ?"
             params.append(query.count)
-        volumes = [_volume_from_row(r) for r in self._db.execute(sql, params)]
-        self._fill_attachments(volumes)
+        volumes = [_volume_from_row(r) for r in await db.fetchall(sql, params)]
+        await self._fill_attachments(db, volumes)
         return volumes
 
-    def _fill_attachments(self, volumes: Sequence[Volume]) -> None:
+    async def _fill_attachments(self, db: Queries, volumes: Sequence[Volume]) -> None:
         if not volumes:
             return
         by_uuid = {v.uuid: v for v in volumes}
         for chunk in _chunks(list(by_uuid), 500):
-            rows = self._db.execute(
+            rows = await db.fetchall(
                 "SELECT a.volume_uuid, i.uuid, i.name, i.state, a.readonly "
                 "FROM attachments a JOIN instances i ON i.uuid = a.instance_uuid "
                 f"WHERE a.volume_uuid IN ({','.join('?' * len(chunk))}) "
@@ -291,13 +309,14 @@ class SqliteStore:
         """Host space already promised to jobs not done yet: static volumes being
         formatted or cloned, the growth of static volumes being grown, and volumes
         switching to static (counted whole)."""
-        row = self._db.execute(
+        db: Queries = self._db
+        row = await db.fetchone(
             "SELECT COALESCE(SUM(CASE "
             "WHEN job IN ('format', 'clone') AND quota_policy = 'static' THEN size_mb "
             "WHEN job = 'grow' AND quota_policy = 'static' THEN pending_size_mb - size_mb "
             "WHEN job = 'reserve' THEN size_mb ELSE 0 END), 0) "
             "FROM volumes WHERE job IS NOT NULL"
-        ).fetchone()
+        )
         return int(row[0])
 
     # ------------------------------------------------------------------ volumes: transitions
@@ -307,19 +326,22 @@ class SqliteStore:
     ) -> None:
         """Insert a new volume; raises NameTaken if the tenant already uses the name."""
         try:
-            with self._write() as db:
-                db.execute(
+            async with self._db.transaction() as db:
+                await db.execute(
                     f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (*_volume_values(volume), job, json.dumps(job_args) if job else None),
                 )
-                self._created_event(volume)
-        except sqlite3.IntegrityError:
+                await self._created_event(db, volume)
+        except UniqueViolation:
             raise NameTaken(volume.name) from None
 
-    def _created_event(self, volume: Volume, clone_source: str | None = None) -> None:
+    async def _created_event(
+        self, db: Queries, volume: Volume, clone_source: str | None = None
+    ) -> None:
         origin = f", a clone of {clone_source}" if clone_source else ""
-        self._events.record(
+        await self._events.record(
+            db,
             volume.uuid,
             EventAction.CREATE,
             EventResult.OK,
@@ -329,13 +351,14 @@ class SqliteStore:
             ),
         )
 
-    def _job_end_event(
-        self, uuid: str, action: str, state_from: str | None, message: str | None
+    async def _job_end_event(
+        self, db: Queries, uuid: str, action: str, state_from: str | None, message: str | None
     ) -> None:
         """A job's end, by the worker: ``error`` when it left the volume in error."""
-        state_to = self._volume_state(uuid)
+        state_to = await self._volume_state(db, uuid)
         failed = state_to == VolumeState.ERROR.value
-        self._events.record(
+        await self._events.record(
+            db,
             uuid,
             action,
             EventResult.ERROR if failed else EventResult.OK,
@@ -345,19 +368,22 @@ class SqliteStore:
             message=message,
         )
 
-    def _states_of(self, uuids_sql: str, params: tuple[str, ...]) -> dict[str, str]:
+    async def _states_of(
+        self, db: Queries, uuids_sql: str, params: tuple[str, ...]
+    ) -> dict[str, str]:
         """The states of the volumes ``uuids_sql`` selects, before a bulk update."""
-        rows = self._db.execute(
+        rows = await db.fetchall(
             f"SELECT uuid, state FROM volumes WHERE uuid IN ({uuids_sql})", params
         )
         return {r[0]: r[1] for r in rows}
 
-    def _state_events(self, before: dict[str, str], message: str) -> None:
+    async def _state_events(self, db: Queries, before: dict[str, str], message: str) -> None:
         """Record a ``state`` event for each volume of ``before`` whose state changed."""
         for uuid, state_from in before.items():
-            state_to = self._volume_state(uuid)
+            state_to = await self._volume_state(db, uuid)
             if state_to is not None and state_to != state_from:
-                self._events.record(
+                await self._events.record(
+                    db,
                     uuid,
                     EventAction.STATE,
                     EventResult.OK,
@@ -366,13 +392,14 @@ class SqliteStore:
                     message=message,
                 )
 
-    def _instance_deleted_events(
-        self, instance_uuid: str, held: Sequence[tuple[str, str, Any]], gone: set[str]
+    async def _instance_deleted_events(
+        self, db: Queries, instance_uuid: str, held: Sequence[tuple[str, str, Any]], gone: set[str]
     ) -> None:
         """Deleting an instance detaches its volumes and deletes the non-persistent ones."""
         for uuid, state, _job in held:
             if uuid in gone:
-                self._events.record(
+                await self._events.record(
+                    db,
                     uuid,
                     EventAction.DELETE,
                     EventResult.OK,
@@ -380,39 +407,45 @@ class SqliteStore:
                     message="Deleted with its instance (the volume was not persistent)",
                 )
             else:
-                self._link_event(EventAction.DETACH, uuid, [instance_uuid], state)
+                await self._link_event(db, EventAction.DETACH, uuid, [instance_uuid], state)
 
-    def _volume_state(self, uuid: str) -> str | None:
-        row = self._db.execute("SELECT state FROM volumes WHERE uuid = ?", (uuid,)).fetchone()
+    async def _volume_state(self, db: Queries, uuid: str) -> str | None:
+        row = await db.fetchone("SELECT state FROM volumes WHERE uuid = ?", (uuid,))
         return None if row is None else str(row[0])
 
-    def _link_event(
-        self, action: EventAction, uuid: str, instances: Sequence[str], state_from: str | None
+    async def _link_event(
+        self,
+        db: Queries,
+        action: EventAction,
+        uuid: str,
+        instances: Sequence[str],
+        state_from: str | None,
     ) -> None:
         """Record an attach or a detach, naming the instances (call it while they exist)."""
         names = [
             r[0]
-            for r in self._db.execute(
+            for r in await db.fetchall(
                 f"SELECT name FROM instances WHERE uuid IN ({_marks(instances)}) ORDER BY name",
                 tuple(instances),
             )
         ]
         quoted = ", ".join(f"'{n}'" for n in names)
         where = "to" if action is EventAction.ATTACH else "from"
-        self._events.record(
+        await self._events.record(
+            db,
             uuid,
             action,
             EventResult.OK,
             state_from=state_from,
-            state_to=self._volume_state(uuid),
+            state_to=await self._volume_state(db, uuid),
             message=f"{action.value.capitalize()}ed {where} instance {quoted}",
         )
 
     async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[str]) -> bool:
         """Compare-and-set: hide the volume and owe its deletion, if it is in an expected
         state, unlocked and unattached."""
-        with self._write() as db:
-            won = db.execute(
+        async with self._db.transaction() as db:
+            won = await db.fetchall(
                 "UPDATE volumes SET deleted = 1, job = 'delete', job_args = '{}', "
                 "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
                 f"WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND delete_lock = 0 "
@@ -423,45 +456,51 @@ class SqliteStore:
                 "WHERE c.clone_source = volumes.uuid AND c.job = 'clone') "
                 "RETURNING state",
                 (uuid, owner_id, *expected),
-            ).fetchall()
+            )
             if won:
-                self._events.record(uuid, EventAction.DELETE, EventResult.OK, state_from=won[0][0])
+                await self._events.record(
+                    db, uuid, EventAction.DELETE, EventResult.OK, state_from=won[0][0]
+                )
         return bool(won)
 
     async def purge_volume(self, uuid: str) -> bool:
         """Drop the row of a deleted volume once its image is gone, leaving a tombstone
         of its place in the list order (for listings whose ``from`` cursor it is)."""
         now = now_us()
-        with self._write() as db:
-            db.execute(
+        async with self._db.transaction() as db:
+            await db.execute(
                 "INSERT INTO volume_tombstones "
                 "(uuid, owner_id, name, created_at_us, deleted_at_us) "
-                "SELECT uuid, owner_id, name, created_at_us, ? FROM volumes "
+                "SELECT uuid, owner_id, name, created_at_us, CAST(? AS BIGINT) FROM volumes "
                 "WHERE uuid = ? AND deleted = 1 "
                 "AND NOT EXISTS (SELECT 1 FROM volume_tombstones WHERE uuid = ?)",
                 (now, uuid, uuid),
             )
-            db.execute(
+            await db.execute(
                 "DELETE FROM volume_tombstones WHERE deleted_at_us < ?", (now - _TOMBSTONE_US,)
             )
-            cur = db.execute("DELETE FROM volumes WHERE uuid = ? AND deleted = 1", (uuid,))
-            self._events.prune_gone()
-        return cur.rowcount == 1
+            cur = await db.execute("DELETE FROM volumes WHERE uuid = ? AND deleted = 1", (uuid,))
+            await self._events.prune_gone(db)
+        return cur == 1
 
     # ------------------------------------------------------------------ jobs
 
     async def claim_job(self, worker_id: str, lease_us: int) -> Job | None:
         """Take the oldest job whose lease has expired, under a new lease for ``worker_id``."""
+        db: Queries = self._db
         now = now_us()
-        row = self._db.execute(
+        # Replicas claiming at once skip each other's candidate rows (PostgreSQL); the
+        # outer WHERE re-checks the lease, so a job is never claimed twice anyway.
+        skip_locked = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgresql" else ""
+        row = await db.fetchone(
             "UPDATE volumes SET lease_owner = ?, lease_until_us = ?, "
             "job_attempts = job_attempts + 1 "
             "WHERE uuid = (SELECT uuid FROM volumes WHERE job IS NOT NULL "
-            "AND lease_until_us < ? ORDER BY lease_until_us, created_at_us LIMIT 1) "
-            "AND job IS NOT NULL AND lease_until_us < ? "
+            "AND lease_until_us < ? ORDER BY lease_until_us, created_at_us LIMIT 1"
+            f"{skip_locked}) AND job IS NOT NULL AND lease_until_us < ? "
             "RETURNING uuid, job, job_args, state, size_mb, quota_policy, job_attempts",
             (worker_id, now + lease_us, now, now),
-        ).fetchone()
+        )
         if row is None:
             return None
         return Job(
@@ -476,77 +515,79 @@ class SqliteStore:
         )
 
     async def next_lease_expiry_us(self) -> int | None:
-        row = self._db.execute(
-            "SELECT MIN(lease_until_us) FROM volumes WHERE job IS NOT NULL"
-        ).fetchone()
+        db: Queries = self._db
+        row = await db.fetchone("SELECT MIN(lease_until_us) FROM volumes WHERE job IS NOT NULL")
         return None if row[0] is None else int(row[0])
 
     async def count_jobs(self) -> int:
-        return int(
-            self._db.execute("SELECT count(*) FROM volumes WHERE job IS NOT NULL").fetchone()[0]
-        )
+        db: Queries = self._db
+        return int((await db.fetchone("SELECT count(*) FROM volumes WHERE job IS NOT NULL"))[0])
 
     async def stats(self) -> StoreStats:
+        db: Queries = self._db
         by_state: dict[str, int] = {}
         provisioned = used = 0
-        for state, count, size_mb, used_mb in self._db.execute(
+        for state, count, size_mb, used_mb in await db.fetchall(
             "SELECT state, count(*), COALESCE(SUM(size_mb), 0), "
             "COALESCE(SUM(size_mb - free_mb), 0) FROM volumes WHERE deleted = 0 GROUP BY state"
         ):
             by_state[state] = int(count)
             provisioned += int(size_mb)
             used += int(used_mb)
-        tenants = self._db.execute("SELECT count(*) FROM users").fetchone()[0]
-        jobs = self._db.execute("SELECT count(*) FROM volumes WHERE job IS NOT NULL").fetchone()
+        tenants = (await db.fetchone("SELECT count(*) FROM users"))[0]
+        jobs = await db.fetchone("SELECT count(*) FROM volumes WHERE job IS NOT NULL")
         return StoreStats(by_state, provisioned, used, int(tenants), int(jobs[0]))
 
     # ------------------------------------------------------------------ audit trail
 
     async def volume_events(self, owner_id: str, uuid: str) -> list[VolumeEvent]:
-        return self._events.list(owner_id, uuid)
+        return await self._events.list(self._db, owner_id, uuid)
 
     async def add_volume_event(self, uuid: str, action: str, result: str, message: str) -> None:
-        with self._write():
-            self._events.record(uuid, action, result, actor=WORKER, message=message)
+        async with self._db.transaction() as db:
+            await self._events.record(db, uuid, action, result, actor=WORKER, message=message)
 
     async def renew_lease(self, uuid: str, worker_id: str, lease_us: int) -> bool:
-        cur = self._db.execute(
+        db: Queries = self._db
+        cur = await db.execute(
             "UPDATE volumes SET lease_until_us = ? WHERE uuid = ? AND lease_owner = ? "
             "AND job IS NOT NULL",
             (now_us() + lease_us, uuid, worker_id),
         )
-        return cur.rowcount == 1
+        return cur == 1
 
     async def release_leases(self, worker_id: str | None = None) -> int:
         """Make leased jobs claimable at once: all of them (a lone SQLite server
         restarting owns every lease) or those of one worker (graceful shutdown)."""
+        db: Queries = self._db
         if worker_id is None:
-            cur = self._db.execute(
+            cur = await db.execute(
                 "UPDATE volumes SET lease_owner = NULL, lease_until_us = 0 WHERE job IS NOT NULL"
             )
         else:
-            cur = self._db.execute(
+            cur = await db.execute(
                 "UPDATE volumes SET lease_owner = NULL, lease_until_us = 0 "
                 "WHERE job IS NOT NULL AND lease_owner = ?",
                 (worker_id,),
             )
-        return cur.rowcount
+        return cur
 
     async def set_job_state(
         self, uuid: str, worker_id: str, expected: Sequence[str], state: str
     ) -> bool:
         """Compare-and-set the state of a volume whose job this worker holds."""
-        with self._write() as db:
-            before = db.execute(
+        async with self._db.transaction() as db:
+            before = await db.fetchone(
                 "SELECT state, job, job_attempts FROM volumes WHERE uuid = ?", (uuid,)
-            ).fetchone()
-            cur = db.execute(
+            )
+            cur = await db.execute(
                 "UPDATE volumes SET state = ? WHERE uuid = ? AND lease_owner = ? "
                 f"AND job IS NOT NULL AND state IN ({','.join('?' * len(expected))})",
                 (state, uuid, worker_id, *expected),
             )
-            if cur.rowcount == 1 and before[0] != state:
-                self._events.record(
+            if cur == 1 and before[0] != state:
+                await self._events.record(
+                    db,
                     uuid,
                     before[1],
                     EventResult.OK,
@@ -555,7 +596,7 @@ class SqliteStore:
                     state_to=state,
                     message=f"Started (attempt {before[2]})",
                 )
-        return cur.rowcount == 1
+        return cur == 1
 
     async def finish_job(
         self,
@@ -571,9 +612,9 @@ class SqliteStore:
         """Compare-and-set: end the job held by ``worker_id`` and move to ``state``."""
         # "available" means attached to nothing. A volume created with its instance is
         # attached before it is formatted, so it finishes "idle" instead.
-        with self._write() as db:
-            before = db.execute("SELECT state, job FROM volumes WHERE uuid = ?", (uuid,)).fetchone()
-            won = db.execute(
+        async with self._db.transaction() as db:
+            before = await db.fetchone("SELECT state, job FROM volumes WHERE uuid = ?", (uuid,))
+            won = await db.fetchall(
                 "UPDATE volumes SET state = CASE WHEN ? = 'available' AND EXISTS "
                 "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) THEN 'idle' "
                 "ELSE ? END, free_mb = COALESCE(?, free_mb), "
@@ -582,10 +623,11 @@ class SqliteStore:
                 "WHERE uuid = ? AND lease_owner = ? AND job IS NOT NULL "
                 f"AND state IN ({','.join('?' * len(expected))}) RETURNING state",
                 (state, state, free_mb, size_mb, message, uuid, worker_id, *expected),
-            ).fetchall()
+            )
             if won:
                 failed = won[0][0] == VolumeState.ERROR.value
-                self._events.record(
+                await self._events.record(
+                    db,
                     uuid,
                     before[1],
                     EventResult.ERROR if failed else EventResult.OK,
@@ -597,24 +639,27 @@ class SqliteStore:
         return bool(won)
 
     async def job_volume_exists(self, uuid: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM volumes WHERE uuid = ?", (uuid,)).fetchone()
+        db: Queries = self._db
+        row = await db.fetchone("SELECT 1 FROM volumes WHERE uuid = ?", (uuid,))
         return row is not None
 
     async def all_volume_uuids(self) -> set[str]:
         """Every row, deleted-pending ones included (for orphan checks)."""
-        return {r[0] for r in self._db.execute("SELECT uuid FROM volumes")}
+        db: Queries = self._db
+        return {r[0] for r in await db.fetchall("SELECT uuid FROM volumes")}
 
     # ------------------------------------------------------------------ instances (reads)
 
     async def get_instance(self, owner_id: str, ref: Ref) -> Instance | None:
+        db: Queries = self._db
         key, value = ("uuid", ref.uuid) if ref.uuid is not None else ("name", ref.name)
-        row = self._db.execute(
+        row = await db.fetchone(
             f"SELECT * FROM instances WHERE owner_id = ? AND {key} = ?", (owner_id, value)
-        ).fetchone()
+        )
         if row is None:
             return None
         instance = _instance_from_row(row)
-        for vrow in self._db.execute(
+        for vrow in await db.fetchall(
             "SELECT v.uuid, v.name, a.at, a.readonly FROM attachments a "
             "JOIN volumes v ON v.uuid = a.volume_uuid WHERE a.instance_uuid = ? "
             "ORDER BY a.attached_at_us",
@@ -631,20 +676,21 @@ class SqliteStore:
     # A lost compare-and-set rolls everything back and says what it found (_Abort).
 
     async def list_instances(self, owner_id: str, query: ListQuery) -> list[Instance]:
+        db: Queries = self._db
         where = ["owner_id = ?"]
         params: list[Any] = [owner_id]
         if query.states:
             where.append(f"state IN ({_marks(query.states)})")
             params.extend(query.states)
         for tag in query.tags:
-            where.append("instr(tags, ?) > 0")
+            where.append(f"{self._strpos}(tags, ?) > 0")
             params.append(json.dumps(tag))
         op = "<=" if query.descending else ">="
         if query.from_uuid is not None:
-            anchor = self._db.execute(
+            anchor = await db.fetchone(
                 "SELECT created_at_us FROM instances WHERE uuid = ? AND owner_id = ?",
                 (query.from_uuid, owner_id),
-            ).fetchone()
+            )
             if anchor is None:
                 return []
             where.append(f"(created_at_us, uuid) {op} (?, ?)")
@@ -660,14 +706,14 @@ class SqliteStore:
         if query.count:
             sql += " LIMIT ?"
             params.append(query.count)
-        instances = [_instance_from_row(r) for r in self._db.execute(sql, params)]
-        self._fill_instance_volumes(instances)
+        instances = [_instance_from_row(r) for r in await db.fetchall(sql, params)]
+        await self._fill_instance_volumes(db, instances)
         return instances
 
-    def _fill_instance_volumes(self, instances: Sequence[Instance]) -> None:
+    async def _fill_instance_volumes(self, db: Queries, instances: Sequence[Instance]) -> None:
         by_uuid = {i.uuid: i for i in instances}
         for chunk in _chunks(list(by_uuid), 500):
-            rows = self._db.execute(
+            rows = await db.fetchall(
                 "SELECT a.instance_uuid, v.uuid, v.name, a.at, a.readonly FROM attachments a "
                 "JOIN volumes v ON v.uuid = a.volume_uuid "
                 f"WHERE a.instance_uuid IN ({_marks(chunk)}) ORDER BY a.attached_at_us",
@@ -679,11 +725,12 @@ class SqliteStore:
                 )
 
     async def transitional_instances(self) -> list[Instance]:
-        rows = self._db.execute(
+        db: Queries = self._db
+        rows = await db.fetchall(
             "SELECT * FROM instances WHERE state IN ('starting', 'stopping') ORDER BY created_at_us"
         )
         instances = [_instance_from_row(r) for r in rows]
-        self._fill_instance_volumes(instances)
+        await self._fill_instance_volumes(db, instances)
         return instances
 
     async def insert_instance(
@@ -698,74 +745,78 @@ class SqliteStore:
         position = {a.volume_uuid: i for i, a in enumerate(attachments)}
         now = now_us()
         try:
-            with self._write() as db:
+            async with self._db.transaction() as db:
                 if limits is not None and new_volumes:
                     # Counted in this transaction, like any other create.
                     size_mb = sum(v.size_mb for v in new_volumes)
-                    self._check_room(instance.owner_id, limits, len(new_volumes), size_mb)
+                    await self._check_room(db, instance.owner_id, limits, len(new_volumes), size_mb)
                 try:
-                    db.execute(
+                    await db.execute(
                         "INSERT INTO instances (uuid, owner_id, name, state, created_at_us, "
                         "image, memory_mb, vcpus, args, env, tags) "
                         "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         _instance_values(instance),
                     )
-                except sqlite3.IntegrityError:
+                except UniqueViolation:
                     raise _Abort(InsertOutcome(AttachOutcome.NAME_TAKEN)) from None
                 for volume in new_volumes:
                     try:
-                        db.execute(
+                        await db.execute(
                             f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args) "
                             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                             (*_volume_values(volume), "format", "{}"),
                         )
-                    except sqlite3.IntegrityError:
+                    except UniqueViolation:
                         index = position.get(volume.uuid)
                         raise _Abort(InsertOutcome(AttachOutcome.NAME_TAKEN, index)) from None
-                    self._created_event(volume)
+                    await self._created_event(db, volume)
                 for i, link in enumerate(attachments):
-                    state_before = self._volume_state(link.volume_uuid)
-                    if link.expected_states and not self._take_volume(
-                        instance.owner_id, link.volume_uuid, link.expected_states
+                    state_before = await self._volume_state(db, link.volume_uuid)
+                    if link.expected_states and not await self._take_volume(
+                        db, instance.owner_id, link.volume_uuid, link.expected_states
                     ):
                         raise _Abort(InsertOutcome(AttachOutcome.VOLUME_CHANGED, i))
-                    db.execute(
+                    await db.execute(
                         "INSERT INTO attachments (volume_uuid, instance_uuid, at, readonly, "
                         "attached_at_us) VALUES (?,?,?,?,?)",
                         (link.volume_uuid, instance.uuid, link.at, int(link.readonly), now + i),
                     )
-                    self._link_event(
-                        EventAction.ATTACH, link.volume_uuid, [instance.uuid], state_before
+                    await self._link_event(
+                        db, EventAction.ATTACH, link.volume_uuid, [instance.uuid], state_before
                     )
         except _Abort as abort:
             assert isinstance(abort.outcome, InsertOutcome)
             return abort.outcome
         return InsertOutcome(AttachOutcome.DONE)
 
-    def _take_volume(self, owner_id: str, uuid: str, expected: Sequence[str]) -> bool:
+    async def _take_volume(
+        self, db: Queries, owner_id: str, uuid: str, expected: Sequence[str]
+    ) -> bool:
         """Compare-and-set of the volume side of an attach: ``available`` → ``idle``;
         a shared volume already attached elsewhere keeps its state."""
-        cur = self._db.execute(
+        cur = await db.execute(
             "UPDATE volumes SET state = CASE WHEN state = 'available' THEN 'idle' "
             "ELSE state END WHERE uuid = ? AND owner_id = ? AND deleted = 0 "
             f"AND state IN ({_marks(expected)})",
             (uuid, owner_id, *expected),
         )
-        return cur.rowcount == 1
+        return cur == 1
 
-    def _take_instance(self, owner_id: str, uuid: str, expected: Sequence[str]) -> None:
+    async def _take_instance(
+        self, db: Queries, owner_id: str, uuid: str, expected: Sequence[str]
+    ) -> None:
         """Compare-and-set on the instance's state (a no-op UPDATE that takes the row),
         or abort with GONE / CHANGED."""
-        cur = self._db.execute(
+        cur = await db.execute(
             "UPDATE instances SET state = state WHERE uuid = ? AND owner_id = ? "
             f"AND state IN ({_marks(expected)})",
             (uuid, owner_id, *expected),
         )
-        if cur.rowcount == 1:
+        if cur == 1:
             return
-        exists = self._db.execute(
+        exists = await db.fetchone(
             "SELECT 1 FROM instances WHERE uuid = ? AND owner_id = ?", (uuid, owner_id)
-        ).fetchone()
+        )
         raise _Abort(AttachOutcome.INSTANCE_CHANGED if exists else AttachOutcome.INSTANCE_GONE)
 
     async def attach(
@@ -780,34 +831,36 @@ class SqliteStore:
         max_volumes: int,
     ) -> AttachOutcome:
         try:
-            with self._write() as db:
-                self._take_instance(owner_id, instance_uuid, expected_instance_states)
+            async with self._db.transaction() as db:
+                await self._take_instance(db, owner_id, instance_uuid, expected_instance_states)
                 paths = [
                     r[1]
-                    for r in db.execute(
+                    for r in await db.fetchall(
                         "SELECT volume_uuid, at FROM attachments WHERE instance_uuid = ?",
                         (instance_uuid,),
                     )
                 ]
-                held = db.execute(
+                held = await db.fetchone(
                     "SELECT 1 FROM attachments WHERE volume_uuid = ? AND instance_uuid = ?",
                     (volume_uuid, instance_uuid),
-                ).fetchone()
+                )
                 if held:
                     raise _Abort(AttachOutcome.ALREADY_ATTACHED)
                 if len(paths) >= max_volumes:
                     raise _Abort(AttachOutcome.TOO_MANY)
                 if at in paths:
                     raise _Abort(AttachOutcome.PATH_TAKEN)
-                state_before = self._volume_state(volume_uuid)
-                if not self._take_volume(owner_id, volume_uuid, expected_volume_states):
+                state_before = await self._volume_state(db, volume_uuid)
+                if not await self._take_volume(db, owner_id, volume_uuid, expected_volume_states):
                     raise _Abort(AttachOutcome.VOLUME_CHANGED)
-                db.execute(
+                await db.execute(
                     "INSERT INTO attachments (volume_uuid, instance_uuid, at, readonly, "
                     "attached_at_us) VALUES (?,?,?,?,?)",
                     (volume_uuid, instance_uuid, at, int(readonly), now_us()),
                 )
-                self._link_event(EventAction.ATTACH, volume_uuid, [instance_uuid], state_before)
+                await self._link_event(
+                    db, EventAction.ATTACH, volume_uuid, [instance_uuid], state_before
+                )
         except _Abort as abort:
             assert isinstance(abort.outcome, AttachOutcome)
             return abort.outcome
@@ -822,39 +875,39 @@ class SqliteStore:
         expected_instance_states: Sequence[str],
     ) -> AttachOutcome:
         try:
-            with self._write() as db:
+            async with self._db.transaction() as db:
                 sql = "SELECT instance_uuid FROM attachments WHERE volume_uuid = ?"
                 params: tuple[str, ...] = (volume_uuid,)
                 if from_instance_uuid is not None:
                     sql += " AND instance_uuid = ?"
                     params += (from_instance_uuid,)
-                holders = sorted(r[0] for r in db.execute(sql, params))
+                holders = sorted(r[0] for r in await db.fetchall(sql, params))
                 # Instances first (sorted), then the volume: the order attach uses.
                 for holder in holders:
-                    self._take_instance(owner_id, holder, expected_instance_states)
-                cur = db.execute(
+                    await self._take_instance(db, owner_id, holder, expected_instance_states)
+                cur = await db.execute(
                     "UPDATE volumes SET persistent = 1 WHERE uuid = ? AND owner_id = ? "
                     f"AND deleted = 0 AND state IN ({_marks(expected_volume_states)})",
                     (volume_uuid, owner_id, *expected_volume_states),
                 )
-                if cur.rowcount == 0:
+                if cur == 0:
                     raise _Abort(AttachOutcome.VOLUME_CHANGED)
                 if not holders:
                     raise _Abort(AttachOutcome.NOT_ATTACHED)
-                state_before = self._volume_state(volume_uuid)
-                db.execute(
+                state_before = await self._volume_state(db, volume_uuid)
+                await db.execute(
                     "DELETE FROM attachments WHERE volume_uuid = ? "
                     f"AND instance_uuid IN ({_marks(holders)})",
                     (volume_uuid, *holders),
                 )
                 # Detached instances are stopped, so they mounted nothing: the state
                 # only changes when no instance holds the volume any more.
-                db.execute(
+                await db.execute(
                     "UPDATE volumes SET state = 'available' WHERE uuid = ? AND NOT EXISTS "
                     "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
                     (volume_uuid,),
                 )
-                self._link_event(EventAction.DETACH, volume_uuid, holders, state_before)
+                await self._link_event(db, EventAction.DETACH, volume_uuid, holders, state_before)
         except _Abort as abort:
             assert isinstance(abort.outcome, AttachOutcome)
             return abort.outcome
@@ -868,92 +921,99 @@ class SqliteStore:
         mountable: Sequence[str],
     ) -> InstanceOutcome:
         try:
-            with self._write() as db:
-                self._move_instance(owner_id, instance_uuid, expected, "starting")
-                unready = db.execute(
+            async with self._db.transaction() as db:
+                await self._move_instance(db, owner_id, instance_uuid, expected, "starting")
+                unready = await db.fetchone(
                     "SELECT 1 FROM attachments a JOIN volumes v ON v.uuid = a.volume_uuid "
                     f"WHERE a.instance_uuid = ? AND v.state NOT IN ({_marks(mountable)}) "
                     "LIMIT 1",
                     (instance_uuid, *mountable),
-                ).fetchone()
+                )
                 if unready:
                     raise _Abort(InstanceOutcome.VOLUMES_NOT_READY)
                 held = "SELECT volume_uuid FROM attachments WHERE instance_uuid = ?"
-                before = self._states_of(held, (instance_uuid,))
-                db.execute(
+                before = await self._states_of(db, held, (instance_uuid,))
+                await db.execute(
                     "UPDATE volumes SET state = 'mounted' WHERE uuid IN (SELECT volume_uuid "
                     "FROM attachments WHERE instance_uuid = ?) "
                     f"AND state IN ({_marks(mountable)})",
                     (instance_uuid, *mountable),
                 )
-                self._state_events(before, "Mounted: an instance it is attached to starts")
+                await self._state_events(
+                    db, before, "Mounted: an instance it is attached to starts"
+                )
         except _Abort as abort:
             assert isinstance(abort.outcome, InstanceOutcome)
             return abort.outcome
         return InstanceOutcome.DONE
 
-    def _move_instance(self, owner_id: str, uuid: str, expected: Sequence[str], state: str) -> None:
-        cur = self._db.execute(
+    async def _move_instance(
+        self, db: Queries, owner_id: str, uuid: str, expected: Sequence[str], state: str
+    ) -> None:
+        cur = await db.execute(
             "UPDATE instances SET state = ? WHERE uuid = ? AND owner_id = ? "
             f"AND state IN ({_marks(expected)})",
             (state, uuid, owner_id, *expected),
         )
-        if cur.rowcount == 1:
+        if cur == 1:
             return
-        exists = self._db.execute(
+        exists = await db.fetchone(
             "SELECT 1 FROM instances WHERE uuid = ? AND owner_id = ?", (uuid, owner_id)
-        ).fetchone()
+        )
         raise _Abort(InstanceOutcome.CHANGED if exists else InstanceOutcome.GONE)
 
     async def finish_start(self, instance_uuid: str) -> bool:
-        cur = self._db.execute(
+        db: Queries = self._db
+        cur = await db.execute(
             "UPDATE instances SET state = 'running' WHERE uuid = ? AND state = 'starting'",
             (instance_uuid,),
         )
-        return cur.rowcount == 1
+        return cur == 1
 
     async def abort_start(self, instance_uuid: str) -> bool:
-        return self._to_stopped(instance_uuid, "starting")
+        return await self._to_stopped(instance_uuid, "starting")
 
     async def begin_stop(
         self, owner_id: str, instance_uuid: str, expected: Sequence[str]
     ) -> InstanceOutcome:
         try:
-            with self._write():
-                self._move_instance(owner_id, instance_uuid, expected, "stopping")
+            async with self._db.transaction() as db:
+                await self._move_instance(db, owner_id, instance_uuid, expected, "stopping")
         except _Abort as abort:
             assert isinstance(abort.outcome, InstanceOutcome)
             return abort.outcome
         return InstanceOutcome.DONE
 
     async def finish_stop(self, instance_uuid: str) -> bool:
-        return self._to_stopped(instance_uuid, "stopping")
+        return await self._to_stopped(instance_uuid, "stopping")
 
-    def _to_stopped(self, instance_uuid: str, from_state: str) -> bool:
-        with self._write() as db:
-            cur = db.execute(
+    async def _to_stopped(self, instance_uuid: str, from_state: str) -> bool:
+        async with self._db.transaction() as db:
+            cur = await db.execute(
                 "UPDATE instances SET state = 'stopped' WHERE uuid = ? AND state = ?",
                 (instance_uuid, from_state),
             )
-            if cur.rowcount == 0:
+            if cur == 0:
                 return False
-            self._unmount_released(
-                "SELECT volume_uuid FROM attachments WHERE instance_uuid = ?", (instance_uuid,)
+            await self._unmount_released(
+                db, "SELECT volume_uuid FROM attachments WHERE instance_uuid = ?", (instance_uuid,)
             )
         return True
 
-    def _unmount_released(self, volumes_sql: str, params: tuple[str, ...]) -> None:
+    async def _unmount_released(
+        self, db: Queries, volumes_sql: str, params: tuple[str, ...]
+    ) -> None:
         """Op.UNMOUNT for the chosen volumes: ``mounted`` → ``idle`` unless another
         instance that still runs holds them (a shared read-only volume)."""
-        before = self._states_of(volumes_sql, params)
-        self._db.execute(
+        before = await self._states_of(db, volumes_sql, params)
+        await db.execute(
             f"UPDATE volumes SET state = 'idle' WHERE uuid IN ({volumes_sql}) "
             "AND state = 'mounted' AND NOT EXISTS (SELECT 1 FROM attachments a "
             "JOIN instances i ON i.uuid = a.instance_uuid WHERE a.volume_uuid = volumes.uuid "
             f"AND i.state IN ({_marks(_RUNNING_STATES)}))",
             (*params, *_RUNNING_STATES),
         )
-        self._state_events(before, "Unmounted: no running instance holds it any more")
+        await self._state_events(db, before, "Unmounted: no running instance holds it any more")
 
     async def delete_instance(
         self,
@@ -963,12 +1023,12 @@ class SqliteStore:
         releasable: Sequence[str],
     ) -> InstanceOutcome:
         try:
-            with self._write() as db:
+            async with self._db.transaction() as db:
                 # The state stays while the row lives; the row goes at the end.
-                self._move_instance(owner_id, instance_uuid, expected, "stopped")
+                await self._move_instance(db, owner_id, instance_uuid, expected, "stopped")
                 held = [
                     (r[0], r[1], r[2])
-                    for r in db.execute(
+                    for r in await db.fetchall(
                         "SELECT v.uuid, v.state, v.job FROM attachments a "
                         "JOIN volumes v ON v.uuid = a.volume_uuid WHERE a.instance_uuid = ?",
                         (instance_uuid,),
@@ -977,7 +1037,9 @@ class SqliteStore:
                 # A job (format, grow, clone, ...) owns a volume row until it ends.
                 if any(state not in releasable or job is not None for _, state, job in held):
                     raise _Abort(InstanceOutcome.VOLUMES_NOT_READY)
-                db.execute("DELETE FROM attachments WHERE instance_uuid = ?", (instance_uuid,))
+                await db.execute(
+                    "DELETE FROM attachments WHERE instance_uuid = ?", (instance_uuid,)
+                )
                 uuids = [uuid for uuid, _, _ in held]
                 if uuids:
                     marks = _marks(uuids)
@@ -985,22 +1047,24 @@ class SqliteStore:
                         "NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)"
                     )
                     # Not persistent and held by nothing else: goes with its instance.
-                    gone = db.execute(
+                    gone = await db.fetchall(
                         "UPDATE volumes SET deleted = 1, job = 'delete', job_args = '{}', "
                         "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
                         f"WHERE uuid IN ({marks}) AND persistent = 0 AND {orphan} "
                         "RETURNING uuid",
                         uuids,
-                    ).fetchall()
-                    db.execute(
+                    )
+                    await db.execute(
                         "UPDATE volumes SET state = 'available' "
                         f"WHERE uuid IN ({marks}) AND deleted = 0 "
                         f"AND state IN ('idle', 'mounted') AND {orphan}",
                         uuids,
                     )
-                    self._unmount_released(marks, tuple(uuids))
-                    self._instance_deleted_events(instance_uuid, held, {r[0] for r in gone})
-                db.execute("DELETE FROM instances WHERE uuid = ?", (instance_uuid,))
+                    await self._unmount_released(db, marks, tuple(uuids))
+                    await self._instance_deleted_events(
+                        db, instance_uuid, held, {r[0] for r in gone}
+                    )
+                await db.execute("DELETE FROM instances WHERE uuid = ?", (instance_uuid,))
         except _Abort as abort:
             assert isinstance(abort.outcome, InstanceOutcome)
             return abort.outcome
@@ -1009,11 +1073,12 @@ class SqliteStore:
     # ---- updates, clones, templates, quotas
 
     async def quota_overrides(self, user_id: str) -> QuotaOverrides | None:
-        row = self._db.execute(
+        db: Queries = self._db
+        row = await db.fetchone(
             "SELECT max_volumes, max_total_volume_mb, min_volume_mb, max_volume_mb "
             "FROM user_quotas WHERE user_id = ?",
             (user_id,),
-        ).fetchone()
+        )
         return None if row is None else QuotaOverrides(row[0], row[1], row[2], row[3])
 
     async def set_quota_overrides(self, user_id: str, overrides: QuotaOverrides) -> None:
@@ -1023,83 +1088,90 @@ class SqliteStore:
             overrides.min_volume_mb,
             overrides.max_volume_mb,
         )
-        with self._write() as db:
-            db.execute("DELETE FROM user_quotas WHERE user_id = ?", (user_id,))
+        async with self._db.transaction() as db:
+            await db.execute("DELETE FROM user_quotas WHERE user_id = ?", (user_id,))
             if any(value is not None for value in values):
-                db.execute(
+                await db.execute(
                     "INSERT INTO user_quotas (user_id, max_volumes, max_total_volume_mb, "
                     "min_volume_mb, max_volume_mb) VALUES (?,?,?,?,?)",
                     (user_id, *values),
                 )
 
     async def quota_usage(self, owner_id: str) -> QuotaUsage:
-        volumes, total_mb = self._volume_usage(owner_id)
-        row = self._db.execute(
+        db: Queries = self._db
+        volumes, total_mb = await self._volume_usage(db, owner_id)
+        row = await db.fetchone(
             "SELECT count(*), "
             "COALESCE(SUM(CASE WHEN state <> 'stopped' THEN 1 ELSE 0 END), 0), "
             "COALESCE(SUM(CASE WHEN state <> 'stopped' THEN vcpus ELSE 0 END), 0), "
             "COALESCE(SUM(CASE WHEN state <> 'stopped' THEN memory_mb ELSE 0 END), 0) "
             "FROM instances WHERE owner_id = ?",
             (owner_id,),
-        ).fetchone()
+        )
         return QuotaUsage(volumes, total_mb, int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
-    def _volume_usage(self, owner_id: str) -> tuple[int, int]:
-        row = self._db.execute(
+    async def _volume_usage(self, db: Queries, owner_id: str) -> tuple[int, int]:
+        row = await db.fetchone(
             "SELECT count(*), COALESCE(SUM(COALESCE(pending_size_mb, size_mb)), 0) "
             "FROM volumes WHERE owner_id = ? AND deleted = 0",
             (owner_id,),
-        ).fetchone()
+        )
         return int(row[0]), int(row[1])
 
-    def _check_room(self, owner_id: str, limits: QuotaLimits, volumes: int, size_mb: int) -> None:
+    async def _check_room(
+        self, db: Queries, owner_id: str, limits: QuotaLimits, volumes: int, size_mb: int
+    ) -> None:
         """Inside a write transaction: refuse what would take the tenant over its limits."""
-        count, total_mb = self._volume_usage(owner_id)
+        await self._lock_tenant(db, owner_id)
+        count, total_mb = await self._volume_usage(db, owner_id)
         if count + volumes > limits.max_volumes or total_mb + size_mb > limits.max_total_volume_mb:
             raise QuotaRefused(QuotaUsage(count, total_mb))
 
-    def _insert_row(
+    async def _insert_row(
         self,
+        db: Queries,
         volume: Volume,
         job: str,
         job_args: dict[str, Any],
         clone_source: str | None = None,
     ) -> None:
         try:
-            self._db.execute(
+            await db.execute(
                 f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args, clone_source) "
                 f"VALUES ({_marks(range(17))})",
                 (*_volume_values(volume), job, json.dumps(job_args), clone_source),
             )
-        except sqlite3.IntegrityError:
+        except UniqueViolation:
             raise NameTaken(volume.name) from None
-        self._created_event(volume, clone_source)
+        await self._created_event(db, volume, clone_source)
 
     async def insert_volume_within_quota(
         self, volume: Volume, job: str, job_args: dict[str, Any], limits: QuotaLimits
     ) -> None:
         """Count and insert in one write transaction, so concurrent creates of a tenant
         are serialised and cannot overshoot its limits together."""
-        with self._write():
-            self._check_room(volume.owner_id, limits, 1, volume.size_mb)
-            self._insert_row(volume, job, job_args)
+        async with self._db.transaction() as db:
+            await self._check_room(db, volume.owner_id, limits, 1, volume.size_mb)
+            await self._insert_row(db, volume, job, job_args)
 
     async def set_tags(
         self, owner_id: str, uuid: str, expected: Sequence[str], tags: Sequence[str]
     ) -> bool:
-        cur = self._db.execute(
+        db: Queries = self._db
+        cur = await db.execute(
             "UPDATE volumes SET tags = ? WHERE uuid = ? AND owner_id = ? AND deleted = 0 "
             "AND tags = ?",
             (json.dumps(list(tags)), uuid, owner_id, json.dumps(list(expected))),
         )
-        return cur.rowcount == 1
+        return cur == 1
 
     async def set_delete_lock(self, owner_id: str, uuid: str, locked: bool) -> bool:
-        cur = self._db.execute(
+        db: Queries = self._db
+        cur = await db.execute(
             "UPDATE volumes SET delete_lock = ? WHERE uuid = ? AND owner_id = ? AND deleted = 0",
             (int(locked), uuid, owner_id),
         )
-        return cur.rowcount == 1
+        return cur == 1
 
     async def begin_grow(
         self,
@@ -1111,21 +1183,23 @@ class SqliteStore:
         limits: QuotaLimits,
     ) -> bool:
         args = {"size_mb": size_mb, "previous_state": expected_state}
-        with self._write() as db:
-            cur = db.execute(
+        async with self._db.transaction() as db:
+            await self._lock_tenant(db, owner_id)  # before the volume row, as every quota check
+            cur = await db.execute(
                 "UPDATE volumes SET state = 'busy', job = 'grow', job_args = ?, "
                 "pending_size_mb = ?, message = NULL, lease_owner = NULL, lease_until_us = 0, "
                 "job_attempts = 0 WHERE uuid = ? AND owner_id = ? AND deleted = 0 "
                 "AND job IS NULL AND state = ? AND size_mb = ?",
                 (json.dumps(args), size_mb, uuid, owner_id, expected_state, expected_size_mb),
             )
-            if cur.rowcount != 1:
+            if cur != 1:
                 return False
             # The usage now counts this volume at its new size.
-            count, total_mb = self._volume_usage(owner_id)
+            count, total_mb = await self._volume_usage(db, owner_id)
             if total_mb > limits.max_total_volume_mb:
                 raise QuotaRefused(QuotaUsage(count, total_mb - (size_mb - expected_size_mb)))
-            self._events.record(
+            await self._events.record(
+                db,
                 uuid,
                 EventAction.GROW,
                 EventResult.OK,
@@ -1145,23 +1219,25 @@ class SqliteStore:
         free_mb: int | None,
         message: str | None = None,
     ) -> bool:
-        with self._write() as db:
-            cur = db.execute(
+        async with self._db.transaction() as db:
+            cur = await db.execute(
                 "UPDATE volumes SET state = ?, size_mb = COALESCE(?, size_mb), "
                 f"free_mb = COALESCE(?, free_mb), pending_size_mb = NULL, message = ?, {_NO_JOB} "
                 "WHERE uuid = ? AND lease_owner = ? AND job = 'grow' AND state = 'busy'",
                 (state, size_mb, free_mb, message, uuid, worker_id),
             )
-            if cur.rowcount == 1:
-                self._job_end_event(uuid, EventAction.GROW, VolumeState.BUSY.value, message)
-        return cur.rowcount == 1
+            if cur == 1:
+                await self._job_end_event(
+                    db, uuid, EventAction.GROW, VolumeState.BUSY.value, message
+                )
+        return cur == 1
 
     async def begin_reservation(
         self, owner_id: str, uuid: str, expected_state: str, reserve: bool
     ) -> bool:
         job, current = ("reserve", "dynamic") if reserve else ("release", "static")
-        with self._write() as db:
-            cur = db.execute(
+        async with self._db.transaction() as db:
+            cur = await db.execute(
                 "UPDATE volumes SET state = 'busy', job = ?, job_args = ?, message = NULL, "
                 "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
                 "WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL AND state = ? "
@@ -1169,8 +1245,9 @@ class SqliteStore:
                 (job, json.dumps({"previous_state": expected_state}), uuid, owner_id,
                  expected_state, current),
             )  # fmt: skip
-            if cur.rowcount == 1:
-                self._events.record(
+            if cur == 1:
+                await self._events.record(
+                    db,
                     uuid,
                     job,
                     EventResult.OK,
@@ -1178,7 +1255,7 @@ class SqliteStore:
                     state_to=VolumeState.BUSY.value,
                     message=f"Quota policy changing from {current}",
                 )
-        return cur.rowcount == 1
+        return cur == 1
 
     async def finish_reservation(
         self,
@@ -1190,18 +1267,18 @@ class SqliteStore:
         free_mb: int | None,
         message: str | None = None,
     ) -> bool:
-        with self._write() as db:
-            job = db.execute("SELECT job FROM volumes WHERE uuid = ?", (uuid,)).fetchone()
-            cur = db.execute(
+        async with self._db.transaction() as db:
+            job = await db.fetchone("SELECT job FROM volumes WHERE uuid = ?", (uuid,))
+            cur = await db.execute(
                 "UPDATE volumes SET state = ?, quota_policy = COALESCE(?, quota_policy), "
                 f"free_mb = COALESCE(?, free_mb), message = ?, {_NO_JOB} "
                 "WHERE uuid = ? AND lease_owner = ? AND job IN ('reserve', 'release') "
                 "AND state = 'busy'",
                 (state, quota_policy, free_mb, message, uuid, worker_id),
             )
-            if cur.rowcount == 1:
-                self._job_end_event(uuid, job[0], VolumeState.BUSY.value, message)
-        return cur.rowcount == 1
+            if cur == 1:
+                await self._job_end_event(db, uuid, job[0], VolumeState.BUSY.value, message)
+        return cur == 1
 
     async def begin_clone(
         self,
@@ -1221,12 +1298,14 @@ class SqliteStore:
         )
         params = (source_uuid, clone.owner_id, expected_state)
         args = {"source": source_uuid, "source_state": expected_state if source_busy else None}
-        with self._write() as db:
+        async with self._db.transaction() as db:
+            await self._lock_tenant(db, clone.owner_id)  # before the volume rows
             if source_busy:
-                won = db.execute(f"UPDATE volumes SET state = 'busy' WHERE {source}", params)
-                if won.rowcount != 1:
+                won = await db.execute(f"UPDATE volumes SET state = 'busy' WHERE {source}", params)
+                if won != 1:
                     return False
-                self._events.record(
+                await self._events.record(
+                    db,
                     source_uuid,
                     EventAction.CLONE,
                     EventResult.OK,
@@ -1234,10 +1313,10 @@ class SqliteStore:
                     state_to=VolumeState.BUSY.value,
                     message=f"Being cloned to '{clone.name}' ({clone.uuid})",
                 )
-            elif db.execute(f"SELECT 1 FROM volumes WHERE {source}", params).fetchone() is None:
+            elif await db.fetchone(f"SELECT 1 FROM volumes WHERE {source}", params) is None:
                 return False
-            self._check_room(clone.owner_id, limits, 1, clone.size_mb)
-            self._insert_row(clone, "clone", args, clone_source=source_uuid)
+            await self._check_room(db, clone.owner_id, limits, 1, clone.size_mb)
+            await self._insert_row(db, clone, "clone", args, clone_source=source_uuid)
         return True
 
     async def finish_clone(
@@ -1251,26 +1330,27 @@ class SqliteStore:
         free_mb: int | None,
         message: str | None = None,
     ) -> bool:
-        with self._write() as db:
-            before = self._volume_state(uuid)
-            cur = db.execute(
+        async with self._db.transaction() as db:
+            before = await self._volume_state(db, uuid)
+            cur = await db.execute(
                 f"UPDATE volumes SET state = ?, free_mb = COALESCE(?, free_mb), message = ?, "
                 f"{_NO_JOB} WHERE uuid = ? AND lease_owner = ? AND job = 'clone' "
                 "AND state IN ('uninitialized', 'initializing')",
                 (state, free_mb, message, uuid, worker_id),
             )
-            if cur.rowcount != 1:
+            if cur != 1:
                 return False
-            self._job_end_event(uuid, EventAction.CLONE, before, message)
+            await self._job_end_event(db, uuid, EventAction.CLONE, before, message)
             if source_state is not None:
                 # Only a clone makes a volume busy without a job of its own.
-                back = db.execute(
+                back = await db.execute(
                     "UPDATE volumes SET state = ? WHERE uuid = ? AND state = 'busy' "
                     "AND job IS NULL",
                     (source_state, source_uuid),
                 )
-                if back.rowcount == 1:
-                    self._events.record(
+                if back == 1:
+                    await self._events.record(
+                        db,
                         source_uuid,
                         EventAction.CLONE,
                         EventResult.OK,
@@ -1282,15 +1362,16 @@ class SqliteStore:
         return True
 
     async def make_template(self, owner_id: str, uuid: str, expected_state: str) -> bool:
-        with self._write() as db:
-            cur = db.execute(
+        async with self._db.transaction() as db:
+            cur = await db.execute(
                 "UPDATE volumes SET state = 'template' WHERE uuid = ? AND owner_id = ? "
                 "AND deleted = 0 AND job IS NULL AND state = ? "
                 "AND NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
                 (uuid, owner_id, expected_state),
             )
-            if cur.rowcount == 1:
-                self._events.record(
+            if cur == 1:
+                await self._events.record(
+                    db,
                     uuid,
                     EventAction.STATE,
                     EventResult.OK,
@@ -1298,20 +1379,22 @@ class SqliteStore:
                     state_to=VolumeState.TEMPLATE.value,
                     message="Converted to a template",
                 )
-        return cur.rowcount == 1
+        return cur == 1
 
     async def has_active_clones(self, uuid: str) -> bool:
-        row = self._db.execute(
+        db: Queries = self._db
+        row = await db.fetchone(
             "SELECT 1 FROM volumes WHERE clone_source = ? AND job = 'clone' LIMIT 1", (uuid,)
-        ).fetchone()
+        )
         return row is not None
 
     async def cursor_name(self, owner_id: str, uuid: str) -> str | None:
-        row = self._db.execute(
+        db: Queries = self._db
+        row = await db.fetchone(
             "SELECT name FROM volumes WHERE uuid = ? AND owner_id = ? UNION ALL "
             "SELECT name FROM volume_tombstones WHERE uuid = ? AND owner_id = ?",
             (uuid, owner_id, uuid, owner_id),
-        ).fetchone()
+        )
         return None if row is None else str(row[0])
 
     # ---- transfers and admin (volume import, volumed fsck)
@@ -1323,14 +1406,14 @@ class SqliteStore:
         an ``import`` job, leased to ``worker_id`` (the process streaming the archive
         renews it). If that process dies, the lease runs out and the reconciler ends the
         job, putting the volume back as it was."""
-        with self._write() as db:
-            before = db.execute(
+        async with self._db.transaction() as db:
+            before = await db.fetchone(
                 "SELECT state FROM volumes WHERE uuid = ? AND owner_id = ? AND deleted = 0",
                 (uuid, owner_id),
-            ).fetchone()
+            )
             if before is None or before[0] not in expected:
                 return False
-            won = db.execute(
+            won = await db.execute(
                 "UPDATE volumes SET state = 'busy', job = 'import', job_args = ?, "
                 "message = NULL, lease_owner = ?, lease_until_us = ?, job_attempts = 1 "
                 "WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL "
@@ -1339,16 +1422,22 @@ class SqliteStore:
                 (json.dumps({"previous_state": before[0]}), worker_id, now_us() + lease_us,
                  uuid, owner_id, before[0]),
             )  # fmt: skip
-            if won.rowcount == 1:
-                self._events.record(
-                    uuid, EventAction.IMPORT, EventResult.OK, state_from=before[0], state_to="busy"
+            if won == 1:
+                await self._events.record(
+                    db,
+                    uuid,
+                    EventAction.IMPORT,
+                    EventResult.OK,
+                    state_from=before[0],
+                    state_to="busy",
                 )
-        return won.rowcount == 1
+        return won == 1
 
     async def fsck_rows(self) -> list[dict[str, Any]]:
         """Every volume row, deleted-pending ones included: uuid, name, owner (user name),
         state, deleted, job."""
-        rows = self._db.execute(
+        db: Queries = self._db
+        rows = await db.fetchall(
             "SELECT v.uuid, v.name, COALESCE(u.name, v.owner_id) AS owner, v.state, "
             "v.deleted, v.job FROM volumes v LEFT JOIN users u ON u.id = v.owner_id "
             "ORDER BY v.created_at_us"
@@ -1357,17 +1446,18 @@ class SqliteStore:
 
     async def mark_image_missing(self, uuid: str, message: str) -> bool:
         """Put a visible volume that no job holds into ``error`` with ``message``."""
-        with self._write() as db:
-            before = db.execute(
+        async with self._db.transaction() as db:
+            before = await db.fetchone(
                 "SELECT state FROM volumes WHERE uuid = ? AND deleted = 0 AND job IS NULL",
                 (uuid,),
-            ).fetchone()
+            )
             if before is None:
                 return False
-            db.execute(
+            await db.execute(
                 "UPDATE volumes SET state = 'error', message = ? WHERE uuid = ?", (message, uuid)
             )
-            self._events.record(
+            await self._events.record(
+                db,
                 uuid,
                 EventAction.STATE,
                 EventResult.ERROR,
@@ -1410,11 +1500,6 @@ def _instance_values(i: Instance) -> tuple[Any, ...]:
     )
 
 
-def _file_id(path: Path) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
-
-
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -1439,7 +1524,7 @@ def _volume_values(v: Volume) -> tuple[Any, ...]:
     )
 
 
-def _volume_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Volume:
+def _volume_from_row(row: Any) -> Volume:
     return Volume(
         uuid=row[0],
         owner_id=row[1],
@@ -1458,7 +1543,7 @@ def _volume_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Volume:
     )
 
 
-def _instance_from_row(row: sqlite3.Row) -> Instance:
+def _instance_from_row(row: Any) -> Instance:
     return Instance(
         uuid=row["uuid"],
         owner_id=row["owner_id"],

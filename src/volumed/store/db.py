@@ -1,0 +1,246 @@
+"""Database adapters: the few calls the store makes, for SQLite and for PostgreSQL.
+
+The store's SQL is written once with ``?`` placeholders in the dialect both databases
+share; an adapter translates placeholders, runs statements, and turns its driver's
+exceptions into :class:`UniqueViolation` and
+:class:`~volumed.domain.ports.StoreUnavailable`.
+
+The SQLite adapter's coroutines never suspend (``sqlite3`` is synchronous and fast here),
+so a transaction runs to its end without another request's statements in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from volumed.domain.ports import StoreUnavailable
+
+Row = Mapping[str, Any]
+Params = Sequence[Any]
+
+
+class UniqueViolation(Exception):
+    """A unique index refused the row."""
+
+
+class Queries(Protocol):
+    dialect: str
+    """``sqlite`` or ``postgresql``: for the few statements that must differ."""
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Any: ...
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Any]: ...
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run a statement; returns the number of rows it changed."""
+        ...
+
+
+class Database(Queries, Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Queries]:
+        """``async with db.transaction() as tx``: tx runs statements in one transaction,
+        committed at the end of the block and rolled back if it raises."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------- SQLite
+
+
+class SqliteDatabase:
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._in_transaction = False
+        self._file_id = _file_id(path)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Any:
+        return self._run(sql, params).fetchone()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
+        return self._run(sql, params).fetchall()
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return self._run(sql, params).rowcount
+
+    def _run(self, sql: str, params: Params) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise UniqueViolation(str(exc)) from None
+            raise
+        except sqlite3.OperationalError as exc:
+            if "disk" in str(exc) or "locked" in str(exc):
+                raise StoreUnavailable(str(exc)) from exc
+            raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteDatabase]:
+        if self._in_transaction:
+            raise RuntimeError("nested transaction")
+        self._run("BEGIN IMMEDIATE", ())
+        self._in_transaction = True
+        try:
+            yield self
+        except BaseException:
+            self._in_transaction = False
+            self._db.execute("ROLLBACK")
+            raise
+        self._in_transaction = False
+        self._run("COMMIT", ())
+
+    async def ping(self) -> None:
+        """Also checks that the database is still the file at ``path``: SQLite keeps
+        writing to a file renamed or deleted under it, and those writes would be lost
+        at the next start."""
+        try:
+            found = _file_id(self.path)
+        except OSError as exc:
+            raise StoreUnavailable(f"The database file {self.path} is gone") from exc
+        if found != self._file_id:
+            raise StoreUnavailable(f"The database file {self.path} was replaced")
+        try:
+            self._db.execute("SELECT count(*) FROM schema_migrations").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"The database does not answer: {exc}") from exc
+
+    async def close(self) -> None:
+        self._db.close()
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def to_postgres(sql: str) -> str:
+    """``?`` placeholders to ``$1, $2, …`` (our SQL has no ``?`` inside literals)."""
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+class _PgQueries:
+    dialect = "postgresql"
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._sql_cache: dict[str, str] = {}
+
+    def _sql(self, sql: str) -> str:
+        translated = self._sql_cache.get(sql)
+        if translated is None:
+            translated = self._sql_cache[sql] = to_postgres(sql)
+        return translated
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Any:
+        with _pg_errors():
+            return await self._target.fetchrow(self._sql(sql), *params)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
+        with _pg_errors():
+            return list(await self._target.fetch(self._sql(sql), *params))
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        with _pg_errors():
+            status: str = await self._target.execute(self._sql(sql), *params)
+        # asyncpg answers the command tag, e.g. "UPDATE 1", "DELETE 0", "INSERT 0 1".
+        last = status.rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() else 0
+
+
+class PostgresDatabase(_PgQueries):
+    """An asyncpg pool. Connections lost while PostgreSQL restarts are replaced by the
+    pool on the next acquire; meanwhile callers get StoreUnavailable (HTTP 503)."""
+
+    def __init__(self, pool: Any) -> None:
+        super().__init__(pool)
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresDatabase:
+        import asyncpg
+
+        with _pg_errors():
+            pool = await asyncpg.create_pool(
+                url, min_size=min_size, max_size=max_size, command_timeout=30
+            )
+        return cls(pool)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_PgQueries]:
+        with _pg_errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                queries = _PgQueries(conn)
+                queries._sql_cache = self._sql_cache
+                yield queries
+
+    async def ping(self) -> None:
+        with _pg_errors():
+            await self._pool.fetchval("SELECT 1", timeout=_PING_TIMEOUT_S)
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self._pool.close(), _CLOSE_TIMEOUT_S)
+        except (TimeoutError, OSError):
+            self._pool.terminate()
+
+
+_PING_TIMEOUT_S = 3.0
+_CLOSE_TIMEOUT_S = 5.0
+
+
+class _pg_errors:  # noqa: N801 - used as a context manager, reads like one
+    """Translate asyncpg's exceptions at the adapter's edge."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> Literal[False]:
+        if exc is None:
+            return False
+        import asyncpg
+
+        if isinstance(exc, asyncpg.UniqueViolationError):
+            raise UniqueViolation(str(exc)) from None
+        unavailable = (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.AdminShutdownError,
+            asyncpg.TooManyConnectionsError,
+            # A connection cut mid-reply (PostgreSQL restarting) confuses the protocol.
+            asyncpg.exceptions.InternalClientError,
+            # Rare with rows taken in a fixed order; the client retries after the 503.
+            asyncpg.DeadlockDetectedError,
+            asyncpg.SerializationError,
+            TimeoutError,
+        )
+        if isinstance(exc, unavailable):
+            raise StoreUnavailable(str(exc)) from exc
+        return False
