@@ -1,0 +1,1 @@
+"""Several ``volumed serve`` processes on one PostgreSQL database and one data directory."""
