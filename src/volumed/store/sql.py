@@ -62,6 +62,20 @@ _VOLUME_COLUMNS = (
     "uuid, owner_id, name, state, size_mb, persistent, created_at_us, quota_policy, "
     "access_mode, delete_lock, free_mb, filesystem, tags, message"
 )
+_VOLUME_FIELDS = [c.strip() for c in _VOLUME_COLUMNS.split(",")]
+_GET_VOLUME = (
+    "SELECT "
+    + ", ".join("v." + c for c in _VOLUME_FIELDS)
+    + ", i.uuid, i.name, i.state, a.readonly FROM volumes v "
+    "LEFT JOIN attachments a ON a.volume_uuid = v.uuid "
+    "LEFT JOIN instances i ON i.uuid = a.instance_uuid "
+    "WHERE {where} AND v.deleted = 0 ORDER BY a.attached_at_us"
+)
+_GET_VOLUME_BY_UUID = _GET_VOLUME.format(where="v.uuid = ? AND v.owner_id = ?")
+_GET_VOLUME_BY_NAME = _GET_VOLUME.format(where="v.owner_id = ? AND v.name = ?")
+_VOLUME_STATES = {s.value: s for s in VolumeState}
+_QUOTA_POLICIES = {p.value: p for p in QuotaPolicy}
+_ACCESS_MODES = {m.value: m for m in AccessMode}
 _RUNNING_STATES = ("starting", "running", "stopping")
 _TOMBSTONE_US = 24 * 3600 * 1_000_000
 """How long a deleted volume's place in the list order is remembered."""
@@ -221,23 +235,23 @@ class SqlStore:
     # ------------------------------------------------------------------ volumes: reads
 
     async def get_volume(self, owner_id: str, ref: Ref) -> Volume | None:
-        db: Queries = self._db
+        # One statement for the volume and its attachments: this is the hottest read.
         if ref.uuid is not None:
-            row = await db.fetchone(
-                f"SELECT {_VOLUME_COLUMNS} FROM volumes "
-                "WHERE uuid = ? AND owner_id = ? AND deleted = 0",
-                (ref.uuid, owner_id),
-            )
+            rows = await self._db.fetchall(_GET_VOLUME_BY_UUID, (ref.uuid, owner_id))
         else:
-            row = await db.fetchone(
-                f"SELECT {_VOLUME_COLUMNS} FROM volumes "
-                "WHERE owner_id = ? AND name = ? AND deleted = 0",
-                (owner_id, ref.name),
-            )
-        if row is None:
+            rows = await self._db.fetchall(_GET_VOLUME_BY_NAME, (owner_id, ref.name))
+        if not rows:
             return None
-        volume = _volume_from_row(row)
-        await self._fill_attachments(db, [volume])
+        volume = _volume_from_row(rows[0])
+        width = len(_VOLUME_FIELDS)
+        for row in rows:
+            inst_uuid, inst_name = row[width], row[width + 1]
+            if inst_uuid is None:
+                continue
+            inst_state, readonly = row[width + 2], row[width + 3]
+            volume.attached_to.append(InstanceRef(inst_uuid, inst_name))
+            if inst_state in _RUNNING_STATES:
+                volume.mounted_by.append(Mount(inst_uuid, inst_name, bool(readonly)))
         return volume
 
     async def list_volumes(self, owner_id: str, query: ListQuery) -> list[Volume]:
@@ -1529,16 +1543,16 @@ def _volume_from_row(row: Any) -> Volume:
         uuid=row[0],
         owner_id=row[1],
         name=row[2],
-        state=VolumeState(row[3]),
+        state=_VOLUME_STATES[row[3]],
         size_mb=row[4],
         persistent=bool(row[5]),
         created_at_us=row[6],
-        quota_policy=QuotaPolicy(row[7]),
-        access_mode=AccessMode(row[8]),
+        quota_policy=_QUOTA_POLICIES[row[7]],
+        access_mode=_ACCESS_MODES[row[8]],
         delete_lock=bool(row[9]),
         free_mb=row[10],
         filesystem=row[11],
-        tags=json.loads(row[12]),
+        tags=json.loads(row[12]) if row[12] != "[]" else [],
         message=row[13],
     )
 
