@@ -6,6 +6,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -15,29 +16,47 @@ from tests.conftest import LiveServer
 TRANSITIONAL = {"uninitialized", "initializing", "busy"}
 
 
-def burst(
-    live: LiveServer, acknowledged: dict[str, str], deleted: set[str], stop: threading.Event
-) -> None:
-    """Create volumes and delete every other one until the server dies."""
+@dataclass
+class Ledger:
+    """What the clients were told. A request in flight when the kill landed may or may not
+    have been applied: its volume is in ``unsure`` and either outcome is accepted."""
+
+    acknowledged: dict[str, str] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    unsure: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def burst(live: LiveServer, ledger: Ledger, stop: threading.Event) -> None:
+    """Create volumes and delete every other one (each thread its own) until the server
+    dies."""
+    mine: list[str] = []
     with live.client() as api:
         n = 0
         while not stop.is_set():
             n += 1
+            victim = None
             try:
                 response = api.post("/v1/volumes", json={"size_mb": 16 + n % 5})
                 item = response.json()["data"]["volumes"][0]
                 if item["status"] == "success":
-                    acknowledged[item["uuid"]] = item["name"]
-                if n % 2 == 0 and acknowledged:
-                    victim = next(iter(acknowledged))
+                    with ledger.lock:
+                        ledger.acknowledged[item["uuid"]] = item["name"]
+                    mine.append(item["uuid"])
+                if n % 2 == 0 and mine:
+                    victim = mine.pop(0)
+                    with ledger.lock:
+                        ledger.unsure.add(victim)
                     gone = api.delete(f"/v1/volumes/{victim}").json()["data"]["volumes"][0]
-                    if gone["status"] == "success":
-                        deleted.add(victim)
+                    with ledger.lock:
+                        ledger.unsure.discard(victim)
+                        if gone["status"] == "success":
+                            ledger.deleted.add(victim)
             except (httpx.HTTPError, ValueError, KeyError):
-                return
+                return  # the server is gone; ``victim`` (if any) stays unsure
 
 
-def check_invariants(live: LiveServer, acknowledged: dict[str, str], deleted: set[str]) -> None:
+def check_invariants(live: LiveServer, ledger: Ledger) -> None:
     with live.client() as api:
         deadline = time.monotonic() + 30
         while True:
@@ -47,12 +66,17 @@ def check_invariants(live: LiveServer, acknowledged: dict[str, str], deleted: se
                 break
             time.sleep(0.1)
     assert not TRANSITIONAL & set(states.values()), states
-    # Every acknowledged create is there, unless its delete was acknowledged.
-    for uuid in acknowledged:
-        if uuid in deleted:
+    # Every acknowledged create is there, unless its delete was acknowledged (or was in
+    # flight at the kill: then either outcome is fine, and the ledger adopts the one found).
+    for uuid in ledger.acknowledged:
+        if uuid in ledger.deleted:
             assert uuid not in states
+        elif uuid in ledger.unsure:
+            if uuid not in states:
+                ledger.deleted.add(uuid)
         else:
             assert uuid in states, f"acknowledged volume {uuid} was lost"
+    ledger.unsure.clear()
     images_dir: Path = live.data_dir / "images"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -75,14 +99,10 @@ def check_invariants(live: LiveServer, acknowledged: dict[str, str], deleted: se
 
 def test_kill_9_mid_burst_loses_nothing(fresh_server: Callable[..., LiveServer]) -> None:
     live = fresh_server()
-    acknowledged: dict[str, str] = {}
-    deleted: set[str] = set()
+    ledger = Ledger()
     for round_number in range(3):
         stop = threading.Event()
-        workers = [
-            threading.Thread(target=burst, args=(live, acknowledged, deleted, stop))
-            for _ in range(4)
-        ]
+        workers = [threading.Thread(target=burst, args=(live, ledger, stop)) for _ in range(4)]
         for worker in workers:
             worker.start()
         time.sleep(0.6 + 0.2 * round_number)
@@ -91,5 +111,5 @@ def test_kill_9_mid_burst_loses_nothing(fresh_server: Callable[..., LiveServer])
         for worker in workers:
             worker.join()
         live.restart()
-        check_invariants(live, acknowledged, deleted)
-    assert len(acknowledged) > 10
+        check_invariants(live, ledger)
+    assert len(ledger.acknowledged) > 10
