@@ -6,13 +6,18 @@ Global-scope endpoints take one object or an array of objects; a local-scope cal
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
 from volumed.api.http import RequestError
 
 MAX_ITEMS = 253
+
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""A JSON integer: one beyond 64 bits is ill-typed (a 400), not a value to range-check."""
 
 
 class Body(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -26,15 +31,15 @@ class RefBody(Body):
 
 class CreateVolumeBody(Body):
     name: str | None = None
-    size_mb: int | None = None
+    size_mb: Int64 | None = None
     template: RefBody | None = None
     quota_policy: str | None = None
     filesystem: str | None = None
     tags: list[str] | None = None
     access_mode: str | None = None
     host_path: str | None = None
-    uid: int | None = None
-    gid: int | None = None
+    uid: Int64 | None = None
+    gid: Int64 | None = None
     args: dict[str, str] | None = None
 
 
@@ -78,15 +83,15 @@ class ImageBody(Body):
 class InstanceVolumeBody(Body):
     uuid: str | None = None
     name: str | None = None
-    size_mb: int | None = None
+    size_mb: Int64 | None = None
     host_path: str | None = None
     at: str | None = None
     readonly: bool | None = None
     quota_policy: str | None = None
     filesystem: str | None = None
     tags: list[str] | None = None
-    uid: int | None = None
-    gid: int | None = None
+    uid: Int64 | None = None
+    gid: Int64 | None = None
     access_mode: str | None = None
     args: dict[str, str] | None = None
 
@@ -96,16 +101,16 @@ class CreateInstanceBody(Body):
     image: str | ImageBody | None = None
     args: list[str] | None = None
     env: dict[str, str] | None = None
-    memory_mb: int | None = None
-    vcpus: int | None = None
+    memory_mb: Int64 | None = None
+    vcpus: Int64 | None = None
     volumes: list[InstanceVolumeBody] | None = None
     autostart: bool | None = None
     restart_policy: str | None = None
     features: list[str] | None = None
     tags: list[str] | None = None
-    timeout_s: int | None = None
-    wait_timeout_ms: int | None = None
-    replicas: int | None = None
+    timeout_s: Int64 | None = None
+    wait_timeout_ms: Int64 | None = None
+    replicas: Int64 | None = None
     hostname: str | None = None
     # Known to the API but not offered by volumed: any value but null is error 1.
     service_group: Any = None
@@ -138,8 +143,8 @@ _UNSUPPORTED_CREATE = (
 
 
 class StartByUuidBody(Body):
-    timeout_s: int | None = None
-    wait_timeout_ms: int | None = None
+    timeout_s: Int64 | None = None
+    wait_timeout_ms: Int64 | None = None
 
 
 class StartInstanceBody(StartByUuidBody):
@@ -149,7 +154,7 @@ class StartInstanceBody(StartByUuidBody):
 
 class StopByUuidBody(Body):
     force: bool | None = None
-    drain_timeout_ms: int | None = None
+    drain_timeout_ms: Int64 | None = None
     quick: bool | None = None
     ifstate: str | None = None
     dump: bool | None = None
@@ -161,7 +166,7 @@ class StopInstanceBody(StopByUuidBody):
 
 
 class DeleteInstanceByUuidBody(Body):
-    timeout_s: int | None = None
+    timeout_s: Int64 | None = None
     dont_retain: bool | None = None
 
 
@@ -172,8 +177,8 @@ class DeleteInstanceBody(DeleteInstanceByUuidBody):
 
 class WaitByUuidBody(Body):
     state: str | None = None
-    timeout_s: int | None = None
-    timeout_ms: int | None = None
+    timeout_s: Int64 | None = None
+    timeout_ms: Int64 | None = None
 
 
 class WaitInstanceBody(WaitByUuidBody):
@@ -188,7 +193,7 @@ class WaitInstanceBody(WaitByUuidBody):
 VolumeProp = Literal["size_mb", "tags", "quota_policy", "delete_lock"]
 TemplateProp = Literal["tags", "delete_lock"]
 PatchOp = Literal["set", "add", "del"]
-PatchValue = bool | int | str | list[str] | None
+PatchValue = bool | Int64 | str | list[str] | None
 
 
 class UpdateByUuidBody(Body):
@@ -252,12 +257,7 @@ def parse_items(body: bytes, kind: type[T], *, required: bool = True) -> list[T]
         if required:
             raise RequestError(400, "A JSON request body is required")
         return []
-    try:
-        value = _decoder(kind).decode(body)
-    except msgspec.ValidationError as exc:
-        raise RequestError(400, f"Invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise RequestError(400, f"Malformed JSON in request body: {exc}") from None
+    value = decode(body, _decoder(kind).decode)
     items = value if isinstance(value, list) else [value]
     if len(items) > MAX_ITEMS:
         raise RequestError(
@@ -270,9 +270,39 @@ def parse_object(body: bytes, kind: type[T]) -> T:
     """A single object of ``kind``; an empty body means all defaults."""
     if not body.strip():
         return kind()
+    return decode(body, lambda raw: msgspec.json.decode(raw, type=kind))
+
+
+V = TypeVar("V")
+
+
+def decode(body: bytes, decoder: Callable[[bytes], V]) -> V:
+    """Decode a request body with ``decoder``; anything it cannot take is a 400.
+
+    Besides what msgspec refuses (malformed JSON, NaN and Infinity, unknown fields, wrong
+    types, integers beyond 64 bits), this refuses bytes that are not UTF-8, nesting too
+    deep to decode, and an object that names a key twice (msgspec would keep the last one
+    silently; two values for one field is ambiguous, so nothing is processed).
+    """
     try:
-        return msgspec.json.decode(body, type=kind)
+        value = decoder(body)
+        if body.count(b'"') > 3:  # fewer quotes: at most one key, none repeated
+            json.loads(body, object_pairs_hook=_unique_keys)
     except msgspec.ValidationError as exc:
         raise RequestError(400, f"Invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError) as exc:
+        # ValueError: a duplicate key, or a UnicodeDecodeError (bytes that are not UTF-8).
+        if isinstance(exc, UnicodeDecodeError):
+            raise RequestError(400, "The request body is not valid UTF-8") from None
         raise RequestError(400, f"Malformed JSON in request body: {exc}") from None
+    except RecursionError:
+        raise RequestError(400, "Malformed JSON in request body: nested too deeply") from None
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> None:
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key '{key[:64]}'")
+        seen.add(key)

@@ -26,10 +26,7 @@ def parse_template_refs(body: bytes) -> list[bodies.RefBody]:
     """The three shapes clients send: ``[{uuid|name}, …]`` (the SDK), ``{ids: [...]}``
     (the 2025 OpenAPI spec) and ``{uuid|name}`` (the product docs)."""
     if body.strip():
-        try:
-            value = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
-            raise RequestError(400, f"Malformed JSON in request body: {exc}") from None
+        value = bodies.decode(body, msgspec.json.decode)
         if isinstance(value, dict) and "ids" in value:
             try:
                 refs = msgspec.convert(value, bodies.TemplateIdsBody).ids
@@ -80,13 +77,13 @@ class TemplateHandlers:
         details = query_bool(values, "details") is not False
         refs = [bodies.RefBody(uuid=u) for u in values.get("uuid", [])]
         refs += [bodies.RefBody(name=n) for n in values.get("name", [])]
+        if len(refs) > bodies.MAX_ITEMS:
+            raise RequestError(400, f"Too many query identifiers: at most {bodies.MAX_ITEMS}")
         refs += bodies.parse_items(request.body, bodies.RefBody, required=False)
         if not refs:
             query = parse_list_query(values, templates=True)
             results = views.page_items(await self._templates.page(user, query), details=details)
             return Response(items_envelope(KEY, results, started))
-        if len(refs) > bodies.MAX_ITEMS:
-            raise RequestError(400, f"Too many identifiers: at most {bodies.MAX_ITEMS}")
 
         async def get(body: bodies.RefBody) -> Item:
             template = await self._templates.get(user, to_ref(body, "template"))
