@@ -13,7 +13,7 @@ from typing import IO
 
 from volumed.api.app import VolumedApp
 from volumed.api.attachments import AttachmentHandlers
-from volumed.api.auth import Authenticator, new_token, token_digest
+from volumed.api.auth import Authenticator, FailureLimiter, new_token, token_digest
 from volumed.api.clones import CloneHandlers
 from volumed.api.events import EventHandlers
 from volumed.api.health import HealthHandlers
@@ -190,7 +190,13 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         settings.ready_min_free_mb,
     ).register(router)
     EventHandlers(EventService(store)).register(router)
-    app = VolumedApp(router, Authenticator(store), max_body_bytes=settings.max_body_bytes)
+    limiter = FailureLimiter(settings.auth_failures_burst, settings.auth_failures_per_s)
+    app = VolumedApp(
+        router,
+        Authenticator(store, limiter),
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+    )
     services = Services(settings, store, storage, volumes, worker, app, lock_file)
     services.instances = instances
     services.metrics = metrics

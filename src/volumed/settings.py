@@ -42,6 +42,16 @@ class Settings:
     ``Host`` of each request)."""
     free_space_margin_mb: int = 64
     max_body_bytes: int = 1_048_576
+    body_timeout_s: float = 30.0
+    """A request body (not an import) must arrive within this time, else HTTP 408."""
+    header_timeout_s: float = 10.0
+    """The request line and headers must arrive within this time (granian closes the
+    connection otherwise)."""
+    auth_failures_burst: int = 20
+    """Failed authentications a client address may make at once before HTTP 429; 0: no
+    limit."""
+    auth_failures_per_s: float = 1.0
+    """How fast a client address earns back failed attempts, per second."""
     volumes_per_instance: int = 1
     sqlite_synchronous: str = "FULL"
     db_pool_min: int = 1
@@ -103,6 +113,7 @@ class Settings:
             raise SettingsError("min_volume_mb must not exceed max_volume_mb")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise SettingsError("public_url must start with http:// or https://")
+        self._validate_clients()
         if self.free_space_margin_mb < 0:
             raise SettingsError("free_space_margin_mb must not be negative")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
@@ -117,6 +128,13 @@ class Settings:
         if self.token is not None and len(self.token) < 16:
             raise SettingsError("token must be at least 16 characters long")
         return self
+
+    def _validate_clients(self) -> None:
+        """Timeouts for slow clients and the limit on failed authentication."""
+        if self.body_timeout_s <= 0 or self.header_timeout_s <= 0:
+            raise SettingsError("body_timeout_s and header_timeout_s must be greater than 0")
+        if self.auth_failures_burst < 0 or self.auth_failures_per_s <= 0:
+            raise SettingsError("auth_failures_burst must be ≥ 0 and auth_failures_per_s > 0")
 
     def _validate_operations(self) -> None:
         """Logs, metrics, probes, shutdown and the audit trail."""

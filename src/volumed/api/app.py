@@ -3,6 +3,7 @@ the envelope. Every failure, expected or not, leaves as an envelope."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import secrets
@@ -25,10 +26,18 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class VolumedApp:
-    def __init__(self, router: Router, auth: Authenticator, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        router: Router,
+        auth: Authenticator,
+        *,
+        max_body_bytes: int,
+        body_timeout_s: float = 30.0,
+    ) -> None:
         self._router = router
         self._auth = auth
         self._max_body = max_body_bytes
+        self._body_timeout_s = body_timeout_s
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
 
@@ -61,19 +70,25 @@ class VolumedApp:
         headers = dict(scope["headers"])
         method: str = scope["method"]
         path: str = scope["path"]
+        client = scope.get("client")
+        address = client[0] if client else None
         try:
             route, params = self._router.match(method, path)
         except RequestError:
             # Unknown routes and methods are not disclosed to callers without a token.
-            caller = await self._auth.authenticate(headers.get(b"authorization"))
+            caller = await self._auth.authenticate(headers.get(b"authorization"), address)
             scope["volumed.tenant"] = caller.name
             raise
         scope["volumed.route"] = route.template
         user = None
         if not route.public:
-            user = await self._auth.authenticate(headers.get(b"authorization"))
+            user = await self._auth.authenticate(headers.get(b"authorization"), address)
             scope["volumed.tenant"] = user.name
         body = b"" if route.streaming else await self._read_body(headers, receive)
+        if body and not _is_json(headers.get(b"content-type")):
+            raise RequestError(
+                415, "The request body must be JSON: send 'Content-Type: application/json'"
+            )
         request = Request(
             method=method,
             path=path,
@@ -94,6 +109,15 @@ class VolumedApp:
             return b""
         if declared is not None and declared.isdigit() and int(declared) > self._max_body:
             raise RequestError(413, f"Request body larger than {self._max_body} bytes")
+        try:
+            async with asyncio.timeout(self._body_timeout_s):
+                return await self._receive_body(receive)
+        except TimeoutError:
+            raise RequestError(
+                408, f"The request body did not arrive within {self._body_timeout_s:g} s"
+            ) from None
+
+    async def _receive_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -113,6 +137,19 @@ class VolumedApp:
             return self._router.match(method, path)[0]
         except RequestError:
             return None
+
+
+_JSON_TYPES = (b"application/json", b"application/x-www-form-urlencoded")
+"""Content types a JSON body may come with: ``application/json`` (and any ``+json``), and
+what ``curl -d`` sends when told nothing else (the body is still parsed as JSON)."""
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    """No content type, or one a JSON body may come with (parameters ignored)."""
+    if content_type is None:
+        return True
+    media = content_type.partition(b";")[0].strip().lower()
+    return media in _JSON_TYPES or media.endswith(b"+json") or not media
 
 
 async def _send(send: Send, response: Response, request_id: str) -> None:

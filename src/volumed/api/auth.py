@@ -1,12 +1,19 @@
 """Bearer-token authentication. Tokens are stored as SHA-256 digests only.
 
 Tokens are 256-bit random strings, so a fast digest is enough (no password hashing
-needed), and looking the digest up in the store compares no secret byte by byte.
+needed), and looking the digest up in the store compares no secret byte by byte: what is
+compared (in the store's index and in the cache) is a SHA-256 digest, and learning a prefix
+of a digest by timing tells nothing about the token it came from.
+
+Failed attempts are limited per client address (:class:`FailureLimiter`): once a client
+has spent its budget of wrong tokens, its requests get HTTP 429 with ``Retry-After`` before
+any lookup, except those that present a token the cache knows to be good.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 
@@ -27,30 +34,83 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+class FailureLimiter:
+    """A token bucket of failed authentications per client address: ``burst`` failures at
+    once, then ``per_s`` more per second. The table is capped at ``max_clients`` addresses;
+    when full, addresses whose bucket has refilled are forgotten first."""
+
+    def __init__(self, burst: int, per_s: float, *, max_clients: int = 10_000) -> None:
+        self._burst = float(burst)
+        self._per_s = per_s
+        self._max = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def _level(self, client: str, now: float) -> float:
+        found = self._buckets.get(client)
+        if found is None:
+            return self._burst
+        tokens, stamp = found
+        return min(self._burst, tokens + (now - stamp) * self._per_s)
+
+    def retry_after(self, client: str | None) -> int:
+        """0 if ``client`` may try a token now, else the seconds until it may."""
+        if client is None or self._burst <= 0 or client not in self._buckets:
+            return 0
+        level = self._level(client, time.monotonic())
+        return 0 if level >= 1 else max(1, math.ceil((1 - level) / self._per_s))
+
+    def failed(self, client: str | None) -> None:
+        if client is None or self._burst <= 0:
+            return
+        now = time.monotonic()
+        level = self._level(client, now) - 1
+        if client not in self._buckets and len(self._buckets) >= self._max:
+            self._forget_refilled(now)
+        self._buckets[client] = (level, now)
+
+    def _forget_refilled(self, now: float) -> None:
+        for client in [c for c in self._buckets if self._level(c, now) >= self._burst]:
+            del self._buckets[client]
+        if len(self._buckets) >= self._max:
+            self._buckets.clear()  # a flood of addresses: forget rather than grow
+
+
 class Authenticator:
     """Resolves ``Authorization: Bearer …`` to a user, with a short cache so that a
     revoked token stops working within ``_CACHE_TTL_S`` seconds."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, limiter: FailureLimiter | None = None) -> None:
         self._store = store
         self._cache: dict[str, tuple[User, float]] = {}
+        self._limiter = limiter or FailureLimiter(0, 1.0)
 
-    async def authenticate(self, header: bytes | None) -> User:
+    async def authenticate(self, header: bytes | None, client: str | None = None) -> User:
+        """The user of the bearer token in ``header``; ``client`` is the caller's address,
+        for limiting failed attempts."""
         if not header:
             raise _unauthorized(
                 "Missing Authorization header: send 'Authorization: Bearer <token>'"
             )
         scheme, _, token = header.partition(b" ")
         if scheme.lower() != b"bearer" or not token.strip():
+            self._limiter.failed(client)
             raise _unauthorized("Authorization header must be 'Bearer <token>'")
         digest = hashlib.sha256(token.strip()).hexdigest()
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
+        wait_s = self._limiter.retry_after(client)
+        if wait_s:
+            raise RequestError(
+                429,
+                f"Too many failed authentication attempts; retry in {wait_s} s",
+                [(b"retry-after", str(wait_s).encode())],
+            )
         user = await self._store.user_for_token(digest)
         if user is None:
             self._cache.pop(digest, None)
+            self._limiter.failed(client)
             raise _unauthorized("Invalid token")
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()

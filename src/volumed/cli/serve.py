@@ -64,6 +64,7 @@ def serve(
 
 async def _serve(settings: Settings) -> None:
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server.embed import Server
 
@@ -107,6 +108,7 @@ async def _serve(settings: Settings) -> None:
         port=settings.port,
         interface=Interfaces.ASGINL,
         websockets=False,
+        http1_settings=HTTP1Settings(header_read_timeout=int(settings.header_timeout_s * 1000)),
         log_access=False,
         log_level=LogLevels(settings.log_level.lower()),
     )
