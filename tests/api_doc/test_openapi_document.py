@@ -56,7 +56,7 @@ EXPECTED_OPERATIONS = {
     ("GET", "/volumed/v1/volumes/{uuid}/export"),
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")}
-REQUEST_ERRORS = {"400", "401", "404", "405", "413", "429", "500", "503"}
+REQUEST_ERRORS = {"400", "401", "404", "405", "408", "413", "415", "429", "500", "503"}
 TAGS = {"volumes", "templates", "instances", "users", "metros", "volumed"}
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 

@@ -9,7 +9,7 @@ from volumed.api._openapi_schemas import MAX_ITEMS, Schema, array, one_or_many, 
 Operation = dict[str, object]
 Paths = dict[str, dict[str, Operation]]
 
-REQUEST_ERRORS: Final = ("400", "401", "404", "405", "413", "429", "500", "503")
+REQUEST_ERRORS: Final = ("400", "401", "404", "405", "408", "413", "415", "429", "500", "503")
 """Request-level failures an authenticated route can answer with."""
 PUBLIC_ERRORS: Final = ("404", "405", "500")
 """Request-level failures of the unauthenticated probe and document routes."""
@@ -54,9 +54,14 @@ def json_body(schema: Schema, *, required: bool, description: str = "") -> Schem
     return body
 
 
-def items_body(item: str) -> Schema:
-    """A required global-scope body: one ``item`` object or an array of up to 253."""
-    return json_body(one_or_many(ref(item)), required=True)
+def items_body(item: str, *, min_items: int = 0) -> Schema:
+    """A required global-scope body: one ``item`` object or an array of up to 253 (and at
+    least ``min_items``)."""
+    schema = one_or_many(ref(item))
+    if min_items:
+        many = array(ref(item), max_items=MAX_ITEMS) | {"minItems": min_items}
+        schema = {"oneOf": [ref(item), many]}
+    return json_body(schema, required=True)
 
 
 def ok(description: str, schema: Schema) -> Schema:
@@ -127,7 +132,9 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
 
 def parameters() -> dict[str, Schema]:
     """``components.parameters``. An unknown query parameter is a 400."""
-    ids = array({"type": "string"}, max_items=MAX_ITEMS)
+    # At most 253 identifiers in the query, uuid and name together (and 253 in a body).
+    uuids = array({"type": "string"}, max_items=MAX_ITEMS // 2)
+    names = array({"type": "string"}, max_items=MAX_ITEMS - MAX_ITEMS // 2)
     start: Schema = {
         "anyOf": [
             {"type": "string", "format": "uuid"},
@@ -142,8 +149,8 @@ def parameters() -> dict[str, Schema]:
             "description": "UUID of the object; a malformed one gives an error item (7).",
             "schema": {"type": "string", "minLength": 1},
         },
-        "uuid": _query("uuid", ids, "Get these UUIDs (repeatable)."),
-        "name": _query("name", ids, "Get these names (repeatable)."),
+        "uuid": _query("uuid", uuids, "Get these UUIDs (repeatable; 253 with name at most)."),
+        "name": _query("name", names, "Get these names (repeatable; 253 with uuid at most)."),
         "details": _query("details", {"type": "boolean"}, "false: only uuid and name."),
         "count": _query(
             "count", {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}, "Page size; 0: all."

@@ -54,7 +54,7 @@ def _wait(operation_id: str) -> Operation:
         "Wait until instances reach a state",
         "instances",
         results("InstanceWaitResult", "The wait results (error 12 on timeout)", _INSTANCES),
-        body=items_body("WaitInstancesRequestItem"),
+        body=items_body("WaitInstancesRequestItem", min_items=1),
     )
 
 

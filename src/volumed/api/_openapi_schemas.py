@@ -29,8 +29,11 @@ MAX_ITEMS: Final = 253
 
 _STRING: Final[Schema] = {"type": "string"}
 _BOOL: Final[Schema] = {"type": "boolean"}
-_INT: Final[Schema] = {"type": "integer"}
-_COUNT: Final[Schema] = {"type": "integer", "minimum": 0}
+INT64_MAX: Final = 2**63 - 1
+"""Integers are 64-bit: a larger one is ill-typed (HTTP 400), like a string for a number."""
+_INT: Final[Schema] = {"type": "integer", "minimum": -(2**63), "maximum": INT64_MAX}
+_COUNT: Final[Schema] = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
+_POSITIVE: Final[Schema] = {"type": "integer", "minimum": 1, "maximum": INT64_MAX}
 _DATE_TIME: Final[Schema] = {"type": "string", "format": "date-time"}
 
 
@@ -213,7 +216,7 @@ def _volume_requests() -> dict[str, Schema]:
         "CreateVolumeRequest": closed(
             {
                 "name": _STRING,
-                "size_mb": {"type": "integer", "minimum": 1},
+                "size_mb": _POSITIVE,
                 "template": ref("NameOrUUID"),
                 "quota_policy": ref("VolumeQuotaPolicy"),
                 "filesystem": _STRING,
@@ -292,11 +295,13 @@ def _volume_responses() -> dict[str, Schema]:
 
 
 def _instance_requests() -> dict[str, Schema]:
-    start_stop: dict[str, Schema] = {
-        "timeout_s": _INT,
-        "wait_timeout_ms": _INT,
+    start: dict[str, Schema] = {"timeout_s": _INT, "wait_timeout_ms": _INT}
+    stop: dict[str, Schema] = {
         "force": _BOOL,
         "drain_timeout_ms": _INT,
+        "quick": _BOOL,
+        "ifstate": _STRING,
+        "dump": _BOOL,
     }
     delete: dict[str, Schema] = {"timeout_s": _INT, "dont_retain": _BOOL}
     return {
@@ -304,7 +309,7 @@ def _instance_requests() -> dict[str, Schema]:
         "CreateInstanceRequestVolume": closed(
             _LOOSE_ID
             | {
-                "size_mb": {"type": "integer", "minimum": 1},
+                "size_mb": _POSITIVE,
                 "at": _STRING,
                 "readonly": _BOOL,
                 "quota_policy": ref("VolumeQuotaPolicy"),
@@ -319,8 +324,8 @@ def _instance_requests() -> dict[str, Schema]:
             {
                 "name": _STRING,
                 "image": {"anyOf": [_STRING, ref("ImageSpec")]},
-                "memory_mb": {"type": "integer", "minimum": 1},
-                "vcpus": {"type": "integer", "minimum": 1},
+                "memory_mb": _POSITIVE,
+                "vcpus": _POSITIVE,
                 "args": array(_STRING),
                 "env": _string_map(),
                 "autostart": _BOOL,
@@ -328,17 +333,21 @@ def _instance_requests() -> dict[str, Schema]:
                 "tags": _tags(),
                 "features": array(ref("InstanceFeature")),
                 "volumes": array(ref("CreateInstanceRequestVolume")),
+                "timeout_s": _INT,
+                "wait_timeout_ms": _INT,
+                "replicas": _INT,
+                "hostname": _STRING,
             }
         ),
-        "StartInstancesRequestItem": closed(_LOOSE_ID | start_stop),
-        "StartInstanceByUUIDRequestBody": closed(start_stop),
-        "StopInstancesRequestItem": closed(_LOOSE_ID | start_stop),
-        "StopInstanceByUUIDRequestBody": closed(start_stop),
+        "StartInstancesRequestItem": closed(_LOOSE_ID | start),
+        "StartInstanceByUUIDRequestBody": closed(start),
+        "StopInstancesRequestItem": closed(_LOOSE_ID | stop),
+        "StopInstanceByUUIDRequestBody": closed(stop),
         "DeleteInstancesRequestItem": closed(_LOOSE_ID | delete),
         "DeleteInstanceByUUIDRequestBody": closed(delete),
         "WaitInstancesRequestItem": closed(
             _LOOSE_ID | {"state": ref("InstanceState"), "timeout_s": _INT, "timeout_ms": _INT},
-            required=("state",),
+            description="state defaults to running.",
         ),
     }
 

@@ -144,13 +144,13 @@ class InstanceHandlers:
         details = True if details is None else details
         refs: list[bodies.RefBody] = [bodies.RefBody(uuid=u) for u in values.get("uuid", [])]
         refs += [bodies.RefBody(name=n) for n in values.get("name", [])]
+        if len(refs) > bodies.MAX_ITEMS:
+            raise RequestError(400, f"Too many query identifiers: at most {bodies.MAX_ITEMS}")
         refs += bodies.parse_items(request.body, bodies.RefBody, required=False)
         if not refs:
             instances = await self._service.list_instances(user, parse_list_query(values))
             listed = [views.instance_item(i, details=details) for i in instances]
             return Response(items_envelope(KEY, listed, started))
-        if len(refs) > bodies.MAX_ITEMS:
-            raise RequestError(400, f"Too many identifiers: at most {bodies.MAX_ITEMS}")
 
         async def get_one(body: bodies.RefBody) -> Item:
             instance = await self._service.get(user, _ref(body))

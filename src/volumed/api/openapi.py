@@ -38,8 +38,10 @@ _ERROR_DESCRIPTION: Final = (
     "or array, an item not an object, unknown field or query parameter, wrong JSON type, more "
     "than 253 items, or identifiers in the body of a /{uuid} call. 401: missing or invalid "
     "bearer token (WWW-Authenticate is set). 404: unknown route. 405: method not allowed "
-    "(Allow lists the methods). 413: body too large. 429: too many failed authentication "
-    "attempts. 500: internal error. 503: metadata store unavailable (Retry-After is set)."
+    "(Allow lists the methods). 408: the body did not arrive in time. 413: body too large. "
+    "415: a body whose Content-Type is not JSON. 429: too many failed authentication attempts "
+    "(Retry-After is set). 500: internal error. 503: metadata store unavailable (Retry-After "
+    "is set)."
 )
 
 _TAGS: Final = (

@@ -134,13 +134,13 @@ class VolumeHandlers:
         details = True if details is None else details
         refs: list[bodies.RefBody] = [bodies.RefBody(uuid=u) for u in values.get("uuid", [])]
         refs += [bodies.RefBody(name=n) for n in values.get("name", [])]
+        if len(refs) > bodies.MAX_ITEMS:
+            raise RequestError(400, f"Too many query identifiers: at most {bodies.MAX_ITEMS}")
         refs += bodies.parse_items(request.body, bodies.RefBody, required=False)
         if not refs:
             page = await self._service.page(user, parse_list_query(values))
             results = views.page_items(page, details=details)
             return Response(items_envelope(KEY, results, started))
-        if len(refs) > bodies.MAX_ITEMS:
-            raise RequestError(400, f"Too many identifiers: at most {bodies.MAX_ITEMS}")
 
         async def get_one(body: bodies.RefBody) -> Item:
             volume = await self._service.get(user, to_ref(body))
