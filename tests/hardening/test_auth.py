@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.conftest import LiveServer
 from tests.hardening.conftest import AUTH_BURST
@@ -57,6 +58,8 @@ def test_repeated_failures_get_429_and_good_tokens_keep_working(
     assert "Bearer" not in log and "authorization" not in log.lower()
 
 
+# Reads the SQLite file and its WAL byte for byte (issue 6: SQLite pass only).
+@pytest.mark.sqlite_only
 def test_tokens_are_stored_as_digests_only(fresh_server: Callable[..., LiveServer]) -> None:
     live = fresh_server(VOLUMED_METRICS_PORT=0)
     database = (live.data_dir / "volumed.db").read_bytes()

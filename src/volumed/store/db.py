@@ -157,18 +157,26 @@ class _PgQueries:
 
     async def fetchone(self, sql: str, params: Params = ()) -> Any:
         with _pg_errors():
-            return await self._target.fetchrow(self._sql(sql), *params)
+            return await self._target.fetchrow(self._sql(sql), *_no_nul(params))
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
         with _pg_errors():
-            return list(await self._target.fetch(self._sql(sql), *params))
+            return list(await self._target.fetch(self._sql(sql), *_no_nul(params)))
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         with _pg_errors():
-            status: str = await self._target.execute(self._sql(sql), *params)
+            status: str = await self._target.execute(self._sql(sql), *_no_nul(params))
         # asyncpg answers the command tag, e.g. "UPDATE 1", "DELETE 0", "INSERT 0 1".
         last = status.rsplit(" ", 1)[-1]
         return int(last) if last.isdigit() else 0
+
+
+def _no_nul(params: Params) -> Params:
+    """PostgreSQL text cannot hold NUL (SQLite can): a lookup by a name with one would
+    fail with an encoding error. U+FFFD matches nothing a validated name contains."""
+    if any(isinstance(p, str) and "\x00" in p for p in params):
+        return [p.replace("\x00", "\ufffd") if isinstance(p, str) else p for p in params]
+    return params
 
 
 class PostgresDatabase(_PgQueries):
