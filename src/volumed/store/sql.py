@@ -487,8 +487,10 @@ class SqlStore:
                 "(uuid, owner_id, name, created_at_us, deleted_at_us) "
                 "SELECT uuid, owner_id, name, created_at_us, CAST(? AS BIGINT) FROM volumes "
                 "WHERE uuid = ? AND deleted = 1 "
-                "AND NOT EXISTS (SELECT 1 FROM volume_tombstones WHERE uuid = ?)",
-                (now, uuid, uuid),
+                # The request and the worker may purge the same volume at once; under
+                # PostgreSQL's READ COMMITTED both can pass a NOT EXISTS test.
+                "ON CONFLICT (uuid) DO NOTHING",
+                (now, uuid),
             )
             await db.execute(
                 "DELETE FROM volume_tombstones WHERE deleted_at_us < ?", (now - _TOMBSTONE_US,)
