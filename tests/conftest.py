@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -329,3 +330,19 @@ def wait_for_state(
         if item.get("state") in states or time.monotonic() > deadline:
             return item
         time.sleep(0.05)
+
+
+@contextmanager
+def loop_mounted_disk(tmp_path: Path, size: str) -> Iterator[Path]:
+    """A small ext4 file system of ``size`` (e.g. "48M"), loop-mounted, to run out of
+    space in (the tests run as root, as CI does); unmounted afterwards."""
+    image = tmp_path / "disk.img"
+    mount_point = tmp_path / "mnt"
+    mount_point.mkdir()
+    subprocess.run(["truncate", "-s", size, str(image)], check=True)
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount_point)], check=True)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

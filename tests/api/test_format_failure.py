@@ -4,28 +4,19 @@ message on GET; the server keeps serving and recovers once space is freed."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveServer, make_server, wait_for_state
+from tests.conftest import LiveServer, loop_mounted_disk, make_server, wait_for_state
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 48 MiB ext4 file system, loop-mounted (CI runs as root)."""
-    image = tmp_path / "disk.img"
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
-    subprocess.run(["truncate", "-s", "48M", str(image)], check=True)
-    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mount_point)], check=True)
-    try:
+    with loop_mounted_disk(tmp_path, "48M") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def fill(directory: Path) -> Path:

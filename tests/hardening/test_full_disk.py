@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.api.test_format_failure import fill
-from tests.conftest import LiveServer, make_server, wait_for_state
+from tests.conftest import LiveServer, loop_mounted_disk, make_server, wait_for_state
 
 PAYLOAD = b"volumed keeps this file intact\n" * 100
 
@@ -26,16 +26,8 @@ PAYLOAD = b"volumed keeps this file intact\n" * 100
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
     """A 160 MiB ext4 file system, loop-mounted."""
-    image = tmp_path / "disk.img"
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
-    subprocess.run(["truncate", "-s", "160M", str(image)], check=True)
-    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mount_point)], check=True)
-    try:
+    with loop_mounted_disk(tmp_path, "160M") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def one(response: httpx.Response) -> dict[str, Any]:

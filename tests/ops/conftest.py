@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, free_port, loop_mounted_disk
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -63,16 +62,8 @@ def ops_server(fresh_server: Callable[..., LiveServer]) -> Callable[..., Ops]:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 48 MiB ext4 file system, loop-mounted (the tests run as root, as CI does)."""
-    image = tmp_path / "disk.img"
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
-    subprocess.run(["truncate", "-s", "48M", str(image)], check=True)
-    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mount_point)], check=True)
-    try:
+    with loop_mounted_disk(tmp_path, "48M") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def fill(directory: Path) -> None:
