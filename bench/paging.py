@@ -59,6 +59,7 @@ class Server:
         self.token = token
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_env: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -72,6 +73,7 @@ class Server:
             "VOLUMED_TOKEN": self.token,
             "VOLUMED_LOG_LEVEL": "warning",
             "VOLUMED_METRICS_PORT": "0",
+            **self.extra_env,
         }
         log = open(self.data_dir.parent / "server.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(

@@ -23,6 +23,7 @@ from tests.api.lifecycle_helpers import (
     patch,
     set_overrides,
     unique,
+    wait_for,
     wait_until,
 )
 from tests.conftest import LiveServer, make_server
@@ -144,3 +145,34 @@ def test_templates_count_and_instances_are_reported(quota_server: LiveServer) ->
 def test_quotas_need_a_token_and_take_no_query(server: LiveServer, api: httpx.Client) -> None:
     assert httpx.get(server.url + "/v1/users/quotas").status_code == 401
     assert api.get("/v1/users/quotas", params={"x": "1"}).status_code == 400
+
+
+def test_usage_counters_agree_with_a_recount(quota_server: LiveServer) -> None:
+    """The counters the quota check reads (kept by triggers) match the tenant's volumes
+    and templates after creates, a refused duplicate, grows, a clone, a template, an
+    instance born with a volume and then deleted, and deletes."""
+    _, token = tenant(quota_server)
+    with quota_server.client(token) as api:
+        kept = new_volume(api, size_mb=8, quota_policy="dynamic")
+        grown = new_volume(api, size_mb=4, quota_policy="dynamic")
+        failed(dynamic(api, 4, name=kept["name"]), 23)
+        assert patch(api, grown, "size_mb", value=12)["status"] == "success"
+        clone = ok(api.post("/v1/volumes/clone", json={"uuid": kept["uuid"]}))
+        wait_until(api, clone["uuid"], ("available",))
+        template = new_volume(api, size_mb=6, quota_policy="dynamic")
+        ok(api.post("/v1/volumes/templates", json={"uuid": template["uuid"]}))
+        born = {"name": unique("i"), "image": "x", "memory_mb": 64}
+        born["volumes"] = [{"size_mb": 10, "at": "/data"}]
+        instance = ok(api.post("/v1/instances", json=born), "instances")
+        assert quotas(api)["used"]["volumes"] == 5
+        ok(api.delete(f"/v1/instances/{instance['uuid']}"), "instances")
+        ok(api.delete(f"/v1/volumes/{kept['uuid']}"))
+
+        def recount() -> tuple[int, int]:
+            listed = items(api.get("/v1/volumes"))
+            listed += items(api.get("/v1/volumes/templates"))
+            return len(listed), sum(item["size_mb"] for item in listed)
+
+        wait_for(lambda: recount()[0] == 3)
+        used = quotas(api)["used"]
+        assert (used["volumes"], used["total_volume_mb"]) == recount() == (3, 12 + 8 + 6)

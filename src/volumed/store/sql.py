@@ -116,7 +116,7 @@ class SqlStore:
                 await db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
             await db.execute(migrations.CREATE_VERSION_TABLE)
             done = {r[0] for r in await db.fetchall("SELECT version FROM schema_migrations")}
-            for migration in migrations.all_migrations():
+            for migration in migrations.all_migrations(self.dialect):
                 if migration.version in done:
                     continue
                 for statement in migration.statements():
@@ -138,7 +138,7 @@ class SqlStore:
         done: set[int] = set()
         if found[0]:
             done = {r[0] for r in await self._db.fetchall("SELECT version FROM schema_migrations")}
-        return [m.version for m in migrations.all_migrations() if m.version not in done]
+        return [m.version for m in migrations.all_migrations(self.dialect) if m.version not in done]
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers (and, for SQLite, is still
@@ -1127,12 +1127,11 @@ class SqlStore:
         return QuotaUsage(volumes, total_mb, int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
     async def _volume_usage(self, db: Queries, owner_id: str) -> tuple[int, int]:
+        # Kept by triggers (migration 0009) in the transaction of every volume change.
         row = await db.fetchone(
-            "SELECT count(*), COALESCE(SUM(COALESCE(pending_size_mb, size_mb)), 0) "
-            "FROM volumes WHERE owner_id = ? AND deleted = 0",
-            (owner_id,),
+            "SELECT volumes, total_mb FROM tenant_usage WHERE owner_id = ?", (owner_id,)
         )
-        return int(row[0]), int(row[1])
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     async def _check_room(
         self, db: Queries, owner_id: str, limits: QuotaLimits, volumes: int, size_mb: int

@@ -33,7 +33,7 @@ def status(app: App) -> None:
         pending = run(store.pending_migrations())
     finally:
         run(store.close())
-    for migration in migrations.all_migrations():
+    for migration in migrations.all_migrations(store.dialect):
         mark = "pending" if migration.version in pending else "applied"
         click.echo(f"{migration.version:04d}  {mark:8}  {migration.name}")
     if pending:
