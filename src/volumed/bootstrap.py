@@ -17,6 +17,7 @@ from volumed.api.auth import Authenticator, FailureLimiter, new_token, token_dig
 from volumed.api.clones import CloneHandlers
 from volumed.api.events import EventHandlers
 from volumed.api.health import HealthHandlers
+from volumed.api.instance_logs import InstanceLogHandlers
 from volumed.api.instances import InstanceHandlers
 from volumed.api.meta import MetaHandlers
 from volumed.api.metros import MetroHandlers
@@ -34,13 +35,14 @@ from volumed.domain.instances import InstanceLimits, InstanceService
 from volumed.domain.model import User
 from volumed.domain.ports import NameTaken, QuotaLimits, Store
 from volumed.domain.quotas import QuotaService
+from volumed.domain.runtime import InstanceRuntime
 from volumed.domain.templates import TemplateService
 from volumed.domain.transfers import IMPORT_JOB, TransferService
 from volumed.domain.updates import UpdateService
 from volumed.domain.volumes import VolumeLimits, VolumeService
 from volumed.logs import AccessLog
 from volumed.metrics import Metrics, snapshot_source
-from volumed.runtime import RecordOnlyRuntime
+from volumed.runtime.choose import choose_runtime
 from volumed.settings import Settings, SettingsError
 from volumed.storage import Ext4ImageDriver
 from volumed.store.db import Database, PostgresDatabase, SqliteDatabase
@@ -68,8 +70,13 @@ class Services:
     """The Prometheus instruments; None when ``metrics_port`` is 0."""
     http: ObservedApp | None = None
     """What ``serve`` serves: ``app`` inside the access log and the request metrics."""
+    runtime: InstanceRuntime | None = None
+    runtime_note: str = ""
+    """Which runtime and accelerator instances use, and why, for ``serve``'s log."""
 
     async def close(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.close()
         await self.store.close()
         if self.lock_file is not None:
             self.lock_file.close()
@@ -153,18 +160,21 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         quotas=quotas,
         from_template=clones.create_from_template,
     )
+    chosen = choose_runtime(settings)
     instances = InstanceService(
         store,
         storage,
         volumes,
-        RecordOnlyRuntime(),
+        chosen.runtime,
         InstanceLimits(volumes_per_instance=settings.volumes_per_instance),
         wake_worker=worker.wake,
+        node=settings.node,
     )
     attachments = AttachmentService(store, volumes_per_instance=settings.volumes_per_instance)
     router = Router()
     VolumeHandlers(volumes).register(router)
     InstanceHandlers(instances).register(router)
+    InstanceLogHandlers(instances).register(router)
     AttachmentHandlers(attachments).register(router)
     transfers = TransferService(
         store, storage, worker_id=worker.worker_id, lease_us=worker.lease_us
@@ -199,6 +209,8 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     )
     services = Services(settings, store, storage, volumes, worker, app, lock_file)
     services.instances = instances
+    services.runtime = chosen.runtime
+    services.runtime_note = f"{chosen.runtime.name} (accelerator: {chosen.accel}; {chosen.why})"
     services.metrics = metrics
     if metrics is not None:
         metrics.read_snapshots_from(

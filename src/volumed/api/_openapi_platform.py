@@ -106,7 +106,36 @@ def instance_paths() -> Paths:
             ),
         },
     }
-    return paths | _start_stop("start") | _start_stop("stop")
+    return paths | _start_stop("start") | _start_stop("stop") | _log_paths()
+
+
+def _log_paths() -> Paths:
+    return {
+        "/v1/instances/log": {
+            "get": operation(
+                "get_instance_logs",
+                "Get instances' console output (also by uuid/name/offset/limit in the query)",
+                "instances",
+                results("InstanceLogResult", "The console output", _INSTANCES),
+                body=json_body(
+                    items_body("GetInstancesLogsRequestItem", min_items=1)["content"][
+                        "application/json"
+                    ]["schema"],
+                    required=False,
+                ),
+            )
+        },
+        "/v1/instances/{uuid}/log": {
+            "get": operation(
+                "get_instance_logs_by_uuid",
+                "Get one instance's console output",
+                "instances",
+                results("InstanceLogResult", "The console output", _INSTANCES),
+                parameters=BY_UUID,
+                body=json_body(ref("GetInstanceLogsByUUIDRequestBody"), required=False),
+            )
+        },
+    }
 
 
 def account_paths() -> Paths:

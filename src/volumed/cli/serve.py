@@ -72,6 +72,7 @@ async def _serve(settings: Settings) -> None:
     from volumed.cli._lifecycle import run_server
 
     services = await bootstrap(settings)
+    logging.getLogger("volumed").info("instance runtime: %s", services.runtime_note)
     token = await ensure_default_user(services.store, settings)
     if token is not None and sys.stderr.isatty():
         click.echo(
