@@ -1,6 +1,8 @@
 # Sourced by scripts/serve and scripts/test: make a fresh machine ready, idempotently.
 # Installs the system tools volumed drives (e2fsprogs, util-linux) with apt when missing,
-# and the Python package with its pinned dependencies into ./.venv.
+# and the Python package with its pinned dependencies into ./.venv. With
+# VOLUMED_NEEDS_BROWSER=1 (scripts/test) also Debian's chromium, which the console tests
+# drive through Playwright (Playwright never downloads a browser of its own here).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +14,9 @@ for tool in mke2fs:e2fsprogs e2fsck:e2fsprogs resize2fs:e2fsprogs debugfs:e2fspr
             fallocate:util-linux cp:coreutils; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
 done
+if [ "${VOLUMED_NEEDS_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+    need_apt+=(chromium)
+fi
 if ((${#need_apt[@]})); then
     echo "installing system packages: ${need_apt[*]}" >&2
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
