@@ -82,7 +82,11 @@ def test_counts_match_a_known_sequence_of_requests(ops_server: Callable[..., Ops
         assert ("volumed_job_failures_total", frozenset({("kind", kind)})) in samples
         assert value(samples, "volumed_job_failures_total", kind=kind) == 0
     store = "volumed_store_operation_duration_seconds_count"
-    assert value(samples, store, operation="get_volume") >= gets
+    # The point reads on every request's path are not timed (their cost was the timer's).
+    assert (
+        "volumed_store_operation_duration_seconds_count",
+        frozenset({("operation", "get_volume")}),
+    ) not in samples
     assert value(samples, store, operation="begin_delete") == 1
     assert value(samples, "process_resident_memory_bytes") > 0
 
