@@ -5,6 +5,9 @@
 # VOLUMED_LOCK names the lock file to install (requirements/<name>.txt): `runtime` (what
 # `volumed serve` needs), `postgres` (plus asyncpg) or `dev` (everything, the default:
 # tests, linters, and the tools a test needs, such as systemd-analyze).
+#
+# VOLUMED_NEEDS_BROWSER=1 (scripts/test) also installs Debian's chromium, which the console
+# tests drive through Playwright (Playwright never downloads a browser of its own here).
 set -euo pipefail
 VOLUMED_LOCK="${VOLUMED_LOCK:-dev}"
 
@@ -18,6 +21,9 @@ for tool in mke2fs:e2fsprogs e2fsck:e2fsprogs resize2fs:e2fsprogs debugfs:e2fspr
             $([ "$VOLUMED_LOCK" = dev ] && echo systemd-analyze:systemd); do
     command -v "${tool%%:*}" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
 done
+if [ "${VOLUMED_NEEDS_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+    need_apt+=(chromium)
+fi
 if ((${#need_apt[@]})); then
     echo "installing system packages: ${need_apt[*]}" >&2
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -101,6 +101,9 @@ def serve_and_create(
             pass
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.05)
+    # The console's and the docs' assets ship in the wheel and its dependencies.
+    for asset in ("/console/", "/console/volumes.js", "/docs", "/docs/swagger-ui-bundle.js"):
+        assert httpx.get(url + asset, timeout=5).status_code == 200, asset
     token = (workdir / ".volumed" / "token").read_text().strip()
     client_env = {**env, "VOLUMED_URL": url, "VOLUMED_TOKEN": token}
     created = subprocess.run(

@@ -131,6 +131,7 @@ class SqlStore:
                 await db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
             await db.execute(migrations.CREATE_VERSION_TABLE)
             done = {r[0] for r in await db.fetchall("SELECT version FROM schema_migrations")}
+            migrations.check_known(done, self.dialect)
             for migration in migrations.all_migrations(self.dialect):
                 if migration.version in done:
                     continue
@@ -144,16 +145,20 @@ class SqlStore:
         return applied_now
 
     async def pending_migrations(self) -> list[int]:
+        done = await self.applied_migrations()
+        return [m.version for m in migrations.all_migrations(self.dialect) if m.version not in done]
+
+    async def applied_migrations(self) -> set[int]:
+        """The versions recorded in the database (none before the first migration)."""
         found = await self._db.fetchone(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
             if self.dialect == "postgresql"
             else "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
             ("schema_migrations",),
         )
-        done: set[int] = set()
-        if found[0]:
-            done = {r[0] for r in await self._db.fetchall("SELECT version FROM schema_migrations")}
-        return [m.version for m in migrations.all_migrations(self.dialect) if m.version not in done]
+        if not found[0]:
+            return set()
+        return {r[0] for r in await self._db.fetchall("SELECT version FROM schema_migrations")}
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers (and, for SQLite, is still
