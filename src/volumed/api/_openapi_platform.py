@@ -18,7 +18,7 @@ from volumed.api._openapi_operations import (
     operation,
     results,
 )
-from volumed.api._openapi_schemas import Schema, ref
+from volumed.api._openapi_schemas import Schema, one_or_many, ref
 
 _INSTANCES = "instances"
 
@@ -117,12 +117,7 @@ def _log_paths() -> Paths:
                 "Get instances' console output (also by uuid/name/offset/limit in the query)",
                 "instances",
                 results("InstanceLogResult", "The console output", _INSTANCES),
-                body=json_body(
-                    items_body("GetInstancesLogsRequestItem", min_items=1)["content"][
-                        "application/json"
-                    ]["schema"],
-                    required=False,
-                ),
+                body=json_body(one_or_many(ref("GetInstancesLogsRequestItem")), required=False),
             )
         },
         "/v1/instances/{uuid}/log": {
