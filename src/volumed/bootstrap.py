@@ -18,6 +18,7 @@ from volumed.api.clones import CloneHandlers
 from volumed.api.console import ConsoleHandlers
 from volumed.api.events import EventHandlers
 from volumed.api.health import HealthHandlers
+from volumed.api.images import ImageHandlers
 from volumed.api.instance_logs import InstanceLogHandlers
 from volumed.api.instances import InstanceHandlers
 from volumed.api.meta import MetaHandlers
@@ -44,6 +45,7 @@ from volumed.domain.volumes import VolumeLimits, VolumeService
 from volumed.logs import AccessLog
 from volumed.metrics import Metrics, snapshot_source
 from volumed.runtime.choose import choose_runtime
+from volumed.runtime.images import ImageCatalog
 from volumed.settings import Settings, SettingsError
 from volumed.storage import Ext4ImageDriver
 from volumed.store.db import Database, PostgresDatabase, SqliteDatabase
@@ -176,6 +178,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     VolumeHandlers(volumes).register(router)
     InstanceHandlers(instances).register(router)
     InstanceLogHandlers(instances).register(router)
+    ImageHandlers(ImageCatalog(settings.guest_images_dir.resolve())).register(router)
     AttachmentHandlers(attachments).register(router)
     transfers = TransferService(
         store, storage, worker_id=worker.worker_id, lease_us=worker.lease_us

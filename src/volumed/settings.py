@@ -108,6 +108,11 @@ class Settings:
         return self.data_dir / "images"
 
     @property
+    def guest_images_dir(self) -> Path:
+        """Images imported with ``volumed image import`` (shared by replicas)."""
+        return self.data_dir / "guest-images"
+
+    @property
     def token_file(self) -> Path:
         return self.data_dir / "token"
 

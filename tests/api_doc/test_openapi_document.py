@@ -52,6 +52,7 @@ EXPECTED_OPERATIONS = {
     ("GET", "/v1/instances/wait"),
     ("GET", "/v1/instances/log"),
     ("GET", "/v1/instances/{uuid}/log"),
+    ("GET", "/v1/images"),
     ("PUT", "/v1/instances/wait"),
     ("GET", "/volumed/v1/volumes/{uuid}/events"),
     ("PUT", "/volumed/v1/volumes/{uuid}/import"),
@@ -246,6 +247,7 @@ def test_bodies_are_optional_only_where_the_server_allows_none() -> None:
         ("DELETE", "/v1/instances/{uuid}"),
         ("GET", "/v1/instances/log"),
         ("GET", "/v1/instances/{uuid}/log"),
+        ("GET", "/v1/images"),
     }
 
 

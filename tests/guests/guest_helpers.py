@@ -47,18 +47,19 @@ def new_volume(api: httpx.Client, size_mb: int = 16, **extra: Any) -> dict[str, 
 
 def guest(
     api: httpx.Client,
-    script: str,
+    script: str | None,
     volumes: list[dict[str, Any]],
     *,
     env: dict[str, str] | None = None,
     autostart: bool = True,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Create (and by default start) a busybox instance that runs ``sh -c script``."""
+    """Create (and by default start) a busybox instance that runs ``sh -c script`` (None:
+    the image's own command, or ``args`` in ``extra``)."""
     body = {
         "name": unique("g"),
         "image": "busybox",
-        "args": ["sh", "-c", script],
+        **({} if script is None else {"args": ["sh", "-c", script]}),
         "env": env or {},
         "volumes": volumes,
         "autostart": autostart,

@@ -3,14 +3,18 @@ and read-only, exits and stops carry the SDK's stop reasons, and logs are kept."
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import io
 import secrets
 import subprocess
 import sys
 import tarfile
+from typing import Any
 
 import httpx
 
+from tests.cli.conftest import run_cli
 from tests.conftest import LiveServer
 from tests.guests.guest_helpers import (
     console,
@@ -149,3 +153,30 @@ def test_an_unknown_image_and_too_much_memory_are_per_item_errors(gapi: httpx.Cl
     assert "not known" in unknown["message"], unknown
     huge = guest(gapi, "true", [], memory_mb=60_000)
     assert "cannot hold" in huge["message"], huge
+
+
+def test_logs_through_the_sdk_and_the_cli(gapi: httpx.Client, guest_server: LiveServer) -> None:
+    from unikraft_cloud import UnikraftCloud
+
+    printer = guest(gapi, "echo first-line; echo second-line; sleep 1; echo last-line", [])
+    assert printer["state"] == "running", printer
+    # --follow prints until the instance stops, then exits by itself.
+    followed = run_cli("instance", "logs", printer["name"], "--follow", server=guest_server)
+    assert followed.code == 0, followed.err
+    assert "first-line\r\nsecond-line\r\nlast-line\r\n" in followed.out, followed.out
+
+    async def read() -> tuple[Any, Any]:
+        async with UnikraftCloud(token=guest_server.token, base_url=guest_server.url) as ukc:
+            whole = await ukc.instances.get(uuid=printer["uuid"]).logs()
+            tail = await ukc.instances.get(uuid=printer["uuid"]).logs(offset=-13, limit=5)
+            return whole, tail
+
+    whole, tail = asyncio.run(read())
+    text = base64.b64decode(whole.output).decode()
+    assert text == followed.out
+    end = whole.available.end
+    assert whole.available.start == 0 and end == len(text.encode())
+    assert (tail.range.start, tail.range.end) == (end - 13, end - 8)
+    assert base64.b64decode(tail.output) == text.encode()[end - 13 : end - 8]
+    last = run_cli("instance", "logs", printer["uuid"], "--tail", "13", server=guest_server)
+    assert last.code == 0 and last.out == text[-13:], last

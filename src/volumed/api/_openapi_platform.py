@@ -111,6 +111,18 @@ def instance_paths() -> Paths:
 
 def _log_paths() -> Paths:
     return {
+        "/v1/images": {
+            "get": operation(
+                "get_images",
+                "List the images instances may name (busybox and imported ones)",
+                "instances",
+                ok(
+                    "The images; an unknown tag or digest gives an error item (8).",
+                    items("Image", "images"),
+                ),
+                body=json_body(one_or_many(ref("GetImagesRequestTagOrDigest")), required=False),
+            )
+        },
         "/v1/instances/log": {
             "get": operation(
                 "get_instance_logs",

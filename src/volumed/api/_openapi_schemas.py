@@ -350,6 +350,7 @@ def _instance_requests() -> dict[str, Schema]:
             description="offset < 0 counts from the end; limit defaults to 65536 bytes.",
         ),
         "GetInstanceLogsByUUIDRequestBody": closed({"offset": _INT, "limit": _INT}),
+        "GetImagesRequestTagOrDigest": closed({"tag": _STRING, "digest": _STRING}),
         "WaitInstancesRequestItem": closed(
             _LOOSE_ID | {"state": ref("InstanceState"), "timeout_s": _INT, "timeout_ms": _INT},
             description="state defaults to running.",
@@ -385,6 +386,20 @@ def _instance_responses() -> dict[str, Schema]:
                 "stop_code": _INT,
             },
             description="An instance; with details=false only uuid and name.",
+        ),
+        "Image": open_object(
+            {
+                "status": ref("ItemStatus"),
+                "url": _STRING,
+                "tags": array(_STRING),
+                "digest": _STRING,
+                "created_at": _DATE_TIME,
+                "initrd_or_rom": _BOOL,
+                "size_in_bytes": _INT,
+                "args": array(_STRING),
+                "env": _string_map(),
+            },
+            description="url is the image's name; args its entrypoint and cmd.",
         ),
         "InstanceLogResult": _result(
             {

@@ -181,6 +181,11 @@ class WaitByUuidBody(Body):
     timeout_ms: Int64 | None = None
 
 
+class ImageRefBody(Body):
+    tag: str | None = None
+    digest: str | None = None
+
+
 class LogsByUuidBody(Body):
     offset: Int64 | None = None
     limit: Int64 | None = None

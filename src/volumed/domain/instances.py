@@ -224,6 +224,7 @@ class InstanceService:
         drain_timeout_ms: int | None = None,
     ) -> Transition:
         instance = await self.get(user, ref)
+        self._check_node(instance)
         for _ in range(_ATTEMPTS):
             target = check_instance(InstanceOp.STOP, instance.state, label(instance))
             if target is KEEP:
@@ -276,6 +277,7 @@ class InstanceService:
 
     async def delete(self, user: User, ref: Ref) -> Transition:
         instance = await self.get(user, ref)
+        self._check_node(instance)
         previous = instance.state
         for _ in range(_ATTEMPTS):
             target = check_instance(InstanceOp.DELETE, instance.state, label(instance))
@@ -345,6 +347,22 @@ class InstanceService:
 
     # ------------------------------------------------------------------ recovery
 
+    def _elsewhere(self, instance: Instance) -> bool:
+        """Its guest runs (or may run) on another node, which alone can stop it."""
+        return (
+            self._runtime.node_bound
+            and instance.state is not InstanceState.STOPPED
+            and instance.node is not None
+            and instance.node != self._node
+        )
+
+    def _check_node(self, instance: Instance) -> None:
+        if self._elsewhere(instance):
+            raise errors.FailedOperation(
+                f"Instance {label(instance)} runs on node {instance.node}; send the "
+                "request to that server"
+            )
+
     async def _guest_exited(self, instance_uuid: str, outcome: GuestExit) -> None:
         """A guest ended by itself: the instance is stopped, its volumes idle."""
         expected = instance_states_leading(InstanceOp.EXIT, InstanceState.STOPPED)
@@ -381,6 +399,8 @@ class InstanceService:
             await self._guest_exited(uuid, outcome)
         count = 0
         for instance in await self._store.transitional_instances():
+            if self._elsewhere(instance):
+                continue
             try:
                 if instance.state is InstanceState.STARTING:
                     await self._boot(instance)

@@ -112,6 +112,8 @@ class InstanceRuntime(Protocol):
 
     name: str
     """``qemu`` or ``record``, for the logs."""
+    node_bound: bool
+    """Guests live on the node that started them: only that node can stop them."""
 
     def watch(self, on_exit: ExitHandler) -> None:
         """Report every guest that ends by itself (not through :meth:`stop`) to

@@ -23,7 +23,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["GUEST_MODULES", "INIT_SCRIPT", "GuestDisk", "instance_script"]
+__all__ = ["GUEST_MODULES", "INIT_SCRIPT", "ROOTFS_SERIAL", "GuestDisk", "instance_script"]
 
 GUEST_MODULES = (
     "virtio_ring",
@@ -34,6 +34,7 @@ GUEST_MODULES = (
     "virtio_mmio",
     "virtio_blk",
     "virtio_console",
+    "overlay",
 )
 """Kernel modules the init loads, in dependency order (ext4 is built into the kernel)."""
 
@@ -68,17 +69,38 @@ halt_guest() {
     poweroff -f
 }
 fail() { say "fail $*"; halt_guest; }
-mount_volume() {  # serial, mount point, options
+find_disk() {  # serial -> $dev
     dev=""
     for _ in $(seq 100); do
         for d in /sys/block/vd*; do
             [ "$(cat "$d/serial" 2>/dev/null)" = "$1" ] && dev="/dev/${d##*/}"
         done
-        [ -n "$dev" ] && break
+        [ -n "$dev" ] && return 0
         sleep 0.05
     done
-    [ -n "$dev" ] || fail "the disk of the volume at $2 did not appear"
-    mkdir -p "$2" && mount -t ext4 -o "$3" "$dev" "$2" || fail "cannot mount the volume at $2"
+    return 1
+}
+ROOT=""
+use_rootfs() {  # serial of the image's disk: a read-only root under a tmpfs overlay
+    find_disk "$1" || fail "the image's disk did not appear"
+    mkdir -p /image /layer /newroot
+    mount -t ext4 -o ro "$dev" /image || fail "cannot mount the image"
+    mount -t tmpfs tmpfs /layer && mkdir -p /layer/upper /layer/work
+    mount -t overlay overlay -o lowerdir=/image,upperdir=/layer/upper,workdir=/layer/work \
+        /newroot || fail "cannot lay the image's root out"
+    mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp
+    mount -t proc proc /newroot/proc
+    mount -t sysfs sysfs /newroot/sys
+    mount -t devtmpfs devtmpfs /newroot/dev
+    # Our busybox, to change to the working directory after chroot (which cds to /)
+    # even in an image without a shell.
+    mkdir -p /newroot/.volumed && cp /bin/busybox /newroot/.volumed/busybox
+    ROOT=/newroot
+}
+mount_volume() {  # serial, mount point, options
+    find_disk "$1" || fail "the disk of the volume at $2 did not appear"
+    mkdir -p "$ROOT$2" && mount -t ext4 -o "$3" "$dev" "$ROOT$2" \
+        || fail "cannot mount the volume at $2"
 }
 . /volumed/instance.sh
 say ready
@@ -112,20 +134,38 @@ class GuestDisk:
     readonly: bool
 
 
+ROOTFS_SERIAL = "rootfs"
+
+
 def instance_script(
-    disks: Sequence[GuestDisk], argv: Sequence[str], env: Mapping[str, str], workdir: str
+    disks: Sequence[GuestDisk],
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    workdir: str,
+    *,
+    rootfs: bool = False,
 ) -> str:
-    """The shell the init sources: mount ``disks``, then define ``run_workload``."""
-    lines = [
+    """The shell the init sources: lay out the image's root (``rootfs``: its disk has
+    serial ``rootfs``), mount ``disks``, then define ``run_workload``."""
+    lines = [f"use_rootfs {ROOTFS_SERIAL}"] if rootfs else []
+    lines += [
         f"mount_volume {shlex.quote(d.serial)} {shlex.quote(d.at)} "
         + ("ro" if d.readonly else "rw")
         for d in disks
     ]
     lines.append("run_workload() {")
-    lines.append(f"    cd {shlex.quote(workdir or '/')} || exit 126")
     for name, value in env.items():
         if _ENV_NAME.fullmatch(name):
             lines.append(f"    export {name}={shlex.quote(value)}")
-    lines.append("    exec " + " ".join(shlex.quote(a) for a in argv))
+    words = " ".join(shlex.quote(a) for a in argv)
+    if rootfs:
+        enter = 'cd "$0" || exit 126; exec "$@"'
+        lines.append(
+            '    exec chroot "$ROOT" /.volumed/busybox sh -c '
+            f"{shlex.quote(enter)} {shlex.quote(workdir or '/')} {words}"
+        )
+    else:
+        lines.append(f"    cd {shlex.quote(workdir or '/')} || exit 126")
+        lines.append(f"    exec {words}")
     lines.append("}")
     return "\n".join(lines) + "\n"

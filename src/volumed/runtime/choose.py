@@ -42,7 +42,7 @@ def choose_runtime(settings: Settings) -> ChosenRuntime:
     run_dir = settings.data_dir.resolve() / "guests" / _UNSAFE.sub("_", settings.node)
     runtime = QemuRuntime(
         assets,
-        ImageCatalog(),
+        ImageCatalog(settings.guest_images_dir.resolve()),
         QemuSettings(
             run_dir=run_dir,
             accel=accel,

@@ -38,7 +38,7 @@ from volumed.domain.runtime import (
 )
 from volumed.runtime._cpio import CpioWriter
 from volumed.runtime._guest import Guest, GuestPaths
-from volumed.runtime._init import GuestDisk, instance_script
+from volumed.runtime._init import ROOTFS_SERIAL, GuestDisk, instance_script
 from volumed.runtime.assets import GuestAssets
 from volumed.runtime.console import ConsoleLog
 from volumed.runtime.images import ImageCatalog
@@ -68,6 +68,7 @@ class QemuSettings:
 
 class QemuRuntime:
     name = "qemu"
+    node_bound = True
 
     def __init__(self, assets: GuestAssets, images: ImageCatalog, settings: QemuSettings) -> None:
         self._assets = assets
@@ -110,6 +111,7 @@ class QemuRuntime:
             image.argv(instance.args),
             image.environment(instance.env),
             image.workdir,
+            rootfs=image.rootfs is not None,
         )
         extra = CpioWriter()
         extra.file("volumed/instance.sh", script.encode())
@@ -118,7 +120,7 @@ class QemuRuntime:
         guest = await Guest.launch(
             instance.uuid,
             paths,
-            self._argv(instance, paths, volumes),
+            self._argv(instance, paths, volumes, image.rootfs),
             ConsoleLog(paths.directory, self._settings.console_limit_bytes),
         )
         guest.memory_mb = instance.memory_mb
@@ -134,7 +136,11 @@ class QemuRuntime:
         return BootInfo(boot_time_us=boot_us)
 
     def _argv(
-        self, instance: Instance, paths: GuestPaths, volumes: Sequence[BootVolume]
+        self,
+        instance: Instance,
+        paths: GuestPaths,
+        volumes: Sequence[BootVolume],
+        rootfs: Path | None,
     ) -> list[str]:
         argv = [
             str(self._assets.qemu),
@@ -157,6 +163,13 @@ class QemuRuntime:
             f"socket,id=ctl,path={paths.control},server=on,wait=off,logfile={paths.status}",
             "-device", "virtserialport,chardev=ctl,name=volumed",
         ]  # fmt: skip
+        if rootfs is not None:
+            argv += [
+                "-drive",
+                f"id=root,file={rootfs},format=raw,if=none,readonly=on",
+                "-device",
+                f"virtio-blk-pci,drive=root,serial={ROOTFS_SERIAL}",
+            ]
         for index, volume in enumerate(volumes):
             # Image paths are volumed's own (<images>/<uuid>.img): no tenant text, no commas.
             readonly = ",readonly=on" if volume.readonly else ""

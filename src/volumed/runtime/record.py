@@ -32,6 +32,7 @@ class RecordOnlyRuntime:
     """Keeps no process. ``started`` counts starts, for diagnostics and tests."""
 
     name = "record"
+    node_bound = False
     accel = "none"
 
     def __init__(self) -> None:
