@@ -1,6 +1,7 @@
 """deploy/volumed.service as systemd reads it: ``systemd-analyze verify`` finds nothing
 to say (it only warns, exit 0, about unknown keys or bad values, so any output fails),
-and ``systemd-analyze security`` rates its exposure at most 3.0 of 10 ("OK"; its --threshold counts tenths).
+and ``systemd-analyze security`` rates its exposure at most 3.0 of 10 ("OK"; its
+``--threshold`` counts tenths).
 
 Both run offline against a scratch root holding the distribution's units, the unit and a
 stand-in for the ExecStart binary (verify insists that it exists), so the host's own
