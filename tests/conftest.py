@@ -213,6 +213,8 @@ class LiveServer:
         env["VOLUMED_TOKEN"] = self.token
         env["VOLUMED_DATA_DIR"] = str(self.data_dir)
         env["VOLUMED_PORT"] = str(self.port)
+        # A busy metrics port makes volumed refuse to start: one of its own for each server.
+        env.setdefault("VOLUMED_METRICS_PORT", str(free_port()))
         if self.database_url:
             env["VOLUMED_DATABASE_URL"] = self.database_url
         with open(self.log_path, "ab") as log:
