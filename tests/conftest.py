@@ -261,8 +261,8 @@ class LiveServer:
 
     def add_user(self, name: str) -> str:
         """Create a tenant with a token through the admin path (the store, directly)."""
-        from volumed.api.auth import new_token, token_digest
         from volumed.domain.model import User
+        from volumed.domain.tokens import new_token, token_digest
 
         token = new_token()
 
