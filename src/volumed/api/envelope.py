@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -43,6 +43,26 @@ def items_envelope(key: str, items: Sequence[AnyItem], started_ns: int, **extra:
     body["data"] = {key: items}
     body["op_time_us"] = op_time_us(started_ns)
     return _encoder.encode(body)
+
+
+def streamed_items_envelope(
+    key: str, pages: AsyncIterator[Sequence[AnyItem]], started_ns: int
+) -> AsyncIterator[bytes]:
+    """The envelope of a listing too long to hold at once, one page of items a chunk:
+    the bytes :func:`items_envelope` would make of the same successful items."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"status":"success","data":{' + _encoder.encode(key) + b":["
+        first = True
+        async for page in pages:
+            if not page:
+                continue
+            encoded = _encoder.encode(page)[1:-1]
+            yield encoded if first else b"," + encoded
+            first = False
+        yield b']},"op_time_us":' + str(op_time_us(started_ns)).encode() + b"}"
+
+    return chunks()
 
 
 def _failed(item: AnyItem) -> bool:
