@@ -165,6 +165,10 @@ class SqlStore:
         the file it was opened as)."""
         await self._db.ping()
 
+    async def probe_write(self) -> None:
+        """Raise StoreFull unless the database has room for a write now."""
+        await self._db.probe_write()
+
     async def close(self) -> None:
         await self._db.close()
 
