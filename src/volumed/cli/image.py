@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from volumed.cli.application import EXIT_USAGE, App, admin_options, pass_app
+from volumed.cli.application import App, admin_options, pass_app
+from volumed.cli.exits import EXIT_USAGE
 
 __all__ = ["image"]
 

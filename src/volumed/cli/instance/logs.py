@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from volumed.cli.application import App, client_options, pass_app
-from volumed.cli.refs import complete_instances
+from volumed.cli.suggest import complete_instances
 
 _CHUNK = 1_048_576
 _FOLLOW_S = 0.5
