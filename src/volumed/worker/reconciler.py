@@ -172,13 +172,17 @@ class Reconciler:
             fields["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
             reason = exc.message if isinstance(exc, StorageError) else "an internal error"
             outcome = await self._retry_or_park(job, reason)
-            log.exception(
-                "job %s on %s failed; %s",
-                job.kind,
-                job.uuid,
-                "it is parked" if outcome == "parked" else "it will be retried",
-                extra=fields,
-            )
+            if outcome == "lost":
+                # Its failure is the takeover's doing (it removed our staged image).
+                log.warning("job %s on %s: %s", job.kind, job.uuid, LeaseLost(job.uuid, job.lease))
+            else:
+                log.exception(
+                    "job %s on %s failed; %s",
+                    job.kind,
+                    job.uuid,
+                    "it is parked" if outcome == "parked" else "it will be retried",
+                    extra=fields,
+                )
         finally:
             heartbeat.cancel()
             self._gave_up.discard(job.uuid)
@@ -199,6 +203,8 @@ class Reconciler:
                     return "parked"
                 return "lost"
             delay_us = self._settings.backoff_us(job.attempts)
+            if not await self._store.retry_job_later(job.uuid, job.lease, delay_us):
+                return "lost"
             await self._store.add_volume_event(
                 job.uuid,
                 job.kind,
@@ -206,7 +212,6 @@ class Reconciler:
                 f"Attempt {job.attempts} failed ({reason}); it will be retried in "
                 f"{delay_us / 1_000_000:g} s",
             )
-            await self._store.retry_job_later(job.uuid, job.lease, delay_us)
         return "retry"
 
     async def _heartbeat(self, job: Job) -> None:
