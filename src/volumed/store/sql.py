@@ -630,6 +630,19 @@ class SqlStore:
                 )
         return job is not None
 
+    async def parked_jobs(self) -> list[dict[str, Any]]:
+        """Parked jobs, oldest volume first: uuid, job, attempts, state, deleted, and the
+        message of the volume's last event (why it was parked)."""
+        db: Queries = self._db
+        rows = await db.fetchall(
+            "SELECT v.uuid, v.job, v.job_attempts AS attempts, v.state, v.deleted, "
+            "(SELECT e.message FROM volume_events e WHERE e.volume_uuid = v.uuid "
+            "ORDER BY e.id DESC LIMIT 1) AS reason "
+            "FROM volumes v WHERE v.job IS NOT NULL AND v.job_parked = 1 "
+            "ORDER BY v.created_at_us"
+        )
+        return [dict(r) for r in rows]
+
     async def unpark_job(self, uuid: str) -> bool:
         async with self._db.transaction() as db:
             job = await db.fetchone(
