@@ -247,7 +247,7 @@ class StoreStats:
     jobs: int
     """Volumes that owe background work (the worker's queue, running jobs included)."""
     parked_jobs: int = 0
-    """Jobs that failed too often and wait for an operator (``volumed admin job retry``)."""
+    """Jobs that failed too often and wait for an operator (``volumed job retry``)."""
 
 
 # ---- instances and attachments: what the two-row compare-and-sets report

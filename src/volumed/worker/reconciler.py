@@ -12,7 +12,7 @@ frozen past its lease cannot change a volume another worker has taken over.
 
 A job that raises is handed back with an exponential back-off; after ``max_attempts``
 it is parked (an error event, the ``volumed_jobs_parked`` gauge) until an operator runs
-``volumed admin job retry``.
+``volumed job retry``.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ class Reconciler:
             if job.attempts >= self._settings.max_attempts:
                 message = (
                     f"Attempt {job.attempts} failed ({reason}); the job is parked until "
-                    f"an operator runs: volumed admin job retry {job.uuid}"
+                    f"an operator runs: volumed job retry {job.uuid}"
                 )
                 if await self._store.park_job(job.uuid, job.lease, message):
                     return "parked"

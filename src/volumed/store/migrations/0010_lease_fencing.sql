@@ -10,7 +10,7 @@
 -- one staged file can only ever happen once).
 --
 -- job_parked: a job that failed max_attempts times waits for an operator
--- (`volumed admin job retry`) instead of being retried for ever.
+-- (`volumed job retry`) instead of being retried for ever.
 ALTER TABLE volumes ADD COLUMN lease_epoch BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE volumes ADD COLUMN publish_epoch BIGINT;
 ALTER TABLE volumes ADD COLUMN job_parked INTEGER NOT NULL DEFAULT 0;
