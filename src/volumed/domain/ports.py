@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from volumed.domain.events import VolumeEvent
+from volumed.domain.audit import VolumeEvent
 from volumed.domain.model import Instance, Ref, User, Volume
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from volumed.storage._extents import copy_written
 from volumed.storage.ext4 import Ext4ImageDriver
 
-__all__ = ["Ext4ImageDriver"]
+__all__ = ["Ext4ImageDriver", "copy_written"]

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from volumed.domain.events import WORKER, EventAction, EventResult, VolumeEvent
+from volumed.domain.audit import WORKER, EventAction, EventResult, VolumeEvent
 from volumed.domain.model import (
     Instance,
     InstanceRef,
