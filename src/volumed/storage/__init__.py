@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from volumed.storage._tar import ImportLimits
 from volumed.storage.ext4 import Ext4ImageDriver
 
-__all__ = ["Ext4ImageDriver"]
+__all__ = ["Ext4ImageDriver", "ImportLimits"]
