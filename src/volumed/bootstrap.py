@@ -15,6 +15,7 @@ from volumed.api.app import VolumedApp
 from volumed.api.attachments import AttachmentHandlers
 from volumed.api.auth import Authenticator, FailureLimiter, new_token, token_digest
 from volumed.api.clones import CloneHandlers
+from volumed.api.console import ConsoleHandlers
 from volumed.api.events import EventHandlers
 from volumed.api.health import HealthHandlers
 from volumed.api.instances import InstanceHandlers
@@ -204,6 +205,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         settings.ready_min_free_mb,
     ).register(router)
     EventHandlers(EventService(store)).register(router)
+    ConsoleHandlers().register(router)
     limiter = FailureLimiter(settings.auth_failures_burst, settings.auth_failures_per_s)
     app = VolumedApp(
         router,

@@ -306,7 +306,7 @@ class Ext4ImageDriver:
         return await self.usage(uuid)
 
     async def export_tar(self, uuid: str) -> AsyncIterator[bytes]:
-        """Dump the file tree now and return it as a tar stream (``debugfs rdump``)."""
+        """Check the file tree now and return it as a tar stream, read from the image."""
         return await self._exports.export_tar(uuid, self.image_path(uuid))
 
     async def discard_transfers(self, uuid: str | None = None) -> None:

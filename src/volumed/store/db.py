@@ -189,7 +189,13 @@ class PostgresDatabase(_PgQueries):
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresDatabase:
-        import asyncpg
+        try:
+            import asyncpg
+        except ImportError:
+            # asyncpg is the optional extra `volumed[postgres]`.
+            raise StoreUnavailable(
+                "PostgreSQL support is not installed: pip install 'volumed[postgres]'"
+            ) from None
 
         with _pg_errors():
             pool = await asyncpg.create_pool(
