@@ -330,3 +330,26 @@ def test_sigterm_does_not_wait_for_a_stalled_import(tmp_path: Path) -> None:
             assert wait_for_state(api, uuid)["state"] == "available"
     finally:
         live.stop()
+
+
+def old_gnu_sparse(extension_blocks: int) -> bytes:
+    """A GNU sparse member ('S') whose map goes on for ``extension_blocks`` blocks of 21
+    extents each, and no data."""
+    header = bytearray(tarfile.TarInfo("sparse").tobuf(format=tarfile.GNU_FORMAT))
+    header[156:157] = tarfile.GNUTYPE_SPARSE
+    header[482] = 1  # more extents follow
+    header[483:495] = b"%011o\0" % (1 << 30)
+    header[148:156] = b"        "
+    header[148:156] = b"%06o\0 " % tarfile.calc_chksums(bytes(header))[0]  # type: ignore[attr-defined]
+    extent = b"".join(b"%011o\0" % value for value in (4096, 1))
+    block = extent * 21 + b"\0" * (512 - 21 * 24)
+    blocks = [bytearray(block) for _ in range(extension_blocks)]
+    for more in blocks[:-1]:
+        more[504] = 1
+    return bytes(header) + b"".join(bytes(b) for b in blocks) + bytes(1024)
+
+
+def test_a_sparse_map_past_the_limit_is_error_7(live: LiveServer, api: httpx.Client) -> None:
+    uuid, content = marked(api)
+    refused(api, uuid, old_gnu_sparse(4000), 7, "is a sparse file of more than 65536 extents")
+    assert_unchanged(live, api, uuid, content)

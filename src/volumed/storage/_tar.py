@@ -48,6 +48,8 @@ _QUEUE_CHUNKS = 16
 _READ_CHUNK = 1 << 16
 _MAX_HEADER_BYTES = 1 << 20
 """A pax or GNU long-name header is read whole by ``tarfile``: keep it small."""
+_MAX_EXTENTS = 65_536
+"""Extents of one sparse file (its map is held in memory)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,15 +252,73 @@ def _extract_all(
 
 
 class _BoundedInfo(tarfile.TarInfo):
-    """``tarfile`` reads a pax or GNU long-name header whole, whatever size it claims."""
+    """``tarfile`` reads a pax or GNU long-name header whole, whatever size it claims, and
+    a GNU sparse file's whole map of extents, however long: both are bounded here."""
 
-    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+    def _proc_gnulong(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
         _check_header(self)
-        return super()._proc_gnulong(tarfile)  # type: ignore[misc, no-any-return]
+        return super()._proc_gnulong(archive)  # type: ignore[misc, no-any-return]
 
-    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+    def _proc_pax(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
         _check_header(self)
-        return super()._proc_pax(tarfile)  # type: ignore[misc, no-any-return]
+        return super()._proc_pax(archive)  # type: ignore[misc, no-any-return]
+
+    def _proc_sparse(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        """An old GNU sparse header and its extension blocks (21 extents each); as
+        ``tarfile`` does, with the number of extents bounded."""
+        structs, extended, real_size = self._sparse_structs  # type: ignore[attr-defined]
+        del self._sparse_structs  # type: ignore[attr-defined]
+        while extended:
+            _check_extents(self, len(structs))
+            block = archive.fileobj.read(tarfile.BLOCKSIZE)
+            if len(block) < tarfile.BLOCKSIZE:
+                raise EOFError("the archive ends inside a sparse file's header")
+            for pos in range(0, 21 * 24, 24):
+                try:
+                    offset = _nti(block[pos : pos + 12])
+                    length = _nti(block[pos + 12 : pos + 24])
+                except ValueError:
+                    break
+                if offset and length:
+                    structs.append((offset, length))
+            extended = bool(block[504])
+        self.sparse = structs
+        self.offset_data = archive.fileobj.tell()
+        archive.offset = self.offset_data + self._block(self.size)  # type: ignore[attr-defined]
+        self.size = real_size
+        return self
+
+    def _proc_gnusparse_10(
+        self, following: tarfile.TarInfo, _pax: dict[str, str], archive: tarfile.TarFile
+    ) -> None:
+        """A pax (1.0) sparse map, stored before the data; as ``tarfile`` does, with the
+        number of extents bounded."""
+        numbers: list[int] = []
+        buf = archive.fileobj.read(tarfile.BLOCKSIZE)
+        count_text, buf = buf.split(b"\n", 1)
+        count = int(count_text)
+        _check_extents(following, count)
+        while len(numbers) < count * 2:
+            if b"\n" not in buf:
+                more = archive.fileobj.read(tarfile.BLOCKSIZE)
+                if not more:
+                    raise EOFError("the archive ends inside a sparse file's map")
+                buf += more
+            number, buf = buf.split(b"\n", 1)
+            numbers.append(int(number))
+        following.offset_data = archive.fileobj.tell()
+        following.sparse = list(zip(numbers[::2], numbers[1::2], strict=True))  # type: ignore[assignment]
+
+
+_nti = tarfile.nti  # type: ignore[attr-defined]
+
+
+def _check_extents(info: tarfile.TarInfo, count: int) -> None:
+    if count > _MAX_EXTENTS:
+        raise ArchiveError(
+            f"Archive member {shown(info.name)} is a sparse file of more than {_MAX_EXTENTS} "
+            "extents"
+        )
 
 
 def _check_header(info: tarfile.TarInfo) -> None:
