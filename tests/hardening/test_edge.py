@@ -154,6 +154,15 @@ def test_a_busy_metrics_port_refuses_to_start(
     assert "VOLUMED_METRICS_PORT" in done.stderr
 
 
+def test_connections_count_per_ipv4_address_or_ipv6_64() -> None:
+    from volumed.edge.tcp import address_key
+
+    assert address_key("192.0.2.7") == "192.0.2.7"
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::9")
+    assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
+
+
 def test_guard_settings_are_checked() -> None:
     from volumed.settings import Settings, SettingsError
 

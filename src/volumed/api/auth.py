@@ -18,24 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-import secrets
 import time
 
 from volumed.api.http import RequestError
 from volumed.domain.model import User
 from volumed.domain.ports import Store
 
-TOKEN_PREFIX = "vd_"  # noqa: S105 - a public marker, not a secret
 _CACHE_TTL_S = 2.0
 _CACHE_MAX = 10_000
-
-
-def new_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 class FailureLimiter:

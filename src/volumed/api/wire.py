@@ -55,19 +55,21 @@ def rfc3339(seconds: int) -> str:
 
 
 def volume_item(volume: Volume) -> VolumeItem:
+    # The states are StrEnums, which msgspec encodes as their value: no ``.value`` here.
+    attached, mounted = volume.attached_to, volume.mounted_by
     return VolumeItem(
         "success",
         volume.uuid,
         volume.name,
         rfc3339(volume.created_at_us // 1_000_000),
-        volume.state.value,
+        volume.state,
         volume.size_mb,
         volume.persistent,
-        [AttachedInstance(a.uuid, a.name) for a in volume.attached_to],
-        [MountingInstance(m.uuid, m.name, m.readonly) for m in volume.mounted_by],
+        [AttachedInstance(a.uuid, a.name) for a in attached] if attached else [],
+        [MountingInstance(m.uuid, m.name, m.readonly) for m in mounted] if mounted else [],
         volume.tags,
-        volume.quota_policy.value,
-        volume.access_mode.value,
+        volume.quota_policy,
+        volume.access_mode,
         volume.delete_lock,
         volume.filesystem,
         volume.free_mb,

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from volumed.domain.events import WORKER, EventAction, EventResult, VolumeEvent
+from volumed.domain.audit import WORKER, EventAction, EventResult, VolumeEvent
 from volumed.domain.model import (
     Instance,
     InstanceRef,
@@ -164,6 +164,10 @@ class SqlStore:
         """Raise StoreUnavailable unless the database answers (and, for SQLite, is still
         the file it was opened as)."""
         await self._db.ping()
+
+    async def probe_write(self) -> None:
+        """Raise StoreFull unless the database has room for a write now."""
+        await self._db.probe_write()
 
     async def close(self) -> None:
         await self._db.close()
@@ -552,15 +556,6 @@ class SqlStore:
             lease_owner=worker_id,
         )
 
-    async def next_lease_expiry_us(self) -> int | None:
-        db: Queries = self._db
-        row = await db.fetchone("SELECT MIN(lease_until_us) FROM volumes WHERE job IS NOT NULL")
-        return None if row[0] is None else int(row[0])
-
-    async def count_jobs(self) -> int:
-        db: Queries = self._db
-        return int((await db.fetchone("SELECT count(*) FROM volumes WHERE job IS NOT NULL"))[0])
-
     async def stats(self) -> StoreStats:
         db: Queries = self._db
         by_state: dict[str, int] = {}
@@ -675,16 +670,6 @@ class SqlStore:
                     message=message,
                 )
         return bool(won)
-
-    async def job_volume_exists(self, uuid: str) -> bool:
-        db: Queries = self._db
-        row = await db.fetchone("SELECT 1 FROM volumes WHERE uuid = ?", (uuid,))
-        return row is not None
-
-    async def all_volume_uuids(self) -> set[str]:
-        """Every row, deleted-pending ones included (for orphan checks)."""
-        db: Queries = self._db
-        return {r[0] for r in await db.fetchall("SELECT uuid FROM volumes")}
 
     # ------------------------------------------------------------------ instances (reads)
 
