@@ -180,8 +180,6 @@ def main() -> None:
         "VOLUMED_TOKEN": token,
         "VOLUMED_URL": f"http://127.0.0.1:{port}",
         "VOLUMED_LOG_LEVEL": "warning",
-        # Metrics off: a busy default metrics port would stop the server from starting.
-        "VOLUMED_METRICS_PORT": "0",
     }
     server = subprocess.Popen(
         [PYTHON, "-m", "volumed", "serve"],
