@@ -135,6 +135,8 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         WorkerSettings(
             lease_s=settings.worker_lease_s,
             poll_s=settings.worker_poll_s,
+            max_attempts=settings.worker_max_attempts,
+            retry_backoff_s=settings.worker_retry_backoff_s,
             concurrency=settings.worker_concurrency,
         ),
         on_job_done=metrics.job_done if metrics is not None else None,
@@ -188,7 +190,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     worker.register(IMPORT_JOB, transfers.recover_import)
     TransferHandlers(transfers, idle_timeout_s=settings.import_idle_timeout_s).register(router)
     updates = UpdateService(store, storage, quotas, wake_worker=worker.wake)
-    VolumeJobs(store, storage).register(worker)
+    VolumeJobs(store, storage, max_attempts=settings.worker_max_attempts).register(worker)
     UpdateHandlers(updates).register(router)
     CloneHandlers(clones).register(router)
     TemplateHandlers(TemplateService(store, storage, wake_worker=worker.wake), updates).register(

@@ -53,10 +53,12 @@ log = logging.getLogger("volumed.metrics")
 MIB = 1024 * 1024
 JOB_KINDS = ("format", "delete", "clone", "grow", "import")
 """Job kinds whose series exist from the start (others appear when they first run)."""
-JOB_OUTCOMES = ("ok", "retry", "failed")
-"""``retry``: the attempt raised and the job will run again; ``failed``: the job gave up
-and left the volume in ``error``. (``interrupted``, a job cut short by shutdown, appears
-when it first happens.)"""
+JOB_OUTCOMES = ("ok", "retry", "failed", "parked", "lost")
+"""``retry``: the attempt raised and the job will run again (after a back-off);
+``failed``: the job gave up and left the volume in ``error``; ``parked``: it raised too
+often and waits for an operator; ``lost``: another worker took it over (this one's lease
+had run out). (``interrupted``, a job cut short by shutdown, appears when it first
+happens.)"""
 
 _REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -188,7 +190,7 @@ class Metrics(Collector):
 
     def job_done(self, kind: str, seconds: float, outcome: str) -> None:
         self._jobs.observe((kind, outcome), seconds)
-        if outcome in ("retry", "failed"):
+        if outcome in ("retry", "failed", "parked"):
             self._job_failures.inc((kind,))
 
     def time_store_calls(self, store: object) -> None:
@@ -267,6 +269,11 @@ def _snapshot_families(snap: Snapshot) -> Iterable[Metric]:
         "volumed_worker_queue_depth",
         "Volumes owing background work (running jobs included)",
         stats.jobs,
+    )
+    yield _gauge(
+        "volumed_jobs_parked",
+        "Jobs that failed too often and wait for `volumed job retry`",
+        stats.parked_jobs,
     )
 
 

@@ -70,6 +70,10 @@ class Settings:
     worker_concurrency: int = 4
     worker_lease_s: float = 30.0
     worker_poll_s: float = 1.0
+    worker_max_attempts: int = 5
+    """A job that raises this often is parked until `volumed job retry`."""
+    worker_retry_backoff_s: float = 1.0
+    """Wait before a failed job's second attempt; doubled after each (at most 300 s)."""
     log_level: str = "info"
     log_format: str = "auto"
     """``json``, ``text``, or ``auto``: JSON unless stderr is a terminal."""
@@ -161,6 +165,8 @@ class Settings:
             raise SettingsError("auth_failures_burst must be ≥ 0 and auth_failures_per_s > 0")
 
     def _validate_operations(self) -> None:
+        if self.worker_max_attempts < 1 or self.worker_retry_backoff_s < 0:
+            raise SettingsError("worker_max_attempts must be ≥ 1, worker_retry_backoff_s ≥ 0")
         """Logs, metrics, probes, shutdown and the audit trail."""
         if self.log_format not in ("auto", "json", "text"):
             raise SettingsError("log_format must be auto, json or text")

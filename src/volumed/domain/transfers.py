@@ -14,6 +14,12 @@ storage's import pool); one more is refused with error 5 before the volume is to
 :meth:`TransferService.stop_imports` (on SIGTERM) ends the running ones at once: each
 answers error 10, its volume unchanged, instead of holding the shutdown up.
 
+The new image is built as the staged image of the import's fencing epoch and published
+only by :func:`volumed.domain.fencing.publish`: a server frozen past its lease (its import
+taken over and ended by the worker, another import acknowledged since) loses the
+compare-and-set when it resumes, and its archive is dropped instead of overwriting the
+newer contents.
+
 Export streams the tree of a volume that no running instance has mounted (``Op.EXPORT``).
 """
 
@@ -25,10 +31,12 @@ import logging
 from collections.abc import AsyncIterator
 
 from volumed.domain import errors
+from volumed.domain.fencing import LeaseLost, publish
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.ports import (
     ImportRefused,
     Job,
+    Lease,
     StorageDriver,
     StorageError,
     Store,
@@ -120,13 +128,14 @@ class TransferService:
     ) -> Volume:
         for _ in range(3):
             self._check_importable(volume)
-            if await self._store.begin_import(
+            lease = await self._store.begin_import(
                 user.id,
                 volume.uuid,
                 states_allowing(Op.IMPORT),
                 self._worker_id,
                 self._lease_us,
-            ):
+            )
+            if lease is not None:
                 break
             fresh = await self._store.get_volume(user.id, Ref(uuid=volume.uuid))
             if fresh is None:
@@ -134,7 +143,7 @@ class TransferService:
             volume = fresh
         else:
             raise errors.FailedOperation(f"Volume '{volume.name}' kept changing; try again")
-        await self._run_import(volume, chunks)
+        await self._run_import(volume, lease, chunks)
         return await self.get(user, Ref(uuid=volume.uuid))
 
     def _check_importable(self, volume: Volume) -> None:
@@ -145,15 +154,26 @@ class TransferService:
                 f"Volume {label} is attached to an instance; import needs it detached"
             )
 
-    async def _run_import(self, volume: Volume, chunks: AsyncIterator[bytes]) -> None:
+    async def _run_import(self, volume: Volume, lease: Lease, chunks: AsyncIterator[bytes]) -> None:
         label = f"'{volume.name}'"
-        heartbeat = asyncio.create_task(self._renew(volume.uuid))
+        heartbeat = asyncio.create_task(self._renew(volume.uuid, lease))
         free_mb: int | None = None
+        held = True
         try:
             usage = await self._storage.import_tar(
-                volume.uuid, chunks, reserve=volume.quota_policy is QuotaPolicy.STATIC
+                volume.uuid,
+                chunks,
+                reserve=volume.quota_policy is QuotaPolicy.STATIC,
+                stage=lease.epoch,
             )
+            await publish(self._store, self._storage, volume.uuid, lease)
             free_mb = usage.free_mb
+        except LeaseLost:
+            held = False
+            raise errors.FailedOperation(
+                f"Import into volume {label} was abandoned: this server was held up past its "
+                "lease and the volume was handed back meanwhile; the archive was not applied"
+            ) from None
         except ImportRefused as exc:
             if exc.needed_mb is not None:
                 raise errors.QuotaExceeded(
@@ -166,18 +186,19 @@ class TransferService:
             ) from None
         finally:
             heartbeat.cancel()
-            # Every outcome, cancellation included, hands the volume back.
-            if free_mb is None:
-                free_mb = await self._usage_or_none(volume.uuid)
-            await self._hand_back(volume.uuid, free_mb)
+            # Every outcome, cancellation included, hands the volume back (if still ours).
+            if held:
+                if free_mb is None:
+                    free_mb = await self._usage_or_none(volume.uuid)
+                await self._hand_back(volume.uuid, lease, free_mb)
 
-    async def _hand_back(self, uuid: str, free_mb: int | None) -> None:
+    async def _hand_back(self, uuid: str, lease: Lease, free_mb: int | None) -> None:
         """End the import job. If the store cannot write now (a full disk), the caller
         still gets the import's own answer; the job keeps its lease, and once that runs
         out the reconciler's ``import`` handler hands the volume back."""
         try:
             ended = await self._store.finish_job(
-                uuid, self._worker_id, _BUSY, VolumeState.AVAILABLE.value, free_mb=free_mb
+                uuid, lease, _BUSY, VolumeState.AVAILABLE.value, free_mb=free_mb
             )
         except StoreUnavailable as exc:
             log.warning("import of %s: could not end the job now (%s); the worker will", uuid, exc)
@@ -185,11 +206,11 @@ class TransferService:
         if not ended:
             log.warning("import of %s: lost the job before it ended", uuid)
 
-    async def _renew(self, uuid: str) -> None:
+    async def _renew(self, uuid: str, lease: Lease) -> None:
         interval = self._lease_us / 3_000_000
         while True:
             await asyncio.sleep(interval)
-            if not await self._store.renew_lease(uuid, self._worker_id, self._lease_us):
+            if not await self._store.renew_lease(uuid, lease, self._lease_us):
                 log.warning("import of %s: lost the lease", uuid)
                 return
 
@@ -199,23 +220,24 @@ class TransferService:
         return None
 
     async def recover_import(self, job: Job) -> None:
-        """Reconciler job ``import``: the process streaming an import died. Drop its
-        leftovers; the image in place is complete (the old one, or the new one if the
-        rename happened), so the volume goes back to ``available``."""
+        """Reconciler job ``import``: the process streaming an import died (or was held
+        up past its lease). Drop its leftovers; the image in place is complete (the old
+        one, or the new one if it was committed: the reconciler has finished that
+        rename), so the volume goes back to ``available``."""
         await self._storage.discard_transfers(job.uuid)
         try:
             usage = await self._storage.usage(job.uuid)
         except StorageError as exc:
             await self._store.finish_job(
                 job.uuid,
-                job.lease_owner,
+                job.lease,
                 _BUSY,
                 VolumeState.ERROR.value,
                 message=f"An interrupted import left no usable image: {exc.message}",
             )
             return
         await self._store.finish_job(
-            job.uuid, job.lease_owner, _BUSY, VolumeState.AVAILABLE.value, free_mb=usage.free_mb
+            job.uuid, job.lease, _BUSY, VolumeState.AVAILABLE.value, free_mb=usage.free_mb
         )
         log.info("interrupted import of %s rolled back", job.uuid)
 

@@ -63,19 +63,32 @@ class ImageTransfers:
     # ------------------------------------------------------------------ import
 
     async def import_tar(
-        self, uuid: str, image: Path, chunks: AsyncIterator[bytes], *, reserve: bool, label: str
+        self,
+        uuid: str,
+        image: Path,
+        chunks: AsyncIterator[bytes],
+        *,
+        reserve: bool,
+        label: str,
+        dest: Path | None = None,
+        tag: int | None = None,
     ) -> ExtractStats:
-        """Replace the contents of ``image`` with the archive; see the module docstring."""
+        """Replace the contents of ``image`` with the archive; see the module docstring.
+
+        With ``dest`` the new image is renamed there instead (a staged image, published
+        later), and ``tag`` (the job's epoch) keeps this import's work files apart from
+        those of an import that lost its lease and still runs."""
         action = f"Could not import into volume {uuid}"
         with storage_errors(action, hide_dir=self._images):
             try:
                 size = image.stat().st_size
             except FileNotFoundError as exc:
                 raise StorageError(f"{action}: its image does not exist.") from exc
-        work = self._dir / f"import-{uuid}"
+        name = f"import-{uuid}" if tag is None else f"import-{uuid}-e{tag}"
+        work = self._dir / name
         root = work / "root"
-        tmp = self._dir / f"import-{uuid}.img"
-        await run_blocking(self.discard, uuid)
+        tmp = self._dir / f"{name}.img"
+        await run_blocking(self._discard_work, name)
         try:
             with storage_errors(
                 action, no_space_detail=self._host_note(size, reserve), hide_dir=self._images
@@ -112,10 +125,11 @@ class ImageTransfers:
                 if reserve:
                     await run_blocking(_allocate, tmp, size)
                 await run_blocking(_fsync_file, tmp)
-                await run_blocking(os.replace, tmp, image)
-                await run_blocking(_fsync_dir, image.parent)
+                final = image if dest is None else dest
+                await run_blocking(os.replace, tmp, final)
+                await run_blocking(_fsync_dir, final.parent)
         finally:
-            await run_blocking(self.discard, uuid)
+            await run_blocking(self._discard_work, name)
         return stats
 
     async def _does_not_fit(
@@ -174,11 +188,18 @@ class ImageTransfers:
         if uuid is None:
             _rmtree(self._dir)
             return
-        for path in (
-            self._dir / f"import-{uuid}",
-            self._dir / f"import-{uuid}.img",
-            self._dir / f"import-{uuid}.probe.img",
-        ):
+        self._discard_work(f"import-{uuid}")
+        try:
+            names = os.listdir(self._dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            # The work of imports that lost their lease: import-<uuid>-e<epoch>[.img]
+            if name.startswith(f"import-{uuid}-e"):
+                _rmtree(self._dir / name)
+
+    def _discard_work(self, name: str) -> None:
+        for path in (self._dir / name, self._dir / f"{name}.img", self._dir / f"{name}.probe.img"):
             _rmtree(path)
 
     def leftovers(self) -> list[str]:
