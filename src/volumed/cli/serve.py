@@ -128,6 +128,7 @@ async def _serve(settings: Settings) -> None:
         port=api_socket.getsockname()[1],
         idle_timeout_s=settings.idle_timeout_s,
         per_address=settings.max_connections_per_address,
+        observe=services.metrics.connections_swept if services.metrics is not None else None,
     )
     server = listener.granian_server(
         api_socket,
