@@ -48,7 +48,7 @@ from volumed.metrics import Metrics, snapshot_source
 from volumed.runtime.choose import choose_runtime
 from volumed.runtime.images import ImageCatalog
 from volumed.settings import Settings, SettingsError
-from volumed.storage import Ext4ImageDriver
+from volumed.storage import Ext4ImageDriver, ImportLimits
 from volumed.store.db import Database, PostgresDatabase, SqliteDatabase
 from volumed.store.sql import SqlStore
 from volumed.worker.reconciler import Reconciler, WorkerSettings
@@ -77,6 +77,8 @@ class Services:
     runtime: InstanceRuntime | None = None
     runtime_note: str = ""
     """Which runtime and accelerator instances use, and why, for ``serve``'s log."""
+    transfers: TransferService | None = None
+    """``serve`` stops its running imports on SIGTERM (they do not hold shutdown up)."""
 
     async def close(self) -> None:
         if self.runtime is not None:
@@ -124,7 +126,15 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     settings.images_dir.mkdir(parents=True, exist_ok=True)
     lock_file = _lock_data_dir(settings.data_dir) if exclusive and settings.is_sqlite else None
     store = await open_store(settings)
-    storage = Ext4ImageDriver(settings.images_dir)
+    storage = Ext4ImageDriver(
+        settings.images_dir,
+        import_limits=ImportLimits(
+            max_depth=settings.import_max_depth,
+            max_path_bytes=settings.import_max_path_bytes,
+            cpu_s=settings.import_cpu_s,
+        ),
+        import_threads=settings.import_concurrency,
+    )
     metrics = Metrics() if settings.metrics_port else None
     if metrics is not None:
         metrics.time_store_calls(store)
@@ -184,10 +194,14 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     ImageHandlers(ImageCatalog(settings.guest_images_dir.resolve())).register(router)
     AttachmentHandlers(attachments).register(router)
     transfers = TransferService(
-        store, storage, worker_id=worker.worker_id, lease_us=worker.lease_us
+        store,
+        storage,
+        worker_id=worker.worker_id,
+        lease_us=worker.lease_us,
+        max_imports=settings.import_concurrency,
     )
     worker.register(IMPORT_JOB, transfers.recover_import)
-    TransferHandlers(transfers).register(router)
+    TransferHandlers(transfers, idle_timeout_s=settings.import_idle_timeout_s).register(router)
     updates = UpdateService(store, storage, quotas, wake_worker=worker.wake)
     VolumeJobs(store, storage, max_attempts=settings.worker_max_attempts).register(worker)
     UpdateHandlers(updates).register(router)
@@ -220,6 +234,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     services.runtime = chosen.runtime
     services.runtime_note = f"{chosen.runtime.name} (accelerator: {chosen.accel}; {chosen.why})"
     services.metrics = metrics
+    services.transfers = transfers
     if metrics is not None:
         metrics.read_snapshots_from(
             snapshot_source(store.stats, storage.free_bytes, lambda: worker.running_jobs)

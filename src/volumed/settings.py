@@ -106,6 +106,17 @@ class Settings:
     node_name: str = ""
     """This server's name among replicas, recorded on the instances it runs (default:
     ``<hostname>:<port>``)."""
+    import_concurrency: int = 2
+    """Imports one server unpacks at once, each on a thread of the import pool; one
+    more is refused (error 5) until one ends."""
+    import_idle_timeout_s: float = 30.0
+    """An import whose body sends nothing for this long is ended with HTTP 408."""
+    import_cpu_s: float = 3600.0
+    """CPU seconds one import may spend unpacking (inflating, writing files)."""
+    import_max_depth: int = 256
+    """Directory levels of a path in an imported archive."""
+    import_max_path_bytes: int = 4095
+    """Bytes of a path, or of a symbolic link's target, in an imported archive."""
 
     @property
     def images_dir(self) -> Path:
@@ -194,6 +205,13 @@ class Settings:
         _positive("events_per_volume", self.events_per_volume)
         if self.events_retention_days <= 0:
             raise SettingsError("events_retention_days must be greater than 0")
+        self._validate_imports()
+
+    def _validate_imports(self) -> None:
+        for name in ("import_concurrency", "import_max_depth", "import_max_path_bytes"):
+            _positive(name, getattr(self, name))
+        if self.import_idle_timeout_s <= 0 or self.import_cpu_s <= 0:
+            raise SettingsError("import_idle_timeout_s and import_cpu_s must be greater than 0")
 
     def _validate_guests(self) -> None:
         if self.runtime not in ("auto", "qemu", "record"):
