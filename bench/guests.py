@@ -23,6 +23,7 @@ Usage: ``.venv/bin/python bench/guests.py [--runs 3] [--mb 64] [--idle 2]``
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import re
 import secrets
@@ -88,8 +89,8 @@ def run_to_end(client: httpx.Client, script: str, volumes: list[str]) -> str:
     """Run ``script`` in a guest until it exits; return its console output."""
     uuid = new_instance(client, script, volumes)
     timed(client, "PUT", f"/v1/instances/{uuid}/start", {}, "running")
-    client.get(f"/v1/instances/{uuid}/wait", params={"state": "stopped", "timeout_s": 600})
-    import base64
+    while instance(client, uuid)["state"] != "stopped":
+        client.get(f"/v1/instances/{uuid}/wait", params={"state": "stopped", "timeout_s": 300})
 
     log = client.get(f"/v1/instances/{uuid}/log", params={"limit": 1_000_000}).json()
     client.delete(f"/v1/instances/{uuid}")
@@ -178,6 +179,8 @@ def report(client: httpx.Client, data: Path, args: argparse.Namespace) -> None:
     )
     output = run_to_end(client, script, [volume])
     rates = re.findall(r"\d+ bytes .*? copied, [\d.]+ s.*", output)
+    if len(rates) < 2:
+        raise RuntimeError(f"no dd summaries in the guest's output: {output[-800:]}")
     guest_write, guest_read = dd_rate(rates[0]), dd_rate(rates[1])
     host_write, host_read = host_dd(data / "images", args.mb)
     print(f"write {args.mb} MB: guest {guest_write:.0f} MB/s, host dd {host_write:.0f} MB/s, "
