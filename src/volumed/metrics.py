@@ -171,6 +171,14 @@ class Metrics(Collector):
             ["operation"],
             _STORE_BUCKETS,
         )
+        self._connections_closed = _Counter(
+            "volumed_connections_closed",
+            "Connections the connection guard closed: idle, or over an address's share",
+            ["reason"],
+        )
+        self._connections_closed.inc(("idle",), 0)
+        self._connections_closed.inc(("over_limit",), 0)
+        self._connections = 0
         for kind in JOB_KINDS:
             self._job_failures.inc((kind,), 0)
             for outcome in JOB_OUTCOMES:
@@ -192,6 +200,14 @@ class Metrics(Collector):
         self._jobs.observe((kind, outcome), seconds)
         if outcome in ("retry", "failed", "parked"):
             self._job_failures.inc((kind,))
+
+    def connections_swept(self, connections: int, idle_closed: int, over_limit: int) -> None:
+        """What a sweep of the connection guard saw and closed."""
+        self._connections = connections
+        if idle_closed:
+            self._connections_closed.inc(("idle",), idle_closed)
+        if over_limit:
+            self._connections_closed.inc(("over_limit",), over_limit)
 
     def time_store_calls(self, store: object) -> None:
         """Time every public coroutine method of ``store`` from now on.
@@ -224,6 +240,10 @@ class Metrics(Collector):
         yield from self._jobs.families()
         yield self._job_failures.family()
         yield from self._store.families()
+        yield self._connections_closed.family()
+        yield _gauge(
+            "volumed_connections", "API connections open at the last sweep", self._connections
+        )
         if self._snapshot is not None:
             yield from _snapshot_families(self._snapshot)
 

@@ -88,6 +88,17 @@ class Settings:
     """Audit-trail events kept per volume (the oldest are dropped)."""
     events_retention_days: float = 30.0
     """How long the events of a deleted volume are kept."""
+    import_concurrency: int = 2
+    """Imports one server unpacks at once, each on a thread of the import pool; one
+    more is refused (error 5) until one ends."""
+    import_idle_timeout_s: float = 30.0
+    """An import whose body sends nothing for this long is ended with HTTP 408."""
+    import_cpu_s: float = 3600.0
+    """CPU seconds one import may spend unpacking (inflating, writing files)."""
+    import_max_depth: int = 256
+    """Directory levels of a path in an imported archive."""
+    import_max_path_bytes: int = 4095
+    """Bytes of a path, or of a symbolic link's target, in an imported archive."""
 
     @property
     def images_dir(self) -> Path:
@@ -170,6 +181,13 @@ class Settings:
         _positive("events_per_volume", self.events_per_volume)
         if self.events_retention_days <= 0:
             raise SettingsError("events_retention_days must be greater than 0")
+        self._validate_imports()
+
+    def _validate_imports(self) -> None:
+        for name in ("import_concurrency", "import_max_depth", "import_max_path_bytes"):
+            _positive(name, getattr(self, name))
+        if self.import_idle_timeout_s <= 0 or self.import_cpu_s <= 0:
+            raise SettingsError("import_idle_timeout_s and import_cpu_s must be greater than 0")
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:

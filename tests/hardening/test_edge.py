@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.conftest import VOLUMED, LiveServer, free_port, make_server
@@ -27,7 +28,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         VOLUMED_MAX_CONNECTIONS=MAX_CONNECTIONS,
         VOLUMED_MAX_CONNECTIONS_PER_ADDRESS=PER_ADDRESS,
         VOLUMED_BODY_TIMEOUT_S=3,
-        VOLUMED_METRICS_PORT=0,
+        VOLUMED_METRICS_PORT=free_port(),
     )
     yield live
     live.stop()
@@ -78,6 +79,16 @@ def test_idle_connections_from_one_address_do_not_stall_the_others(guarded: Live
     finally:
         for sock in held:
             sock.close()
+    scraped = httpx.get(f"http://127.0.0.1:{guarded.env['VOLUMED_METRICS_PORT']}/metrics").text
+    closed = {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in scraped.splitlines()
+        if line.startswith("volumed_connections_closed_total{")
+    }
+    # Every attacking connection was closed by the guard, for one reason or the other.
+    assert closed["over_limit"] >= 1 and closed["idle"] >= 1, closed
+    assert closed["over_limit"] + closed["idle"] >= MAX_CONNECTIONS + 30, closed
+    assert "volumed_connections " in scraped
 
 
 def test_slow_headers_are_capped_per_address(guarded: LiveServer) -> None:

@@ -57,8 +57,19 @@ class ConnectionGuard:
     """An ASGI wrapper that knows which connections have a request in flight, and the
     sweeper (:meth:`run`) that closes idle and surplus connections."""
 
-    def __init__(self, app: ASGIApp, *, port: int, idle_timeout_s: float, per_address: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        port: int,
+        idle_timeout_s: float,
+        per_address: int,
+        observe: Callable[[int, int, int], None] | None = None,
+    ) -> None:
+        """``observe(connections, idle_closed, over_limit_closed)`` hears of every sweep
+        (the metrics)."""
         self._app = app
+        self._observe = observe
         self._port = port
         self._idle_ms = int(idle_timeout_s * 1000)
         self._per_address = per_address
@@ -111,8 +122,7 @@ class ConnectionGuard:
             if connection.peer in self._busy:
                 by_address.setdefault(address_key(connection.peer[0]), []).append(connection)
             elif connection.quiet_ms >= self._idle_ms:
-                connection.shut()
-                idle_closed += 1
+                idle_closed += connection.shut()
             else:
                 by_address.setdefault(address_key(connection.peer[0]), []).append(connection)
         over_cap: dict[str, int] = {}
@@ -122,12 +132,14 @@ class ConnectionGuard:
                 continue
             idle = [c for c in held if c.peer not in self._busy]
             idle.sort(key=lambda c: first_seen[c.peer], reverse=True)
-            for connection in idle[:surplus]:
-                connection.shut()
-            over_cap[address] = min(surplus, len(idle))
+            closed = sum(connection.shut() for connection in idle[:surplus])
+            if closed:
+                over_cap[address] = closed
         if idle_closed:
             log.debug("closed %d idle connection(s)", idle_closed)
         self._report(over_cap, now)
+        if self._observe is not None:
+            self._observe(len(connections), idle_closed, sum(over_cap.values()))
         return Sweep(len(connections), idle_closed, over_cap)
 
     def _report(self, over_cap: dict[str, int], now: float) -> None:

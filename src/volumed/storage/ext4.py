@@ -33,6 +33,7 @@ from volumed.storage._export import ImageExports
 from volumed.storage._extents import punch_unwritten
 from volumed.storage._process import run, run_blocking, storage_errors
 from volumed.storage._superblock import NotExt4, Superblock, read_superblock
+from volumed.storage._tar import ImportLimits
 from volumed.storage._transfer import ImageTransfers
 
 __all__ = ["Ext4ImageDriver"]
@@ -64,10 +65,19 @@ class Ext4ImageDriver:
     in proportion to the data in the image.
     """
 
-    def __init__(self, images_dir: Path, *, timeout_s: float = 1800.0) -> None:
+    def __init__(
+        self,
+        images_dir: Path,
+        *,
+        timeout_s: float = 1800.0,
+        import_limits: ImportLimits = ImportLimits(),  # noqa: B008 (frozen)
+        import_threads: int = 2,
+    ) -> None:
         self._dir = images_dir
         self._timeout = timeout_s
-        self._transfers = ImageTransfers(images_dir, timeout_s=timeout_s)
+        self._transfers = ImageTransfers(
+            images_dir, timeout_s=timeout_s, limits=import_limits, threads=import_threads
+        )
         self._exports = ImageExports(images_dir, timeout_s=timeout_s)
         with storage_errors("Could not prepare the image directory"):
             images_dir.mkdir(parents=True, exist_ok=True)
