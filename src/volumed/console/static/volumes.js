@@ -115,7 +115,7 @@ export function render(container) {
     }
     return entry.tr;
   }
-  function drawWindow() {
+  function drawWindow(again = false) {
     const top = tbody.getBoundingClientRect().top;
     const first = Math.max(0, Math.floor(-top / rowPx) - BUFFER_ROWS);
     const last = Math.min(shown.length, first + Math.ceil(window.innerHeight / rowPx) + 2 * BUFFER_ROWS);
@@ -127,10 +127,13 @@ export function render(container) {
     const wanted = [above, ...trs, below];
     const current = tbody.children;
     if (current.length !== wanted.length || wanted.some((tr, i) => current[i] !== tr)) tbody.replaceChildren(...wanted);
-    const measured = trs.length ? trs[0].getBoundingClientRect().height : 0;
-    if (measured && Math.abs(measured - rowPx) > 0.5) {
-      rowPx = measured;
-      drawWindow();
+    if (trs.length && !again) {
+      const span = trs[trs.length - 1].getBoundingClientRect().bottom - trs[0].getBoundingClientRect().top;
+      const measured = span / trs.length;
+      if (Math.abs(measured - rowPx) > 0.1) {
+        rowPx = measured;
+        drawWindow(true);
+      }
     }
   }
   let pending = false;
@@ -156,7 +159,8 @@ export function render(container) {
 
   async function load() {
     const turn = ++asked;
-    const query = new URLSearchParams({ details: "true", count: String(from ? size + 1 : size) });
+    // Newest first: what an operator just made or touched is at the top.
+    const query = new URLSearchParams({ details: "true", order: "desc", count: String(from ? size + 1 : size) });
     if (from) query.set("from", from);
     if (tagInput.value.trim()) query.set("tags", tagInput.value.trim());
     try {
