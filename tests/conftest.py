@@ -213,6 +213,8 @@ class LiveServer:
         env["VOLUMED_TOKEN"] = self.token
         env["VOLUMED_DATA_DIR"] = str(self.data_dir)
         env["VOLUMED_PORT"] = str(self.port)
+        # A busy metrics port makes volumed refuse to start: one of its own for each server.
+        env.setdefault("VOLUMED_METRICS_PORT", str(free_port()))
         if self.database_url:
             env["VOLUMED_DATABASE_URL"] = self.database_url
         with open(self.log_path, "ab") as log:
@@ -259,8 +261,8 @@ class LiveServer:
 
     def add_user(self, name: str) -> str:
         """Create a tenant with a token through the admin path (the store, directly)."""
-        from volumed.api.auth import new_token, token_digest
         from volumed.domain.model import User
+        from volumed.domain.tokens import new_token, token_digest
 
         token = new_token()
 
@@ -333,11 +335,19 @@ def api(server: LiveServer) -> Iterator[httpx.Client]:
 def wait_for_state(
     client: httpx.Client, uuid: str, states: tuple[str, ...] = ("available",), timeout: float = 20
 ) -> dict[str, Any]:
+    """The volume once it is in one of ``states``; fails the test, loudly, if it is not
+    there within ``timeout`` seconds (a quiet return let callers assert on the wrong
+    item, or not at all)."""
     deadline = time.monotonic() + timeout
     while True:
         item: dict[str, Any] = client.get(f"/v1/volumes/{uuid}").json()["data"]["volumes"][0]
-        if item.get("state") in states or time.monotonic() > deadline:
+        if item.get("state") in states:
             return item
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"volume {uuid} is {item.get('state')!r} after {timeout} s, not one of {states}"
+                f": {item}"
+            )
         time.sleep(0.05)
 
 

@@ -136,7 +136,9 @@ def test_plain_install_serves_from_an_empty_directory(
     serve_and_create(volumed, tmp_path / "empty", clean_env(), served)
     # Asking the plain install for PostgreSQL says what to install, not a traceback.
     refused = subprocess.run(
-        [str(volumed), "serve", "--database-url", "postgresql://nobody@127.0.0.1:1/none"],
+        # A port of its own: the API address is bound before the store is opened.
+        [str(volumed), "serve", "--port", str(free_port())]
+        + ["--database-url", "postgresql://nobody@127.0.0.1:1/none"],
         cwd=tmp_path,
         env=clean_env(),
         capture_output=True,

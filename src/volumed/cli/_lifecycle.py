@@ -4,7 +4,8 @@ worker in one event loop, and a graceful shutdown on SIGTERM or SIGINT.
 On the first signal:
 
 1. granian stops accepting connections and waits for the requests it has (a request is
-   either answered in full or its connection is refused before it is read);
+   either answered in full or its connection is refused before it is read); running
+   imports are stopped at once and answer error 10, their volumes unchanged;
 2. at the same time the worker stops claiming jobs, lets running ones finish, and hands
    back its leases;
 3. both get ``shutdown_timeout_s``; what is still running then is abandoned. Nothing is
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -26,21 +28,37 @@ from volumed.metrics_http import MetricsListener
 
 if TYPE_CHECKING:
     from volumed.bootstrap import Services
+    from volumed.edge.guard import ConnectionGuard
 
 log = logging.getLogger("volumed")
 
 
-async def run_server(server: Any, services: Services) -> None:
+async def _stop_jobs(services: Services, timeout: float) -> None:
+    # An import is redone by its client: a shutdown does not wait for one to finish, only
+    # for it to hand its volume back, before the worker hands back its leases.
+    if services.transfers is not None:
+        await services.transfers.stop_imports(timeout)
+    await services.worker.stop(timeout)
+
+
+async def run_server(
+    server: Any,
+    services: Services,
+    guard: ConnectionGuard,
+    metrics_socket: socket.socket | None,
+) -> None:
     """Serve until a signal, then shut down as described above. ``server`` is granian's
-    embedded ``Server`` (untyped)."""
+    embedded ``Server`` (untyped), serving through ``guard``; ``metrics_socket`` is the
+    bound metrics address, if metrics are on."""
     settings = services.settings
     timeout = settings.shutdown_timeout_s
     loop = asyncio.get_running_loop()
     listener = None
-    if services.metrics is not None:
-        listener = MetricsListener(services.metrics, settings.metrics_host, settings.metrics_port)
+    if services.metrics is not None and metrics_socket is not None:
+        listener = MetricsListener(services.metrics, metrics_socket)
         await listener.start()
     worker = asyncio.create_task(services.worker.run())
+    sweeper = asyncio.create_task(guard.run())
     serving = asyncio.ensure_future(server.serve())
     stopping: list[asyncio.Task[None]] = []
     signalled_at = 0.0
@@ -68,7 +86,7 @@ async def run_server(server: Any, services: Services) -> None:
             extra={"signal": name, "timeout_s": timeout},
         )
         server.stop()
-        stopping.append(loop.create_task(services.worker.stop(timeout)))
+        stopping.append(loop.create_task(_stop_jobs(services, timeout)))
         loop.call_later(timeout, give_up)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -85,6 +103,7 @@ async def run_server(server: Any, services: Services) -> None:
             stopping.append(loop.create_task(services.worker.stop(timeout)))
         await stopping[0]
         worker.cancel()
+        sweeper.cancel()
         if listener is not None:
             await listener.close()
         if services.http is not None:
