@@ -18,6 +18,8 @@ from volumed.api.clones import CloneHandlers
 from volumed.api.console import ConsoleHandlers
 from volumed.api.events import EventHandlers
 from volumed.api.health import HealthHandlers
+from volumed.api.images import ImageHandlers
+from volumed.api.instance_logs import InstanceLogHandlers
 from volumed.api.instances import InstanceHandlers
 from volumed.api.meta import MetaHandlers
 from volumed.api.metros import MetroHandlers
@@ -35,6 +37,7 @@ from volumed.domain.instances import InstanceLimits, InstanceService
 from volumed.domain.model import User
 from volumed.domain.ports import NameTaken, QuotaLimits, Store
 from volumed.domain.quotas import QuotaService
+from volumed.domain.runtime import InstanceRuntime
 from volumed.domain.templates import TemplateService
 from volumed.domain.tokens import new_token, token_digest
 from volumed.domain.transfers import IMPORT_JOB, TransferService
@@ -42,9 +45,10 @@ from volumed.domain.updates import UpdateService
 from volumed.domain.volumes import VolumeLimits, VolumeService
 from volumed.logs import AccessLog
 from volumed.metrics import Metrics, snapshot_source
-from volumed.runtime import RecordOnlyRuntime
+from volumed.runtime.choose import choose_runtime
+from volumed.runtime.images import ImageCatalog
 from volumed.settings import Settings, SettingsError
-from volumed.storage import Ext4ImageDriver
+from volumed.storage import Ext4ImageDriver, ImportLimits
 from volumed.store.db import Database, PostgresDatabase, SqliteDatabase
 from volumed.store.sql import SqlStore
 from volumed.worker.reconciler import Reconciler, WorkerSettings
@@ -70,8 +74,15 @@ class Services:
     """The Prometheus instruments; None when ``metrics_port`` is 0."""
     http: ObservedApp | None = None
     """What ``serve`` serves: ``app`` inside the access log and the request metrics."""
+    runtime: InstanceRuntime | None = None
+    runtime_note: str = ""
+    """Which runtime and accelerator instances use, and why, for ``serve``'s log."""
+    transfers: TransferService | None = None
+    """``serve`` stops its running imports on SIGTERM (they do not hold shutdown up)."""
 
     async def close(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.close()
         await self.store.close()
         if self.lock_file is not None:
             self.lock_file.close()
@@ -115,7 +126,15 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     settings.images_dir.mkdir(parents=True, exist_ok=True)
     lock_file = _lock_data_dir(settings.data_dir) if exclusive and settings.is_sqlite else None
     store = await open_store(settings)
-    storage = Ext4ImageDriver(settings.images_dir)
+    storage = Ext4ImageDriver(
+        settings.images_dir,
+        import_limits=ImportLimits(
+            max_depth=settings.import_max_depth,
+            max_path_bytes=settings.import_max_path_bytes,
+            cpu_s=settings.import_cpu_s,
+        ),
+        import_threads=settings.import_concurrency,
+    )
     metrics = Metrics() if settings.metrics_port else None
     if metrics is not None:
         metrics.time_store_calls(store)
@@ -157,24 +176,32 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         quotas=quotas,
         from_template=clones.create_from_template,
     )
+    chosen = choose_runtime(settings)
     instances = InstanceService(
         store,
         storage,
         volumes,
-        RecordOnlyRuntime(),
+        chosen.runtime,
         InstanceLimits(volumes_per_instance=settings.volumes_per_instance),
         wake_worker=worker.wake,
+        node=settings.node,
     )
     attachments = AttachmentService(store, volumes_per_instance=settings.volumes_per_instance)
     router = Router()
     VolumeHandlers(volumes).register(router)
     InstanceHandlers(instances).register(router)
+    InstanceLogHandlers(instances).register(router)
+    ImageHandlers(ImageCatalog(settings.guest_images_dir.resolve())).register(router)
     AttachmentHandlers(attachments).register(router)
     transfers = TransferService(
-        store, storage, worker_id=worker.worker_id, lease_us=worker.lease_us
+        store,
+        storage,
+        worker_id=worker.worker_id,
+        lease_us=worker.lease_us,
+        max_imports=settings.import_concurrency,
     )
     worker.register(IMPORT_JOB, transfers.recover_import)
-    TransferHandlers(transfers).register(router)
+    TransferHandlers(transfers, idle_timeout_s=settings.import_idle_timeout_s).register(router)
     updates = UpdateService(store, storage, quotas, wake_worker=worker.wake)
     VolumeJobs(store, storage, max_attempts=settings.worker_max_attempts).register(worker)
     UpdateHandlers(updates).register(router)
@@ -204,7 +231,10 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     )
     services = Services(settings, store, storage, volumes, worker, app, lock_file)
     services.instances = instances
+    services.runtime = chosen.runtime
+    services.runtime_note = f"{chosen.runtime.name} (accelerator: {chosen.accel}; {chosen.why})"
     services.metrics = metrics
+    services.transfers = transfers
     if metrics is not None:
         metrics.read_snapshots_from(
             snapshot_source(store.stats, storage.free_bytes, lambda: worker.running_jobs)

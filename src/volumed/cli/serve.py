@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from volumed import logs
-from volumed.domain.ports import StoreUnavailable
+from volumed.domain.ports import StorageError, StoreUnavailable
 from volumed.settings import Settings, SettingsError
 
 
@@ -89,6 +89,7 @@ async def _serve(settings: Settings) -> None:
         raise click.ClickException(exc.strerror or str(exc)) from None
     listener.raise_open_files_limit(settings.max_connections)
     services = await bootstrap(settings)
+    logging.getLogger("volumed").info("instance runtime: %s", services.runtime_note)
     token = await ensure_default_user(services.store, settings)
     if token is not None and sys.stderr.isatty():
         click.echo(
@@ -109,7 +110,11 @@ async def _serve(settings: Settings) -> None:
         released = await services.store.release_leases()
         # No transfer runs before we serve: what .transfer/ holds was left by a crash.
         # (Replicas share the data directory: there, another's transfer may be running.)
-        await services.storage.discard_transfers()
+        # Leftovers that cannot go now must not keep the server down: `fsck` reports them.
+        try:
+            await services.storage.discard_transfers()
+        except StorageError as exc:
+            logging.getLogger("volumed").warning("transfer leftovers kept: %s", exc)
     if released:
         logging.getLogger("volumed").info("resuming %d unfinished job(s)", released)
     # Likewise instances a crash left starting or stopping: finish before serving. With

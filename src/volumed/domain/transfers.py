@@ -9,6 +9,11 @@ process dies, the lease runs out (or is released at the next start) and the reco
 runs :meth:`TransferService.recover_import`: it drops the leftovers and keeps whichever
 complete image is in place.
 
+At most ``max_imports`` imports run at once in one process (each holds a thread of the
+storage's import pool); one more is refused with error 5 before the volume is touched.
+:meth:`TransferService.stop_imports` (on SIGTERM) ends the running ones at once: each
+answers error 10, its volume unchanged, instead of holding the shutdown up.
+
 The new image is built as the staged image of the import's fencing epoch and published
 only by :func:`volumed.domain.fencing.publish`: a server frozen past its lease (its import
 taken over and ended by the worker, another import acknowledged since) loses the
@@ -45,17 +50,27 @@ __all__ = ["IMPORT_JOB", "TransferService"]
 log = logging.getLogger("volumed.transfers")
 
 IMPORT_JOB = "import"
+_STOPPING = "Import into volume {} stopped: the server is shutting down; its contents are unchanged"
 _BUSY = (VolumeState.BUSY.value,)
 
 
 class TransferService:
     def __init__(
-        self, store: Store, storage: StorageDriver, *, worker_id: str, lease_us: int
+        self,
+        store: Store,
+        storage: StorageDriver,
+        *,
+        worker_id: str,
+        lease_us: int,
+        max_imports: int = 2,
     ) -> None:
         self._store = store
         self._storage = storage
         self._worker_id = worker_id
         self._lease_us = lease_us
+        self._max_imports = max_imports
+        self._imports: set[asyncio.Task[object]] = set()
+        self._stopping = asyncio.Event()
 
     async def get(self, user: User, ref: Ref) -> Volume:
         volume = await self._store.get_volume(user.id, ref)
@@ -74,6 +89,43 @@ class TransferService:
     async def import_archive(self, user: User, ref: Ref, chunks: AsyncIterator[bytes]) -> Volume:
         """Replace the volume's contents with the tar archive arriving as ``chunks``."""
         volume = await self.get(user, ref)
+        task = asyncio.current_task()
+        assert task is not None
+        if self._stopping.is_set():
+            raise errors.FailedOperation(_STOPPING.format(f"'{volume.name}'"))
+        if len(self._imports) >= self._max_imports:
+            raise errors.TooMany(
+                f"Import into volume '{volume.name}' refused: this server already runs "
+                f"{self._max_imports} imports (setting import_concurrency); try again later"
+            )
+        self._imports.add(task)
+        try:
+            return await self._import(user, ref, volume, chunks)
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():
+                raise
+            task.uncancel()
+            raise errors.FailedOperation(_STOPPING.format(f"'{volume.name}'")) from None
+        finally:
+            self._imports.discard(task)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def stop_imports(self, timeout: float) -> None:
+        """Shutting down: refuse new imports, end the running ones now and wait (up to
+        ``timeout``) until each has handed its volume back."""
+        self._stopping.set()
+        running = list(self._imports)
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+
+    async def _import(
+        self, user: User, ref: Ref, volume: Volume, chunks: AsyncIterator[bytes]
+    ) -> Volume:
         for _ in range(3):
             self._check_importable(volume)
             lease = await self._store.begin_import(

@@ -21,15 +21,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from volumed.domain.ports import ImportRefused, StorageError
 from volumed.storage._process import run, run_blocking, storage_errors
+from volumed.storage._remove import remove_tree
 from volumed.storage._superblock import read_superblock
-from volumed.storage._tar import ArchiveError, ExtractStats, TooLarge, extract_stream
+from volumed.storage._tar import (
+    ArchiveError,
+    ExtractStats,
+    ImportLimits,
+    TooLarge,
+    extract_stream,
+)
 
 __all__ = ["ImageTransfers"]
 
@@ -41,10 +48,17 @@ _MKFS += ["-E", "lazy_itable_init=1,lazy_journal_init=1"]
 
 
 class ImageTransfers:
-    def __init__(self, images_dir: Path, *, timeout_s: float) -> None:
+    """Imports of one image directory. Unpacking runs in a pool of its own
+    (``threads``), so imports never take the threads the rest of the server uses."""
+
+    def __init__(
+        self, images_dir: Path, *, timeout_s: float, limits: ImportLimits, threads: int
+    ) -> None:
         self._images = images_dir
         self._dir = images_dir / TRANSFER_DIR
         self._timeout = timeout_s
+        self._limits = limits
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="volumed-import")
 
     # ------------------------------------------------------------------ import
 
@@ -87,6 +101,8 @@ class ImageTransfers:
                         limit_bytes=size,
                         count_cap_bytes=4 * size + 64 * _MIB,
                         max_entries=await run_blocking(_inode_count, image),
+                        limits=self._limits,
+                        executor=self._pool,
                     )
                 except TooLarge as exc:
                     raise await self._does_not_fit(
@@ -211,21 +227,8 @@ def _make_dirs(path: Path) -> None:
 
 
 def _rmtree(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        # Restore write permission on the way in, or read-only directories stop rmtree.
-        def unlock(_fn: object, failed: str, _exc: object) -> None:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.dirname(failed), 0o700)
-                if os.path.isdir(failed) and not os.path.islink(failed):
-                    os.chmod(failed, 0o700)
-                    shutil.rmtree(failed, ignore_errors=True)
-                else:
-                    os.unlink(failed)
-
-        shutil.rmtree(path, onerror=unlock)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        remove_tree(path)
 
 
 def _unlink(path: Path) -> None:

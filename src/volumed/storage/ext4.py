@@ -33,6 +33,7 @@ from volumed.storage._export import ImageExports
 from volumed.storage._extents import punch_unwritten
 from volumed.storage._process import run, run_blocking, storage_errors
 from volumed.storage._superblock import NotExt4, Superblock, read_superblock
+from volumed.storage._tar import ImportLimits
 from volumed.storage._transfer import ImageTransfers
 
 __all__ = ["Ext4ImageDriver"]
@@ -64,10 +65,19 @@ class Ext4ImageDriver:
     in proportion to the data in the image.
     """
 
-    def __init__(self, images_dir: Path, *, timeout_s: float = 1800.0) -> None:
+    def __init__(
+        self,
+        images_dir: Path,
+        *,
+        timeout_s: float = 1800.0,
+        import_limits: ImportLimits = ImportLimits(),  # noqa: B008 (frozen)
+        import_threads: int = 2,
+    ) -> None:
         self._dir = images_dir
         self._timeout = timeout_s
-        self._transfers = ImageTransfers(images_dir, timeout_s=timeout_s)
+        self._transfers = ImageTransfers(
+            images_dir, timeout_s=timeout_s, limits=import_limits, threads=import_threads
+        )
         self._exports = ImageExports(images_dir, timeout_s=timeout_s)
         with storage_errors("Could not prepare the image directory"):
             images_dir.mkdir(parents=True, exist_ok=True)
@@ -390,6 +400,19 @@ class Ext4ImageDriver:
             )
         output = (done.stdout + done.stderr).replace(f"{self._dir}/", "")
         return done.returncode == 0, output
+
+    async def replay_journal(self, uuid: str) -> None:
+        """``e2fsck -E journal_only``: what the kernel would do at the next mount, done
+        now, so read-only mounts, exports and copies see a consistent file system."""
+        path = self.image_path(uuid)
+        action = f"Could not recover the journal of volume {uuid}"
+        with storage_errors(action, hide_dir=self._dir):
+            _stat_image(path, action)
+            await run(
+                ["e2fsck", "-y", "-E", "journal_only", str(path)],
+                timeout=self._timeout,
+                ok_codes=(0, 1, 2),
+            )
 
     def list_images(self) -> list[str]:
         """UUIDs with an image, a leftover temporary file or a staged image, sorted, each
