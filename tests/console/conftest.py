@@ -40,8 +40,10 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
     live.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running in the
+    # main thread while it is open, and every later test that calls asyncio.run() fails.
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
