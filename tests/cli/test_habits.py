@@ -7,10 +7,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import secrets
-import select
 import subprocess
 import tarfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,25 +82,21 @@ def test_events_follow_prints_what_happens_next(server: LiveServer, cli: Cli) ->
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert follow.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in follow.stdout or []])
+    reader.start()
     try:
-        assert next_event(follow)["action"] == "create"
+        actions = [json.loads(lines.get(timeout=20))["action"]]
+        assert actions[0] == "create"
         assert cli("volume", "update", name, "--size", "12", "--wait").code == 0
-        actions = set()
         while "grow" not in actions:
-            actions.add(next_event(follow)["action"])
+            actions.append(json.loads(lines.get(timeout=20))["action"])
     finally:
         follow.terminate()
         follow.wait(timeout=10)
-        assert follow.stdout is not None
+        reader.join(timeout=10)
         follow.stdout.close()
-
-
-def next_event(process: subprocess.Popen[str], timeout: float = 20) -> dict[str, object]:
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], timeout)
-    assert ready, "no event printed in time"
-    event: dict[str, object] = json.loads(process.stdout.readline())
-    return event
 
 
 def test_quota_shows_the_callers_usage_and_limits(fresh_server: Callable[..., LiveServer]) -> None:
