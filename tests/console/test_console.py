@@ -9,8 +9,11 @@ browser twice would double the slowest tests of the suite for nothing new.
 from __future__ import annotations
 
 import io
+import json
 import re
 import tarfile
+import time
+import uuid as uuid_lib
 from pathlib import Path
 
 import httpx
@@ -171,6 +174,48 @@ def test_html_in_a_tag_or_a_name_shows_as_text_and_does_not_run(
     watched.shot("hostile-text")
     assert page.locator("img").count() == 0
     assert watched.dialogs == []
+
+
+def _insert_volume_rows(server: LiveServer, prefix: str, n: int, tag: str) -> list[str]:
+    """N ``available`` volume rows of the default user, straight into its database (rows
+    only: the listing never reads an image, and N images would cost N mke2fs runs)."""
+    owner = server.sql("SELECT id FROM users WHERE name = 'default'")[0][0]
+    base_us = time.time_ns() // 1000
+    uuids = [str(uuid_lib.uuid4()) for _ in range(n)]
+    values = []
+    for i, uuid in enumerate(uuids):
+        values += [uuid, owner, f"{prefix}-{i:04d}", "available", 8, 1, base_us + i]
+        values += ["dynamic", "rwo", 0, 8 - i % 8, "ext4", json.dumps([tag])]
+    marks = ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?)"] * n)
+    server.sql(
+        "INSERT INTO volumes (uuid, owner_id, name, state, size_mb, persistent, created_at_us,"
+        " quota_policy, access_mode, delete_lock, free_mb, filesystem, tags) VALUES " + marks,
+        tuple(values),
+    )
+    return uuids
+
+
+def test_a_long_page_keeps_only_the_rows_in_view_in_the_document(
+    watched: Watched, console_server: LiveServer
+) -> None:
+    uuids = _insert_volume_rows(console_server, "many", 600, "many")
+    page = watched.page
+    watched.sign_in()
+    page.fill("#tag-filter", "many")
+    page.press("#tag-filter", "Enter")
+    expect(page.locator("#page-info")).to_have_text("600 on this page")
+    # Newest first: the last row made is at the top.
+    first = page.locator(f"#volume-rows tr[data-uuid='{uuids[-1]}']")
+    expect(first).to_be_visible()
+    drawn = page.locator("#volume-rows tr[data-uuid]").count()
+    assert 20 <= drawn <= 120, drawn
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    last = page.locator(f"#volume-rows tr[data-uuid='{uuids[0]}']")
+    expect(last).to_be_in_viewport()
+    expect(first).to_have_count(0)
+    assert page.locator("#volume-rows tr[data-uuid]").count() <= 120
+    page.select_option("#state-filter", "mounted")
+    expect(page.locator("#volume-rows tr[data-uuid]")).to_have_count(0)
 
 
 def test_the_token_stays_out_of_urls_and_the_log(

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from volumed.api.compression import accepts_gzip
 from volumed.api.http import Request
 from volumed.api.routing import Response
 
@@ -75,7 +76,7 @@ class AssetSet:
         if _matches(request.headers.get(b"if-none-match"), asset.etag):
             return Response(b"", 304, headers, asset.content_type)
         body = asset.body
-        if asset.gzipped is not None and _accepts_gzip(request.headers.get(b"accept-encoding")):
+        if asset.gzipped is not None and accepts_gzip(request.headers.get(b"accept-encoding")):
             body = asset.gzipped
             headers.append((b"content-encoding", b"gzip"))
         return Response(body, 200, headers, asset.content_type)
@@ -85,13 +86,3 @@ def _matches(if_none_match: bytes | None, etag: bytes) -> bool:
     if not if_none_match:
         return False
     return any(tag.strip().removeprefix(b"W/") == etag for tag in if_none_match.split(b","))
-
-
-def _accepts_gzip(accept_encoding: bytes | None) -> bool:
-    if not accept_encoding:
-        return False
-    for part in accept_encoding.lower().split(b","):
-        coding, _, params = part.strip().partition(b";")
-        if coding.strip() == b"gzip":
-            return params.replace(b" ", b"") not in (b"q=0", b"q=0.0", b"q=0.00", b"q=0.000")
-    return False
