@@ -16,6 +16,7 @@ _LAZY = {
     "serve": "volumed.cli.serve:serve",
     "volume": "volumed.cli.volume:volume",
     "instance": "volumed.cli.instance:instance",
+    "image": "volumed.cli.image:image",
     "user": "volumed.cli.admin.user:user",
     "token": "volumed.cli.admin.token:token",
     "quota": "volumed.cli.admin.quota:quota",
