@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from volumed.domain import errors
+from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.ports import (
     ImportRefused,
@@ -42,9 +43,16 @@ _BUSY = (VolumeState.BUSY.value,)
 
 class TransferService:
     def __init__(
-        self, store: Store, storage: StorageDriver, *, worker_id: str, lease_us: int
+        self,
+        store: Store,
+        storage: StorageDriver,
+        *,
+        waits: JobWaits,
+        worker_id: str,
+        lease_us: int,
     ) -> None:
         self._store = store
+        self._waits = waits
         self._storage = storage
         self._worker_id = worker_id
         self._lease_us = lease_us
@@ -59,7 +67,7 @@ class TransferService:
 
     async def check_import(self, user: User, ref: Ref) -> Volume:
         """Refuse early what :meth:`import_archive` would refuse (before any byte is read)."""
-        volume = await self.get(user, ref)
+        volume = await self._waits.ready(user, await self.get(user, ref), Op.IMPORT)
         self._check_importable(volume)
         return volume
 
@@ -67,6 +75,7 @@ class TransferService:
         """Replace the volume's contents with the tar archive arriving as ``chunks``."""
         volume = await self.get(user, ref)
         for _ in range(3):
+            volume = await self._waits.ready(user, volume, Op.IMPORT)
             self._check_importable(volume)
             if await self._store.begin_import(
                 user.id,
@@ -130,6 +139,7 @@ class TransferService:
         except StoreUnavailable as exc:
             log.warning("import of %s: could not end the job now (%s); the worker will", uuid, exc)
             return
+        self._waits.signals.ended(uuid)
         if not ended:
             log.warning("import of %s: lost the job before it ended", uuid)
 
@@ -171,7 +181,7 @@ class TransferService:
 
     async def export_archive(self, user: User, ref: Ref) -> tuple[Volume, AsyncIterator[bytes]]:
         """The volume and its tree as a tar stream, dumped now (errors raise here)."""
-        volume = await self.get(user, ref)
+        volume = await self._waits.ready(user, await self.get(user, ref), Op.EXPORT)
         check(Op.EXPORT, volume.state, f"'{volume.name}'")
         try:
             stream = await self._storage.export_tar(volume.uuid)
