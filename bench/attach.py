@@ -56,6 +56,7 @@ class Server:
             "VOLUMED_TOKEN": token,
             "VOLUMED_DATA_DIR": str(data_dir),
             "VOLUMED_PORT": str(self.port),
+            "VOLUMED_METRICS_PORT": str(free_port()),  # a busy one refuses to start
             "VOLUMED_LOG_LEVEL": "warning",
         }
         self.log_path = log_path

@@ -20,13 +20,17 @@ Prints total time, pages, per-page min/median/p99/max, the mean of the first and
 last 10 pages (they should not differ: each page is an index range scan), and memory.
 Nothing is asserted.
 
-Usage: ``.venv/bin/python bench/paging.py [-n 100000] [--count 100] [--sdk]``
+5. With ``--whole``, instead of (3): one ``GET /v1/volumes`` without ``count``, the whole
+   listing in one answer (streamed by the server page by page), timed to its last byte.
+
+Usage: ``.venv/bin/python bench/paging.py [-n 100000] [--count 100] [--sdk] [--whole]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -161,6 +165,18 @@ def page_through(server: Server, count: int) -> tuple[list[float], int]:
             start = page[-1]["uuid"]
 
 
+def whole_listing(server: Server) -> tuple[list[float], int]:
+    """One ``GET /v1/volumes`` without ``count`` (streamed by the server), timed to its
+    last byte; returns that time and the items."""
+    headers = {"Authorization": f"Bearer {server.token}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=120) as client:
+        began = time.perf_counter()
+        body = client.get("/v1/volumes").content
+        elapsed = time.perf_counter() - began
+    print(f"whole listing: {len(body) / 1e6:.1f} MB")
+    return [elapsed], len(json.loads(body)["data"]["volumes"])
+
+
 def sdk_listing(server: Server, count: int) -> tuple[float, int]:
     from unikraft_cloud import UnikraftCloud
 
@@ -182,6 +198,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=100_000, help="volumes (default 100000)")
     parser.add_argument("--count", type=int, default=100, help="page size (default 100)")
     parser.add_argument("--sdk", action="store_true", help="also list through the SDK")
+    parser.add_argument(
+        "--whole", action="store_true", help="one GET without count instead of paging"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="volumed-bench-paging-") as tmp:
@@ -204,7 +223,10 @@ def main() -> None:
             sampler = threading.Thread(target=sample)
             sampler.start()
             began = time.perf_counter()
-            times, seen = page_through(server, args.count)
+            if args.whole:
+                times, seen = whole_listing(server)
+            else:
+                times, seen = page_through(server, args.count)
             total = time.perf_counter() - began
             done.set()
             sampler.join()

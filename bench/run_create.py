@@ -108,6 +108,7 @@ class Server:
         # The throughput run creates thousands of volumes: lift the per-tenant volume
         # quota (default 1024) unless the caller's environment sets it.
         self.env = {"VOLUMED_QUOTA_MAX_VOLUMES": "1000000", **os.environ, "VOLUMED_TOKEN": token}
+        self.env["VOLUMED_METRICS_PORT"] = str(free_port())  # a busy one refuses to start
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -377,7 +377,10 @@ class Bench:
         port = free_port()
         cmd = [*VOLUMED, "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["--data-dir", str(self.tmp / "data")]
-        server = self._server("volumed", cmd, port, {"VOLUMED_TOKEN": self.token})
+        # Metrics stay on (they are part of the request path), on a port of their own:
+        # a busy metrics port makes volumed refuse to start.
+        env = {"VOLUMED_TOKEN": self.token, "VOLUMED_METRICS_PORT": str(free_port())}
+        server = self._server("volumed", cmd, port, env)
         auth = f"Authorization: Bearer {self.token}"
         listed: WrkResult | None = None
         try:

@@ -176,6 +176,7 @@ def main() -> None:
         **{k: v for k, v in os.environ.items() if not k.startswith(("VOLUMED_", "UKC_"))},
         "VOLUMED_DATA_DIR": str(data_dir),
         "VOLUMED_PORT": str(port),
+        "VOLUMED_METRICS_PORT": str(free_port()),  # a busy one refuses to start
         "VOLUMED_TOKEN": token,
         "VOLUMED_URL": f"http://127.0.0.1:{port}",
         "VOLUMED_LOG_LEVEL": "warning",

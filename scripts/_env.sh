@@ -1,7 +1,15 @@
 # Sourced by scripts/serve and scripts/test: make a fresh machine ready, idempotently.
 # Installs the system tools volumed drives (e2fsprogs, util-linux) with apt when missing,
-# and the Python package with its pinned dependencies into ./.venv.
+# and the Python package with its locked dependencies into ./.venv.
+#
+# VOLUMED_LOCK names the lock file to install (requirements/<name>.txt): `runtime` (what
+# `volumed serve` needs), `postgres` (plus asyncpg) or `dev` (everything, the default:
+# tests, linters, and the tools a test needs, such as systemd-analyze).
+#
+# VOLUMED_NEEDS_BROWSER=1 (scripts/test) also installs Debian's chromium, which the console
+# tests drive through Playwright (Playwright never downloads a browser of its own here).
 set -euo pipefail
+VOLUMED_LOCK="${VOLUMED_LOCK:-dev}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -9,9 +17,13 @@ PYTHON="${PYTHON:-python3}"
 
 need_apt=()
 for tool in mke2fs:e2fsprogs e2fsck:e2fsprogs resize2fs:e2fsprogs debugfs:e2fsprogs \
-            fallocate:util-linux cp:coreutils curl:curl; do
+            fallocate:util-linux cp:coreutils curl:curl \
+            $([ "$VOLUMED_LOCK" = dev ] && echo systemd-analyze:systemd); do
     command -v "${tool%%:*}" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
 done
+if [ "${VOLUMED_NEEDS_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+    need_apt+=(chromium)
+fi
 if ((${#need_apt[@]})); then
     echo "installing system packages: ${need_apt[*]}" >&2
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -20,12 +32,28 @@ if ((${#need_apt[@]})); then
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
-stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-    echo "setting up $VENV" >&2
+# The lock files nest: runtime ⊂ postgres ⊂ dev. A venv made for a larger set serves a
+# smaller one as it is (scripts/test then scripts/serve installs nothing).
+_lock_stamp() {
+    echo "$VENV/.installed-$1-$(cat "$ROOT/requirements/$1.txt" "$ROOT/pyproject.toml" \
+        | sha256sum | cut -c1-16)"
+}
+case "$VOLUMED_LOCK" in
+runtime) _enough=(runtime postgres dev) ;;
+postgres) _enough=(postgres dev) ;;
+dev) _enough=(dev) ;;
+*) echo "VOLUMED_LOCK must be runtime, postgres or dev, not '$VOLUMED_LOCK'" >&2; exit 2 ;;
+esac
+_ready=""
+for _set in "${_enough[@]}"; do [ -f "$(_lock_stamp "$_set")" ] && _ready=1; done
+if [ -z "$_ready" ]; then
+    echo "setting up $VENV (requirements/$VOLUMED_LOCK.txt)" >&2
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev]"
+    # Exact versions, each file checked against its hash; then volumed itself, whose
+    # dependencies are all in the lock already.
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes \
+        -r "$ROOT/requirements/$VOLUMED_LOCK.txt"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$ROOT"
     rm -f "$VENV"/.installed-*
-    touch "$stamp"
+    touch "$(_lock_stamp "$VOLUMED_LOCK")"
 fi

@@ -9,7 +9,9 @@ test process (``scripts/pg.sh``, in a temporary directory under /tmp) and each s
 gets a fresh database of its own. Tests marked ``sqlite_only`` (they need the one-file
 database or the data-directory lock) run in the SQLite pass only; tests marked
 ``postgresql_only`` (several replicas on one database) in the PostgreSQL pass only.
-The others are deselected, never skipped.
+Tests marked ``store_independent`` (the browser tests of the console: a client of the
+HTTP API, whose behaviour on each store the API tests already prove) run once, in the
+SQLite pass. The others are deselected, never skipped.
 """
 
 from __future__ import annotations
@@ -50,14 +52,21 @@ if TEST_STORE not in ("sqlite", "postgresql"):
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: runs in the SQLite pass only")
     config.addinivalue_line("markers", "postgresql_only: runs in the PostgreSQL pass only")
+    config.addinivalue_line(
+        "markers", "store_independent: tests no store behaviour; runs in the SQLite pass only"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    other = "postgresql_only" if TEST_STORE == "sqlite" else "sqlite_only"
-    deselected = [item for item in items if item.get_closest_marker(other)]
+    others = (
+        ("postgresql_only",) if TEST_STORE == "sqlite" else ("sqlite_only", "store_independent")
+    )
+    deselected, kept = [], []
+    for item in items:
+        (deselected if any(item.get_closest_marker(o) for o in others) else kept).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker(other)]
+        items[:] = kept
 
 
 class PgCluster:
@@ -204,6 +213,8 @@ class LiveServer:
         env["VOLUMED_TOKEN"] = self.token
         env["VOLUMED_DATA_DIR"] = str(self.data_dir)
         env["VOLUMED_PORT"] = str(self.port)
+        # A busy metrics port makes volumed refuse to start: one of its own for each server.
+        env.setdefault("VOLUMED_METRICS_PORT", str(free_port()))
         if self.database_url:
             env["VOLUMED_DATABASE_URL"] = self.database_url
         with open(self.log_path, "ab") as log:
@@ -250,8 +261,8 @@ class LiveServer:
 
     def add_user(self, name: str) -> str:
         """Create a tenant with a token through the admin path (the store, directly)."""
-        from volumed.api.auth import new_token, token_digest
         from volumed.domain.model import User
+        from volumed.domain.tokens import new_token, token_digest
 
         token = new_token()
 
@@ -324,11 +335,19 @@ def api(server: LiveServer) -> Iterator[httpx.Client]:
 def wait_for_state(
     client: httpx.Client, uuid: str, states: tuple[str, ...] = ("available",), timeout: float = 20
 ) -> dict[str, Any]:
+    """The volume once it is in one of ``states``; fails the test, loudly, if it is not
+    there within ``timeout`` seconds (a quiet return let callers assert on the wrong
+    item, or not at all)."""
     deadline = time.monotonic() + timeout
     while True:
         item: dict[str, Any] = client.get(f"/v1/volumes/{uuid}").json()["data"]["volumes"][0]
-        if item.get("state") in states or time.monotonic() > deadline:
+        if item.get("state") in states:
             return item
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"volume {uuid} is {item.get('state')!r} after {timeout} s, not one of {states}"
+                f": {item}"
+            )
         time.sleep(0.05)
 
 

@@ -13,8 +13,9 @@ from typing import IO
 
 from volumed.api.app import VolumedApp
 from volumed.api.attachments import AttachmentHandlers
-from volumed.api.auth import Authenticator, FailureLimiter, new_token, token_digest
+from volumed.api.auth import Authenticator, FailureLimiter
 from volumed.api.clones import CloneHandlers
+from volumed.api.console import ConsoleHandlers
 from volumed.api.events import EventHandlers
 from volumed.api.health import HealthHandlers
 from volumed.api.instances import InstanceHandlers
@@ -36,6 +37,7 @@ from volumed.domain.model import User
 from volumed.domain.ports import NameTaken, QuotaLimits, Store
 from volumed.domain.quotas import QuotaService
 from volumed.domain.templates import TemplateService
+from volumed.domain.tokens import new_token, token_digest
 from volumed.domain.transfers import IMPORT_JOB, TransferService
 from volumed.domain.updates import UpdateService
 from volumed.domain.volumes import VolumeLimits, VolumeService
@@ -197,6 +199,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         settings.ready_min_free_mb,
     ).register(router)
     EventHandlers(EventService(store)).register(router)
+    ConsoleHandlers().register(router)
     limiter = FailureLimiter(settings.auth_failures_burst, settings.auth_failures_per_s)
     app = VolumedApp(
         router,

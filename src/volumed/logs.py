@@ -30,6 +30,18 @@ _REDACTED = "[redacted]"
 # granian logs through these; they should look like ours and reach the same stream.
 _ADOPTED = ("_granian", "granian.access")
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning"}
+_EMBEDDED_NOTICE = "Embedded server is experimental!"
+
+
+class _DropEmbeddedNotice(logging.Filter):
+    """granian warns ``Embedded server is experimental!`` on every start. volumed runs
+    granian embedded on purpose (the API, the worker and the metrics listener share one
+    event loop; docs/operations.md, "Why granian runs embedded"), so that line is no
+    news to an operator, and at warning level it sets off log alerts. Only that exact
+    line is dropped: every other granian warning still reaches the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != _EMBEDDED_NOTICE
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -111,6 +123,8 @@ def configure(level: str, log_format: str = "auto", stream: TextIO | None = None
             adopted.removeHandler(old)
         adopted.propagate = True
         adopted.setLevel(logging.NOTSET)
+        if not any(isinstance(f, _DropEmbeddedNotice) for f in adopted.filters):
+            adopted.addFilter(_DropEmbeddedNotice())
 
 
 def wants_json(log_format: str, stream: TextIO) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -24,36 +25,24 @@ _READ_TIMEOUT_S = 10.0
 
 
 class MetricsListener:
-    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
+    """Serves ``/metrics`` on a socket bound beforehand (:func:`volumed.edge.listener.bind`):
+    a busy metrics port stops ``volumed serve`` before it starts, like a busy API port, so
+    no one runs a server whose metrics silently go elsewhere."""
+
+    def __init__(self, metrics: Metrics, sock: socket.socket) -> None:
         self._metrics = metrics
-        self._host = host
-        self._port = port
+        self._socket = sock
         self._server: asyncio.Server | None = None
 
-    async def start(self) -> bool:
-        """Listen; False (and an error logged) if the address cannot be had.
-
-        The API goes on without metrics rather than refusing to start: a busy metrics
-        port should not take the volumes down with it.
-        """
-        try:
-            self._server = await asyncio.start_server(self._serve, self._host, self._port)
-        except OSError as exc:
-            log.error(
-                "metrics listener could not bind %s:%d (%s); metrics are off",
-                self._host,
-                self._port,
-                exc.strerror or exc,
-                extra={"metrics_host": self._host, "metrics_port": self._port},
-            )
-            return False
+    async def start(self) -> None:
+        host, port = self._socket.getsockname()[:2]
+        self._server = await asyncio.start_server(self._serve, sock=self._socket)
         log.info(
             "metrics on http://%s:%d/metrics",
-            self._host,
-            self._port,
-            extra={"metrics_host": self._host, "metrics_port": self._port},
+            host,
+            port,
+            extra={"metrics_host": host, "metrics_port": port},
         )
-        return True
 
     async def close(self) -> None:
         if self._server is not None:

@@ -47,6 +47,14 @@ class Settings:
     header_timeout_s: float = 10.0
     """The request line and headers must arrive within this time (granian closes the
     connection otherwise)."""
+    idle_timeout_s: float = 10.0
+    """A connection with no request in flight and no byte sent either way for this long
+    is closed; so is one that never sends a byte."""
+    max_connections: int = 1024
+    """Connections served at once; more wait in the kernel's accept queue."""
+    max_connections_per_address: int = 64
+    """Connections one client address (an IPv6 /64) may hold; beyond it, its connections
+    without a request in flight are closed, newest first."""
     auth_failures_burst: int = 20
     """Failed authentications a client address may make at once before HTTP 429; 0: no
     limit."""
@@ -143,6 +151,11 @@ class Settings:
         """Timeouts for slow clients and the limit on failed authentication."""
         if self.body_timeout_s <= 0 or self.header_timeout_s <= 0:
             raise SettingsError("body_timeout_s and header_timeout_s must be greater than 0")
+        if self.idle_timeout_s <= 0:
+            raise SettingsError("idle_timeout_s must be greater than 0")
+        _positive("max_connections_per_address", self.max_connections_per_address)
+        if self.max_connections < self.max_connections_per_address:
+            raise SettingsError("max_connections must be at least max_connections_per_address")
         if self.auth_failures_burst < 0 or self.auth_failures_per_s <= 0:
             raise SettingsError("auth_failures_burst must be ≥ 0 and auth_failures_per_s > 0")
 

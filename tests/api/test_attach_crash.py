@@ -90,7 +90,9 @@ def step(client: httpx.Client, pool: Pool, rng: random.Random) -> None:
             "/v1/instances",
             json={"image": "x", "volumes": [{"size_mb": 4, "at": "/data"}], "autostart": True},
         )
-        item = r.json()["data"]["instances"][0]
+        body = r.json()
+        assert "data" in body, (r.status_code, body)
+        item = body["data"]["instances"][0]
         if item["status"] == "success":
             with pool.lock:
                 pool.inline[item["uuid"]] = item["volumes"][0]["uuid"]

@@ -14,6 +14,7 @@ from tests.api.lifecycle_helpers import Item, items, ok, unique
 from tests.conftest import LiveServer
 
 if TYPE_CHECKING:
+    from volumed.domain.model import Volume
     from volumed.store.sql import SqlStore
 
 
@@ -158,9 +159,6 @@ def test_cursor_deleted_meanwhile_continues_after_its_place(
 def test_same_creation_time_is_ordered_by_uuid(listing: tuple[LiveServer, list[Item]]) -> None:
     """Rows written through the admin path with one timestamp: uuid breaks the tie, and
     paging through them with an inclusive cursor sees each exactly once."""
-    from volumed.domain.model import Volume
-    from volumed.domain.states import QuotaPolicy, VolumeState
-
     live, _ = listing
     name = unique("tenant")
     token = live.add_user(name)
@@ -174,24 +172,35 @@ def test_same_creation_time_is_ordered_by_uuid(listing: tuple[LiveServer, list[I
         user = await store.find_user(name)
         assert user is not None
         for uuid in tied[::-1]:
-            volume = Volume(
-                uuid=uuid,
-                owner_id=user.id,
-                name=f"tied-{uuid[:8]}",
-                state=VolumeState.AVAILABLE,
-                size_mb=1,
-                persistent=True,
-                created_at_us=stamp,
-                quota_policy=QuotaPolicy.DYNAMIC,
-                free_mb=0,
-            )
-            await store.insert_volume(volume, None, {})
+            await store.insert_volume(row_volume(uuid, user.id, stamp), None, {})
 
     live.with_store(insert)
     with live.client(token) as api:
         listed = uuids(api.get("/v1/volumes"))
         assert listed[:5] == tied and listed[5] == owner
         assert page_all(api, 2) == tied + [owner]
+
+
+def row_volume(
+    uuid: str, owner_id: str, created_at_us: int, tags: list[str] | None = None
+) -> Volume:
+    """An available 1 MB volume row, written through the store (no image: listings
+    read rows only)."""
+    from volumed.domain.model import Volume
+    from volumed.domain.states import QuotaPolicy, VolumeState
+
+    return Volume(
+        uuid=uuid,
+        owner_id=owner_id,
+        name=f"r-{uuid[:8]}-{uuid[-4:]}",
+        state=VolumeState.AVAILABLE,
+        size_mb=1,
+        persistent=True,
+        created_at_us=created_at_us,
+        quota_policy=QuotaPolicy.DYNAMIC,
+        free_mb=1,
+        tags=tags or [],
+    )
 
 
 def page_all(api: httpx.Client, count: int) -> list[str]:
@@ -219,3 +228,41 @@ def _wait_settled(api: httpx.Client) -> None:
     while any(v["state"] != "available" for v in items(api.get("/v1/volumes"))):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_a_listing_without_count_is_streamed_whole(
+    listing: tuple[LiveServer, list[Item]],
+) -> None:
+    """More volumes than one streamed page (1,000), many created in the same microsecond
+    across the page boundaries: the whole listing, in order, each volume once, sent
+    chunked; the same volumes as paging by hand, and in reverse with order=desc."""
+    live, _ = listing
+    name = unique("many")
+    token = live.add_user(name)
+    stamp = 1_700_000_000_000_000
+    made = [
+        (f"{n:08x}-5eed-4000-8000-{n:012x}", stamp + (n // 7) * 1000, n % 5 == 0)
+        for n in range(2345)
+    ]
+
+    async def insert(store: SqlStore) -> None:
+        user = await store.find_user(name)
+        assert user is not None
+        for uuid, created, tagged in made:
+            volume = row_volume(uuid, user.id, created, tags=["fifth"] if tagged else [])
+            await store.insert_volume(volume, None, {})
+
+    live.with_store(insert)
+    order = [uuid for uuid, _, _ in sorted(made, key=lambda m: (m[1], m[0]))]
+    with live.client(token) as api:
+        whole = api.get("/v1/volumes")
+        assert whole.headers.get("transfer-encoding") == "chunked"
+        assert whole.json()["status"] == "success"
+        assert uuids(whole) == order
+        assert all(v["state"] == "available" and v["free_mb"] == 1 for v in items(whole))
+        assert page_all(api, 400) == order
+        assert uuids(api.get("/v1/volumes", params={"order": "desc"})) == order[::-1]
+        fifth = {uuid for uuid, _, tagged in made if tagged}
+        tagged = uuids(api.get("/v1/volumes", params={"tags": "fifth"}))
+        assert tagged == [u for u in order if u in fifth]
+        assert uuids(api.get("/v1/volumes", params={"from": order[1500]})) == order[1500:]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +83,16 @@ def fill(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def hold_a_request_open(live: LiveServer) -> socket.socket:
+    """A request whose body never finishes arriving: its handler waits for it, so a
+    graceful shutdown has something in flight to wait for. Close the socket to end it."""
+    stuck = socket.create_connection(("127.0.0.1", live.port))
+    stuck.sendall(
+        b"POST /v1/volumes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + live.token.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    )
+    time.sleep(0.3)  # no signal tells when granian has handed the request to the app
+    return stuck

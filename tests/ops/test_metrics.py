@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
 from tests.ops.conftest import Ops, value
 from volumed.settings import Settings, SettingsError
 
@@ -84,7 +82,11 @@ def test_counts_match_a_known_sequence_of_requests(ops_server: Callable[..., Ops
         assert ("volumed_job_failures_total", frozenset({("kind", kind)})) in samples
         assert value(samples, "volumed_job_failures_total", kind=kind) == 0
     store = "volumed_store_operation_duration_seconds_count"
-    assert value(samples, store, operation="get_volume") >= gets
+    # The point reads on every request's path are not timed (their cost was the timer's).
+    assert (
+        "volumed_store_operation_duration_seconds_count",
+        frozenset({("operation", "get_volume")}),
+    ) not in samples
     assert value(samples, store, operation="begin_delete") == 1
     assert value(samples, "process_resident_memory_bytes") > 0
 
@@ -101,19 +103,6 @@ def test_metrics_listen_apart_from_the_api(ops_server: Callable[..., Ops]) -> No
     assert httpx.post(base + "/metrics").status_code == 405
     assert httpx.head(base + "/metrics").status_code == 200
     assert "volumed_build_info" in httpx.get(base + "/metrics").text
-
-
-def test_a_busy_metrics_port_leaves_metrics_off_not_the_api(
-    fresh_server: Callable[..., LiveServer],
-) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        live = fresh_server(VOLUMED_METRICS_PORT=port)
-        with live.client() as api:
-            assert api.get("/v1/volumes").status_code == 200
-    assert f"metrics listener could not bind 127.0.0.1:{port}" in live.log()
 
 
 def test_metrics_settings_are_checked() -> None:

@@ -6,7 +6,6 @@ and no unacknowledged one is."""
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from collections.abc import Callable
 import httpx
 
 from tests.conftest import LiveServer
-from tests.ops.conftest import Ops
+from tests.ops.conftest import Ops, hold_a_request_open
 
 CLIENTS = 12
 REFUSED = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
@@ -102,14 +101,7 @@ def test_shutdown_gives_up_on_a_stuck_request_after_the_timeout(
     ops_server: Callable[..., Ops],
 ) -> None:
     live = ops_server(VOLUMED_SHUTDOWN_TIMEOUT_S=1).live
-    # A request whose body never finishes arriving keeps its handler waiting.
-    stuck = socket.create_connection(("127.0.0.1", live.port))
-    stuck.sendall(
-        b"POST /v1/volumes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-        + live.token.encode()
-        + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
-    )
-    time.sleep(0.3)
+    stuck = hold_a_request_open(live)
     assert live.process is not None
     started = time.monotonic()
     live.process.send_signal(signal.SIGTERM)

@@ -15,7 +15,7 @@ from volumed.api.auth import Authenticator
 from volumed.api.envelope import error_envelope
 from volumed.api.http import Request, RequestError
 from volumed.api.routing import Response, Route, Router
-from volumed.domain.ports import StoreUnavailable
+from volumed.domain.ports import StoreFull, StoreUnavailable
 
 log = logging.getLogger("volumed.api")
 
@@ -55,6 +55,13 @@ class VolumedApp:
         except RequestError as exc:
             response = Response(error_envelope(exc.status, exc.message, started), exc.status)
             response.headers.extend(exc.headers)
+        except StoreFull:
+            message = (
+                "The metadata store has no space left to write; nothing was changed. "
+                "Try again once an operator has freed space"
+            )
+            response = Response(error_envelope(503, message, started), 503)
+            response.headers.append((b"retry-after", b"30"))
         except StoreUnavailable:
             message = "The metadata store is unavailable; try again shortly"
             response = Response(error_envelope(503, message, started), 503)

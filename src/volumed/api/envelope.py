@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -12,6 +13,8 @@ _encoder = msgspec.json.Encoder()
 FAILED_ALL = "Failed to perform all operations"
 
 Item = dict[str, Any]
+AnyItem = Item | msgspec.Struct
+"""A wire item: a dict, or a struct of api/wire.py (always a success)."""
 
 item_errors: ContextVar[list[int] | None] = ContextVar("volumed_item_errors", default=None)
 """Where the request being answered collects the codes of its failed items (set by
@@ -22,9 +25,9 @@ def op_time_us(started_ns: int) -> int:
     return (time.perf_counter_ns() - started_ns) // 1000
 
 
-def items_envelope(key: str, items: list[Item], started_ns: int, **extra: Any) -> bytes:
+def items_envelope(key: str, items: Sequence[AnyItem], started_ns: int, **extra: Any) -> bytes:
     """HTTP 200 envelope: ``success``, ``partial_success`` or ``error`` by the items' status."""
-    failed = sum(1 for item in items if item.get("status") == "error")
+    failed = sum(1 for item in items if _failed(item))
     body: dict[str, Any] = {}
     if failed == 0:
         body["status"] = "success"
@@ -33,11 +36,37 @@ def items_envelope(key: str, items: list[Item], started_ns: int, **extra: Any) -
         body["message"] = FAILED_ALL
         sink = item_errors.get()
         if sink is not None:
-            sink.extend(item.get("error", 0) for item in items if item.get("status") == "error")
+            sink.extend(
+                item.get("error", 0) for item in items if isinstance(item, dict) and _failed(item)
+            )
     body.update(extra)
     body["data"] = {key: items}
     body["op_time_us"] = op_time_us(started_ns)
     return _encoder.encode(body)
+
+
+def streamed_items_envelope(
+    key: str, pages: AsyncIterator[Sequence[AnyItem]], started_ns: int
+) -> AsyncIterator[bytes]:
+    """The envelope of a listing too long to hold at once, one page of items a chunk:
+    the bytes :func:`items_envelope` would make of the same successful items."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"status":"success","data":{' + _encoder.encode(key) + b":["
+        first = True
+        async for page in pages:
+            if not page:
+                continue
+            encoded = _encoder.encode(page)[1:-1]
+            yield encoded if first else b"," + encoded
+            first = False
+        yield b']},"op_time_us":' + str(op_time_us(started_ns)).encode() + b"}"
+
+    return chunks()
+
+
+def _failed(item: AnyItem) -> bool:
+    return isinstance(item, dict) and item.get("status") == "error"
 
 
 def data_envelope(key: str, value: Any, started_ns: int) -> bytes:

@@ -3,7 +3,9 @@
 ``GET /healthz`` answers 200 while the process serves HTTP at all (liveness).
 ``GET /readyz`` answers 200 only when every check passes, 503 otherwise (readiness):
 
-* ``store``: the database answers and is still the file it was opened as;
+* ``store``: the database answers, is still the file it was opened as, and has room to
+  write (a write that allocates a new page, rolled back: a full disk under PostgreSQL
+  refused every create with 503 while reads, and a plain ping, still worked);
 * ``migrations``: every schema migration this build knows is applied;
 * ``data_dir``: the data directory and the image directory accept a new file (an
   unnamed ``O_TMPFILE``, written and synced, so nothing ever appears in a listing);
@@ -36,6 +38,7 @@ Check = dict[str, Any]
 
 class Probed(Protocol):
     async def ping(self) -> None: ...
+    async def probe_write(self) -> None: ...
     async def pending_migrations(self) -> list[int]: ...
 
 
@@ -81,7 +84,8 @@ class HealthHandlers:
 
     async def _check_store(self) -> str:
         await self._store.ping()
-        return "The database answers"
+        await self._store.probe_write()
+        return "The database answers and has room to write"
 
     async def _check_migrations(self) -> str:
         pending = await self._store.pending_migrations()

@@ -9,7 +9,7 @@ import time
 import msgspec
 
 from volumed.api import bodies, views
-from volumed.api.envelope import Item, items_envelope
+from volumed.api.envelope import AnyItem, Item, items_envelope
 from volumed.api.http import Request, RequestError, query_bool
 from volumed.api.routing import Response, Router
 from volumed.api.updates import update_global, update_local
@@ -85,7 +85,7 @@ class TemplateHandlers:
             results = views.page_items(await self._templates.page(user, query), details=details)
             return Response(items_envelope(KEY, results, started))
 
-        async def get(body: bodies.RefBody) -> Item:
+        async def get(body: bodies.RefBody) -> AnyItem:
             template = await self._templates.get(user, to_ref(body, "template"))
             return views.volume_item(template, details=details)
 
@@ -98,7 +98,7 @@ class TemplateHandlers:
         details = query_bool(request.query_values(frozenset({"details"})), "details")
         _no_identifiers_in_body(request)
 
-        async def get(_: object) -> Item:
+        async def get(_: object) -> AnyItem:
             template = await self._templates.get(user, path_ref(request))
             return views.volume_item(template, details=details is not False)
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 
 from volumed.api import views
-from volumed.api.envelope import Item, failed_item, items_envelope
+from volumed.api.envelope import AnyItem, failed_item, items_envelope
 from volumed.api.http import Request, RequestError
 from volumed.api.routing import Response, Router
 from volumed.api.volumes import each_item, path_ref
@@ -75,7 +75,7 @@ class TransferHandlers:
         raw = request.path_params["uuid"]
         body = _Body(request)
 
-        async def run(_: object) -> Item:
+        async def run(_: object) -> AnyItem:
             ref = path_ref(request)
             await self._service.check_import(user, ref)
             volume = await self._service.import_archive(user, ref, body.chunks())

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
-from volumed.api.envelope import Item
+from volumed.api import wire
+from volumed.api.envelope import AnyItem, Item
 from volumed.domain.listing import Page
 from volumed.domain.model import Instance, Volume
 from volumed.domain.quotas import QuotaReport
@@ -13,35 +12,13 @@ from volumed.domain.states import InstanceState
 
 def rfc3339(us: int) -> str:
     """UTC with a ``Z``, to the second, as the hosted service prints it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(us // 1_000_000))
+    return wire.rfc3339(us // 1_000_000)
 
 
-def volume_item(volume: Volume, *, details: bool = True) -> Item:
+def volume_item(volume: Volume, *, details: bool = True) -> AnyItem:
     if not details:
         return {"status": "success", "uuid": volume.uuid, "name": volume.name}
-    item: Item = {
-        "status": "success",
-        "uuid": volume.uuid,
-        "name": volume.name,
-        "created_at": rfc3339(volume.created_at_us),
-        "state": volume.state.value,
-        "size_mb": volume.size_mb,
-        "persistent": volume.persistent,
-        "attached_to": [{"uuid": a.uuid, "name": a.name} for a in volume.attached_to],
-        "mounted_by": [
-            {"uuid": m.uuid, "name": m.name, "readonly": m.readonly} for m in volume.mounted_by
-        ],
-        "tags": volume.tags,
-        "quota_policy": volume.quota_policy.value,
-        "access_mode": volume.access_mode.value,
-        "delete_lock": volume.delete_lock,
-        "filesystem": volume.filesystem,
-    }
-    if volume.free_mb is not None:
-        item["free_mb"] = volume.free_mb
-    if volume.message:
-        item["message"] = volume.message
-    return item
+    return wire.volume_item(volume)
 
 
 def volume_created(volume: Volume) -> Item:
@@ -139,7 +116,7 @@ def quotas_item(user_id: str, report: QuotaReport) -> Item:
     }
 
 
-def page_items(page: Page, *, details: bool) -> list[Item]:
+def page_items(page: Page, *, details: bool) -> list[AnyItem]:
     """A listing page; a ``from`` cursor gone since is its first item, as a stub."""
     found = [volume_item(v, details=details) for v in page.volumes]
     if page.cursor is not None:

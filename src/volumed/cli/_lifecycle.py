@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -26,21 +27,29 @@ from volumed.metrics_http import MetricsListener
 
 if TYPE_CHECKING:
     from volumed.bootstrap import Services
+    from volumed.edge.guard import ConnectionGuard
 
 log = logging.getLogger("volumed")
 
 
-async def run_server(server: Any, services: Services) -> None:
+async def run_server(
+    server: Any,
+    services: Services,
+    guard: ConnectionGuard,
+    metrics_socket: socket.socket | None,
+) -> None:
     """Serve until a signal, then shut down as described above. ``server`` is granian's
-    embedded ``Server`` (untyped)."""
+    embedded ``Server`` (untyped), serving through ``guard``; ``metrics_socket`` is the
+    bound metrics address, if metrics are on."""
     settings = services.settings
     timeout = settings.shutdown_timeout_s
     loop = asyncio.get_running_loop()
     listener = None
-    if services.metrics is not None:
-        listener = MetricsListener(services.metrics, settings.metrics_host, settings.metrics_port)
+    if services.metrics is not None and metrics_socket is not None:
+        listener = MetricsListener(services.metrics, metrics_socket)
         await listener.start()
     worker = asyncio.create_task(services.worker.run())
+    sweeper = asyncio.create_task(guard.run())
     serving = asyncio.ensure_future(server.serve())
     stopping: list[asyncio.Task[None]] = []
     signalled_at = 0.0
@@ -85,6 +94,7 @@ async def run_server(server: Any, services: Services) -> None:
             stopping.append(loop.create_task(services.worker.stop(timeout)))
         await stopping[0]
         worker.cancel()
+        sweeper.cancel()
         if listener is not None:
             await listener.close()
         if services.http is not None:

@@ -21,6 +21,8 @@ _LAZY = {
     "quota": "volumed.cli.admin.quota:quota",
     "db": "volumed.cli.admin.db:db",
     "fsck": "volumed.cli.admin.fsck:fsck",
+    "backup": "volumed.cli.admin.backup:backup",
+    "restore": "volumed.cli.admin.backup:restore",
     "completion": "volumed.cli.completion:completion",
 }
 

@@ -66,11 +66,28 @@ async def _serve(settings: Settings) -> None:
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
-    from granian.server.embed import Server
 
     from volumed.bootstrap import bootstrap, ensure_default_user
     from volumed.cli._lifecycle import run_server
+    from volumed.edge import listener
+    from volumed.edge.guard import ConnectionGuard
 
+    # Both addresses first: a second server must stop here, before it touches the store.
+    try:
+        api_socket = listener.bind(
+            settings.host, settings.port, settings.max_connections, setting="--port"
+        )
+        metrics_socket = None
+        if settings.metrics_port:
+            metrics_socket = listener.bind(
+                settings.metrics_host,
+                settings.metrics_port,
+                16,
+                setting="VOLUMED_METRICS_PORT (0 turns metrics off)",
+            )
+    except listener.AddressInUse as exc:
+        raise click.ClickException(exc.strerror or str(exc)) from None
+    listener.raise_open_files_limit(settings.max_connections)
     services = await bootstrap(settings)
     token = await ensure_default_user(services.store, settings)
     if token is not None and sys.stderr.isatty():
@@ -102,10 +119,19 @@ async def _serve(settings: Settings) -> None:
         finished = await services.instances.recover()
         if finished:
             logging.getLogger("volumed").info("finished %d interrupted start/stop(s)", finished)
-    server = Server(
+    guard = ConnectionGuard(
         services.http or services.app,
+        port=api_socket.getsockname()[1],
+        idle_timeout_s=settings.idle_timeout_s,
+        per_address=settings.max_connections_per_address,
+    )
+    server = listener.granian_server(
+        api_socket,
+        target=guard,
         address=settings.host,
         port=settings.port,
+        backlog=settings.max_connections,
+        backpressure=settings.max_connections,
         interface=Interfaces.ASGINL,
         websockets=False,
         http1_settings=HTTP1Settings(header_read_timeout=int(settings.header_timeout_s * 1000)),
@@ -120,6 +146,6 @@ async def _serve(settings: Settings) -> None:
         settings.data_dir,
     )
     try:
-        await run_server(server, services)
+        await run_server(server, services, guard, metrics_socket)
     finally:
         await services.close()

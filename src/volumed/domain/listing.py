@@ -15,12 +15,13 @@ gives an empty page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 
 from volumed.domain.model import Volume
 from volumed.domain.ports import ListQuery, Store
 
-__all__ = ["Page", "page"]
+__all__ = ["Page", "page", "pages"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,3 +43,22 @@ async def page(store: Store, owner_id: str, query: ListQuery) -> Page:
     if query.count:
         volumes = volumes[: query.count - 1]
     return Page(volumes, (cursor, name))
+
+
+async def pages(store: Store, owner_id: str, query: ListQuery, size: int) -> AsyncIterator[Page]:
+    """The whole listing (``query.count`` unset) as pages of at most ``size``, so that a
+    tenant with 100,000 volumes is never held in memory at once. Each page starts after
+    the last volume of the one before (its tombstone keeps the place if it was deleted
+    meanwhile); like paging by hand, it is not a snapshot."""
+    first = await page(store, owner_id, replace(query, count=size))
+    yield first
+    volumes = first.volumes
+    full = len(volumes) + (first.cursor is not None) >= size
+    while full and volumes:
+        after = volumes[-1].uuid
+        nxt = replace(query, from_uuid=after, from_time_us=None, count=size + 1)
+        found = await store.list_volumes(owner_id, nxt)
+        full = len(found) == size + 1
+        volumes = found[1:] if found and found[0].uuid == after else found[:size]
+        if volumes:
+            yield Page(volumes)

@@ -32,6 +32,7 @@ __all__ = [
     "StorageError",
     "Store",
     "StoreStats",
+    "StoreFull",
     "StoreUnavailable",
 ]
 
@@ -152,6 +153,11 @@ class NameTaken(Exception):
 
 class StoreUnavailable(Exception):
     """The metadata store cannot be reached right now (the request may be retried)."""
+
+
+class StoreFull(StoreUnavailable):
+    """The metadata store has no space left to write: reads still work, writes are refused
+    until an operator frees space (the request may be retried then)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -304,6 +310,7 @@ class Store(Protocol):
     a volume's state is a compare-and-set that returns whether it won."""
 
     async def ping(self) -> None: ...
+    async def probe_write(self) -> None: ...
 
     # users and tokens
     async def user_for_token(self, token_hash: str) -> User | None: ...
@@ -336,7 +343,6 @@ class Store(Protocol):
     async def claim_job(self, worker_id: str, lease_us: int) -> Job | None: ...
     async def renew_lease(self, uuid: str, worker_id: str, lease_us: int) -> bool: ...
     async def release_leases(self, worker_id: str | None = None) -> int: ...
-    async def count_jobs(self) -> int: ...
     async def stats(self) -> StoreStats: ...
 
     # the audit trail (written by the transitions themselves, in their transaction)
@@ -362,7 +368,6 @@ class Store(Protocol):
         size_mb: int | None = None,
         message: str | None = None,
     ) -> bool: ...
-    async def all_volume_uuids(self) -> set[str]: ...
     async def begin_import(
         self, owner_id: str, uuid: str, expected: Sequence[str], worker_id: str, lease_us: int
     ) -> bool:

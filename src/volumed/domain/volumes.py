@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from volumed.domain import errors, listing, rules
@@ -96,6 +96,10 @@ class VolumeService:
     async def page(self, user: User, query: ListQuery) -> listing.Page:
         """A page of ``GET /v1/volumes``; see :mod:`volumed.domain.listing`."""
         return await listing.page(self._store, user.id, query)
+
+    def pages(self, user: User, query: ListQuery, size: int) -> AsyncIterator[listing.Page]:
+        """The whole listing in pages of ``size``; see :func:`listing.pages`."""
+        return listing.pages(self._store, user.id, query, size)
 
     # ------------------------------------------------------------------ create
 

@@ -1,4 +1,4 @@
-"""Tar archives in and out of a directory, streamed: no archive is ever held in memory.
+"""Tar archives into a directory, streamed: no archive is ever held in memory.
 
 :func:`extract_stream` reads an archive from an async iterator of chunks and extracts it
 member by member (``tarfile`` in stream mode, in a worker thread fed through a small
@@ -18,8 +18,6 @@ The bytes the tree will need are counted as it arrives; past ``limit_bytes`` (or
 ``max_entries`` entries) nothing more is written, the rest of the stream is only
 counted (up to ``count_cap_bytes`` of archive), and :class:`TooLarge` says how much
 would have been needed.
-
-:func:`tar_stream` streams a directory as a GNU tar archive (``tar -c``, numeric owners).
 """
 
 from __future__ import annotations
@@ -29,19 +27,17 @@ import contextlib
 import io
 import os
 import queue
-import subprocess
 import tarfile
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ArchiveError", "ExtractStats", "TooLarge", "extract_stream", "tar_stream"]
+__all__ = ["ArchiveError", "ExtractStats", "TooLarge", "extract_stream"]
 
 _BLOCK = 4096
 _QUEUE_CHUNKS = 16
 _READ_CHUNK = 1 << 16
-_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
 class ArchiveError(Exception):
@@ -293,39 +289,3 @@ def _needed(member: tarfile.TarInfo) -> int:
         # ext4 keeps targets shorter than 60 bytes in the inode itself.
         return _BLOCK
     return 0
-
-
-async def tar_stream(
-    directory: Path, *, chunk_bytes: int = 256 * 1024, cleanup: Callable[[], None]
-) -> AsyncIterator[bytes]:
-    """Yield ``directory`` as a GNU tar archive, then call ``cleanup`` (also when the
-    consumer stops early or the tool fails; a failure is raised after the cleanup)."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            "tar", "--numeric-owner", "--format=gnu", "-C", str(directory), "-cf", "-", ".",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_ENV,
-            limit=chunk_bytes,
-        )  # fmt: skip
-    except BaseException:
-        cleanup()
-        raise
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        while True:
-            chunk = await proc.stdout.read(chunk_bytes)
-            if not chunk:
-                break
-            yield chunk
-        err = await proc.stderr.read()
-        rc = await proc.wait()
-        if rc != 0:
-            raise OSError(f"tar exited with status {rc}: {err.decode(errors='replace')[-300:]}")
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-        cleanup()

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from volumed.domain.ports import ImageUsage, StorageError
+from volumed.storage._export import ImageExports
 from volumed.storage._extents import punch_unwritten
 from volumed.storage._process import run, run_blocking, storage_errors
 from volumed.storage._superblock import NotExt4, Superblock, read_superblock
@@ -62,6 +63,7 @@ class Ext4ImageDriver:
         self._dir = images_dir
         self._timeout = timeout_s
         self._transfers = ImageTransfers(images_dir, timeout_s=timeout_s)
+        self._exports = ImageExports(images_dir, timeout_s=timeout_s)
         with storage_errors("Could not prepare the image directory"):
             images_dir.mkdir(parents=True, exist_ok=True)
 
@@ -294,8 +296,8 @@ class Ext4ImageDriver:
         return await self.usage(uuid)
 
     async def export_tar(self, uuid: str) -> AsyncIterator[bytes]:
-        """Dump the file tree now and return it as a tar stream (``debugfs rdump``)."""
-        return await self._transfers.export_tar(uuid, self.image_path(uuid))
+        """Check the file tree now and return it as a tar stream, read from the image."""
+        return await self._exports.export_tar(uuid, self.image_path(uuid))
 
     async def discard_transfers(self, uuid: str | None = None) -> None:
         """Remove an interrupted import's leftovers (all transfer leftovers when None)."""

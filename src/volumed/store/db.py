@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from volumed.domain.ports import StoreUnavailable
+from volumed.domain.ports import StoreFull, StoreUnavailable
 
 Row = Mapping[str, Any]
 Params = Sequence[Any]
@@ -49,6 +50,10 @@ class Database(Queries, Protocol):
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
+        ...
+
+    async def probe_write(self) -> None:
+        """Raise StoreFull unless the database can take a new page now; nothing is kept."""
         ...
 
     async def close(self) -> None: ...
@@ -88,6 +93,8 @@ class SqliteDatabase:
                 raise UniqueViolation(str(exc)) from None
             raise
         except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise StoreFull(f"The database has no space left: {exc}") from exc
             if "disk" in str(exc) or "locked" in str(exc):
                 raise StoreUnavailable(str(exc)) from exc
             raise
@@ -121,6 +128,21 @@ class SqliteDatabase:
             self._db.execute("SELECT count(*) FROM schema_migrations").fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"The database does not answer: {exc}") from exc
+
+    async def probe_write(self) -> None:
+        """SQLite writes its pages at commit, into the WAL beside the file: probe that
+        directory with an unnamed file, as /readyz probes the data directory."""
+        try:
+            fd = os.open(self.path.parent, os.O_TMPFILE | os.O_WRONLY, 0o600)
+        except OSError:
+            return  # no O_TMPFILE here: the data directory check covers it
+        try:
+            os.write(fd, b"\0" * _PAGE)
+            os.fsync(fd)
+        except OSError as exc:
+            raise StoreFull(f"The database has no space left: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
 
     async def close(self) -> None:
         self._db.close()
@@ -189,7 +211,13 @@ class PostgresDatabase(_PgQueries):
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresDatabase:
-        import asyncpg
+        try:
+            import asyncpg
+        except ImportError:
+            # asyncpg is the optional extra `volumed[postgres]`.
+            raise StoreUnavailable(
+                "PostgreSQL support is not installed: pip install 'volumed[postgres]'"
+            ) from None
 
         with _pg_errors():
             pool = await asyncpg.create_pool(
@@ -209,6 +237,25 @@ class PostgresDatabase(_PgQueries):
         with _pg_errors():
             await self._pool.fetchval("SELECT 1", timeout=_PING_TIMEOUT_S)
 
+    async def probe_write(self) -> None:
+        """A new table with one row, rolled back: PostgreSQL allocates the row's page on
+        disk at once (to fail here rather than at a checkpoint), so a full disk answers
+        DiskFullError, while a probe into an existing table may find room in a page and
+        say nothing. The table's name is random: replicas probing at once do not wait on
+        each other's catalog rows."""
+        name = f"volumed_write_probe_{secrets.token_hex(6)}"
+        with _pg_errors():
+            async with self._pool.acquire(timeout=_PING_TIMEOUT_S) as conn:
+                probe = conn.transaction()
+                await probe.start()
+                try:
+                    await conn.execute(f"CREATE TABLE {name} (b bytea)", timeout=_PING_TIMEOUT_S)
+                    await conn.execute(
+                        f"INSERT INTO {name} VALUES ('\\x00')", timeout=_PING_TIMEOUT_S
+                    )
+                finally:
+                    await probe.rollback()
+
     async def close(self) -> None:
         try:
             await asyncio.wait_for(self._pool.close(), _CLOSE_TIMEOUT_S)
@@ -217,6 +264,7 @@ class PostgresDatabase(_PgQueries):
 
 
 _PING_TIMEOUT_S = 3.0
+_PAGE = 8192
 _CLOSE_TIMEOUT_S = 5.0
 
 
@@ -235,6 +283,8 @@ class _pg_errors:  # noqa: N801 - used as a context manager, reads like one
 
         if isinstance(exc, asyncpg.UniqueViolationError):
             raise UniqueViolation(str(exc)) from None
+        if isinstance(exc, asyncpg.DiskFullError):
+            raise StoreFull(f"The database has no space left: {exc}") from exc
         unavailable = (
             OSError,
             asyncpg.PostgresConnectionError,

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from volumed.domain.ports import StoreUnavailable
+
 DIALECTS = ("sqlite", "postgresql")
 
 _TRIGGER_BODY = re.compile(r"\bCREATE\s+TRIGGER\b[\s\S]*\bBEGIN\b", re.IGNORECASE)
@@ -64,6 +66,30 @@ def all_migrations(dialect: str) -> list[Migration]:
             continue  # the dialect's own file wins over a shared one
         found[version] = Migration(version, name, entry.read_text(encoding="utf-8"))
     return [found[v] for v in sorted(found)]
+
+
+class SchemaTooNew(StoreUnavailable):
+    """The database holds migrations this code does not know: a newer volumed upgraded it.
+    Running older code on it could write rows the newer schema forbids, so volumed
+    refuses to start (a StoreUnavailable: every entry point reports it as it reports a
+    store it cannot use)."""
+
+    def __init__(self, unknown: list[int]) -> None:
+        listed = ", ".join(f"{v:04d}" for v in unknown)
+        super().__init__(
+            f"the database has migration(s) {listed}, which this volumed does not know: a "
+            "newer version upgraded it. Run that version, or restore a backup taken before "
+            "the upgrade (docs/deployment.md, Upgrade)"
+        )
+        self.unknown = unknown
+
+
+def check_known(applied: set[int], dialect: str) -> None:
+    """Raise SchemaTooNew if ``applied`` holds a version no migration file of the code has."""
+    known = {m.version for m in all_migrations(dialect)}
+    unknown = sorted(applied - known)
+    if unknown:
+        raise SchemaTooNew(unknown)
 
 
 CREATE_VERSION_TABLE = (

@@ -78,6 +78,21 @@ _QUOTA_POLICIES = {p.value: p for p in QuotaPolicy}
 _ACCESS_MODES = {m.value: m for m in AccessMode}
 _RUNNING_STATES = ("starting", "running", "stopping")
 _TOMBSTONE_US = 24 * 3600 * 1_000_000
+_PG_USAGE = (
+    "SELECT COALESCE((SELECT volumes FROM tenant_usage WHERE owner_id = ?), 0) "
+    "+ COALESCE(SUM(volumes), 0), "
+    "COALESCE((SELECT total_mb FROM tenant_usage WHERE owner_id = ?), 0) "
+    "+ COALESCE(SUM(total_mb), 0) "
+    "FROM tenant_usage_delta WHERE owner_id = ?"
+)
+_PG_FOLD_USAGE = (
+    "WITH folded AS (DELETE FROM tenant_usage_delta WHERE owner_id = ? "
+    "RETURNING volumes, total_mb) "
+    "INSERT INTO tenant_usage AS u (owner_id, volumes, total_mb) "
+    "SELECT ?, COALESCE(SUM(volumes), 0), COALESCE(SUM(total_mb), 0) FROM folded "
+    "ON CONFLICT (owner_id) DO UPDATE "
+    "SET volumes = u.volumes + EXCLUDED.volumes, total_mb = u.total_mb + EXCLUDED.total_mb"
+)
 """How long a deleted volume's place in the list order is remembered."""
 
 
@@ -116,6 +131,7 @@ class SqlStore:
                 await db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
             await db.execute(migrations.CREATE_VERSION_TABLE)
             done = {r[0] for r in await db.fetchall("SELECT version FROM schema_migrations")}
+            migrations.check_known(done, self.dialect)
             for migration in migrations.all_migrations(self.dialect):
                 if migration.version in done:
                     continue
@@ -129,21 +145,29 @@ class SqlStore:
         return applied_now
 
     async def pending_migrations(self) -> list[int]:
+        done = await self.applied_migrations()
+        return [m.version for m in migrations.all_migrations(self.dialect) if m.version not in done]
+
+    async def applied_migrations(self) -> set[int]:
+        """The versions recorded in the database (none before the first migration)."""
         found = await self._db.fetchone(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
             if self.dialect == "postgresql"
             else "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
             ("schema_migrations",),
         )
-        done: set[int] = set()
-        if found[0]:
-            done = {r[0] for r in await self._db.fetchall("SELECT version FROM schema_migrations")}
-        return [m.version for m in migrations.all_migrations(self.dialect) if m.version not in done]
+        if not found[0]:
+            return set()
+        return {r[0] for r in await self._db.fetchall("SELECT version FROM schema_migrations")}
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers (and, for SQLite, is still
         the file it was opened as)."""
         await self._db.ping()
+
+    async def probe_write(self) -> None:
+        """Raise StoreFull unless the database has room for a write now."""
+        await self._db.probe_write()
 
     async def close(self) -> None:
         await self._db.close()
@@ -153,7 +177,9 @@ class SqlStore:
         tenant's count-then-write transactions. SQLite's BEGIN IMMEDIATE already does;
         PostgreSQL's READ COMMITTED does not, so lock the tenant's users row."""
         if db.dialect == "postgresql":
-            await db.execute("SELECT 1 FROM users WHERE id = ? FOR UPDATE", (owner_id,))
+            # NO KEY UPDATE: exclusive among quota checks, yet compatible with the KEY
+            # SHARE lock that foreign-key checks of volume and instance updates take.
+            await db.execute("SELECT 1 FROM users WHERE id = ? FOR NO KEY UPDATE", (owner_id,))
 
     # ------------------------------------------------------------------ users and tokens
 
@@ -533,15 +559,6 @@ class SqlStore:
             lease_owner=worker_id,
         )
 
-    async def next_lease_expiry_us(self) -> int | None:
-        db: Queries = self._db
-        row = await db.fetchone("SELECT MIN(lease_until_us) FROM volumes WHERE job IS NOT NULL")
-        return None if row[0] is None else int(row[0])
-
-    async def count_jobs(self) -> int:
-        db: Queries = self._db
-        return int((await db.fetchone("SELECT count(*) FROM volumes WHERE job IS NOT NULL"))[0])
-
     async def stats(self) -> StoreStats:
         db: Queries = self._db
         by_state: dict[str, int] = {}
@@ -656,16 +673,6 @@ class SqlStore:
                     message=message,
                 )
         return bool(won)
-
-    async def job_volume_exists(self, uuid: str) -> bool:
-        db: Queries = self._db
-        row = await db.fetchone("SELECT 1 FROM volumes WHERE uuid = ?", (uuid,))
-        return row is not None
-
-    async def all_volume_uuids(self) -> set[str]:
-        """Every row, deleted-pending ones included (for orphan checks)."""
-        db: Queries = self._db
-        return {r[0] for r in await db.fetchall("SELECT uuid FROM volumes")}
 
     # ------------------------------------------------------------------ instances (reads)
 
@@ -1130,18 +1137,31 @@ class SqlStore:
         return QuotaUsage(volumes, total_mb, int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
     async def _volume_usage(self, db: Queries, owner_id: str) -> tuple[int, int]:
-        # Kept by triggers (migration 0009) in the transaction of every volume change.
-        row = await db.fetchone(
-            "SELECT volumes, total_mb FROM tenant_usage WHERE owner_id = ?", (owner_id,)
-        )
+        # Kept by triggers in the transaction of every volume change: on SQLite in
+        # tenant_usage itself (0009), on PostgreSQL as deltas beside it (0017).
+        if db.dialect == "postgresql":
+            row = await db.fetchone(_PG_USAGE, (owner_id, owner_id, owner_id))
+        else:
+            row = await db.fetchone(
+                "SELECT volumes, total_mb FROM tenant_usage WHERE owner_id = ?", (owner_id,)
+            )
         return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def _locked_volume_usage(self, db: Queries, owner_id: str) -> tuple[int, int]:
+        """The usage a quota check reads, under the tenant lock. On PostgreSQL it also
+        folds the committed deltas into tenant_usage, so they stay few; only holders of
+        the tenant lock write that row, so nobody else ever waits for it."""
+        if db.dialect != "postgresql":
+            return await self._volume_usage(db, owner_id)
+        await db.execute(_PG_FOLD_USAGE, (owner_id, owner_id))
+        return await self._volume_usage(db, owner_id)
 
     async def _check_room(
         self, db: Queries, owner_id: str, limits: QuotaLimits, volumes: int, size_mb: int
     ) -> None:
         """Inside a write transaction: refuse what would take the tenant over its limits."""
         await self._lock_tenant(db, owner_id)
-        count, total_mb = await self._volume_usage(db, owner_id)
+        count, total_mb = await self._locked_volume_usage(db, owner_id)
         if count + volumes > limits.max_volumes or total_mb + size_mb > limits.max_total_volume_mb:
             raise QuotaRefused(QuotaUsage(count, total_mb))
 

@@ -30,12 +30,20 @@ def status(app: App) -> None:
 
     store = open_store(app, migrate=False)
     try:
-        pending = run(store.pending_migrations())
+        applied = run(store.applied_migrations())
     finally:
         run(store.close())
-    for migration in migrations.all_migrations(store.dialect):
+    known = migrations.all_migrations(store.dialect)
+    pending = [m.version for m in known if m.version not in applied]
+    for migration in known:
         mark = "pending" if migration.version in pending else "applied"
         click.echo(f"{migration.version:04d}  {mark:8}  {migration.name}")
+    try:
+        migrations.check_known(applied, store.dialect)
+    except migrations.SchemaTooNew as exc:
+        for version in exc.unknown:
+            click.echo(f"{version:04d}  {'unknown':8}  (applied by a newer volumed)")
+        app.abort(str(exc))
     if pending:
         app.abort(f"{len(pending)} migration(s) pending: run `volumed db migrate`")
 
@@ -48,10 +56,13 @@ def status(app: App) -> None:
 def migrate(app: App) -> None:
     """Apply pending migrations (safe while a server runs: one transaction)."""
     from volumed.cli.admin._store import open_store, run
+    from volumed.domain.ports import StoreUnavailable
 
     store = open_store(app, create=True, migrate=False)
     try:
         applied = run(store.migrate())
+    except StoreUnavailable as exc:  # among them SchemaTooNew: a newer volumed's database
+        app.abort(f"cannot migrate: {exc}", 2)
     finally:
         run(store.close())
     if applied:

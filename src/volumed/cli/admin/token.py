@@ -38,8 +38,8 @@ def create_token(app: App, user_name: str, label: str) -> None:
     """Create a token; it is printed once and only its digest is stored."""
     import secrets
 
-    from volumed.api.auth import new_token, token_digest
     from volumed.cli.admin._store import find_user, open_store, run
+    from volumed.domain.tokens import new_token, token_digest
 
     store = open_store(app)
     try:

@@ -37,10 +37,10 @@ def create_user(app: App, name: str, no_token: bool) -> None:
     """Create a user and print its first token (shown once, stored hashed)."""
     import secrets
 
-    from volumed.api.auth import new_token, token_digest
     from volumed.cli.admin._store import open_store, run
     from volumed.domain.model import User
     from volumed.domain.ports import NameTaken
+    from volumed.domain.tokens import new_token, token_digest
 
     if not name or len(name) > 63 or not name.replace("-", "").replace("_", "").isalnum():
         app.abort(f"'{name}' is not a user name (letters, digits, - and _; at most 63)", 2)

@@ -1,0 +1,143 @@
+"""The connection guard: no connection sits idle for long, and no client address holds
+more than its share of the server's connections.
+
+granian (hyper) bounds the time headers take only from their first byte, and serves at
+most ``max_connections`` connections at once: without this guard, a client that opens
+connections and sends nothing holds them forever, and ~130 of them stopped every other
+client (issue 11). The guard runs beside the server and, every ``_SWEEP_S``:
+
+* closes each connection with no request in flight and no byte sent either way for
+  ``idle_timeout_s`` (never-used connections included);
+* for each address holding more than ``per_address`` connections, closes the excess among
+  those with no request in flight, newest first.
+
+A connection with a request in flight is never closed by the guard: its request is bounded
+by the body timeout and the handler. The request path pays one dict update on the way in
+and one on the way out (:meth:`ConnectionGuard.__call__`); the sweeps read the kernel's
+view of the connections (:mod:`volumed.edge.tcp`) and never touch a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from volumed.edge.tcp import Connection, address_key, api_connections
+
+__all__ = ["ConnectionGuard", "Sweep"]
+
+log = logging.getLogger("volumed.edge")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_SWEEP_S = 0.2
+"""How often connections are checked: how long an address can exceed its share."""
+_WARN_EVERY_S = 10.0
+"""Closing over an address's share is logged at most this often (with the counts since)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    connections: int
+    idle_closed: int
+    over_cap_closed: dict[str, int]
+
+
+class ConnectionGuard:
+    """An ASGI wrapper that knows which connections have a request in flight, and the
+    sweeper (:meth:`run`) that closes idle and surplus connections."""
+
+    def __init__(self, app: ASGIApp, *, port: int, idle_timeout_s: float, per_address: int) -> None:
+        self._app = app
+        self._port = port
+        self._idle_ms = int(idle_timeout_s * 1000)
+        self._per_address = per_address
+        self._busy: dict[tuple[str, str], int] = {}
+        self._first_seen: dict[tuple[str, str], float] = {}
+        self._unreported: dict[str, int] = {}
+        self._reported_at = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if not client:
+            await self._app(scope, receive, send)
+            return
+        peer = (client[0], str(client[1]))  # granian gives the port as a string
+        busy = self._busy
+        busy[peer] = busy.get(peer, 0) + 1
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            left = busy[peer] - 1
+            if left:
+                busy[peer] = left
+            else:
+                del busy[peer]
+
+    async def run(self) -> None:
+        """Sweep until cancelled."""
+        while True:
+            await asyncio.sleep(_SWEEP_S)
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("connection sweep failed")
+
+    def sweep(self) -> Sweep:
+        connections = api_connections(self._port)
+        try:
+            return self._close_surplus(connections)
+        finally:
+            for connection in connections:
+                connection.release()
+
+    def _close_surplus(self, connections: list[Connection]) -> Sweep:
+        now = time.monotonic()
+        first_seen = {c.peer: self._first_seen.get(c.peer, now) for c in connections}
+        self._first_seen = first_seen
+        idle_closed = 0
+        by_address: dict[str, list[Connection]] = {}
+        for connection in connections:
+            if connection.peer in self._busy:
+                by_address.setdefault(address_key(connection.peer[0]), []).append(connection)
+            elif connection.quiet_ms >= self._idle_ms:
+                connection.shut()
+                idle_closed += 1
+            else:
+                by_address.setdefault(address_key(connection.peer[0]), []).append(connection)
+        over_cap: dict[str, int] = {}
+        for address, held in by_address.items():
+            surplus = len(held) - self._per_address
+            if surplus <= 0:
+                continue
+            idle = [c for c in held if c.peer not in self._busy]
+            idle.sort(key=lambda c: first_seen[c.peer], reverse=True)
+            for connection in idle[:surplus]:
+                connection.shut()
+            over_cap[address] = min(surplus, len(idle))
+        if idle_closed:
+            log.debug("closed %d idle connection(s)", idle_closed)
+        self._report(over_cap, now)
+        return Sweep(len(connections), idle_closed, over_cap)
+
+    def _report(self, over_cap: dict[str, int], now: float) -> None:
+        for address, closed in over_cap.items():
+            self._unreported[address] = self._unreported.get(address, 0) + closed
+        if not self._unreported or now - self._reported_at < _WARN_EVERY_S:
+            return
+        log.warning(
+            "closed %d connection(s) of %d address(es) over max_connections_per_address=%d",
+            sum(self._unreported.values()),
+            len(self._unreported),
+            self._per_address,
+            extra={"closed_by_address": dict(self._unreported)},
+        )
+        self._unreported.clear()
+        self._reported_at = now
