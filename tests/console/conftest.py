@@ -40,8 +40,11 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
     live.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module, not session: Playwright's sync API runs an event loop in the main thread
+    # until it is closed, and every later test that calls asyncio.run (the SDK tests,
+    # LiveServer.with_store) would fail with "cannot be called from a running event loop".
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
