@@ -45,7 +45,7 @@ from volumed.logs import AccessLog
 from volumed.metrics import Metrics, snapshot_source
 from volumed.runtime import RecordOnlyRuntime
 from volumed.settings import Settings, SettingsError
-from volumed.storage import Ext4ImageDriver
+from volumed.storage import Ext4ImageDriver, ImportLimits
 from volumed.store.db import Database, PostgresDatabase, SqliteDatabase
 from volumed.store.sql import SqlStore
 from volumed.worker.reconciler import Reconciler, WorkerSettings
@@ -71,6 +71,8 @@ class Services:
     """The Prometheus instruments; None when ``metrics_port`` is 0."""
     http: ObservedApp | None = None
     """What ``serve`` serves: ``app`` inside the access log and the request metrics."""
+    transfers: TransferService | None = None
+    """``serve`` stops its running imports on SIGTERM (they do not hold shutdown up)."""
 
     async def close(self) -> None:
         await self.store.close()
@@ -116,7 +118,15 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     settings.images_dir.mkdir(parents=True, exist_ok=True)
     lock_file = _lock_data_dir(settings.data_dir) if exclusive and settings.is_sqlite else None
     store = await open_store(settings)
-    storage = Ext4ImageDriver(settings.images_dir)
+    storage = Ext4ImageDriver(
+        settings.images_dir,
+        import_limits=ImportLimits(
+            max_depth=settings.import_max_depth,
+            max_path_bytes=settings.import_max_path_bytes,
+            cpu_s=settings.import_cpu_s,
+        ),
+        import_threads=settings.import_concurrency,
+    )
     metrics = Metrics() if settings.metrics_port else None
     if metrics is not None:
         metrics.time_store_calls(store)
@@ -128,6 +138,8 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         WorkerSettings(
             lease_s=settings.worker_lease_s,
             poll_s=settings.worker_poll_s,
+            max_attempts=settings.worker_max_attempts,
+            retry_backoff_s=settings.worker_retry_backoff_s,
             concurrency=settings.worker_concurrency,
         ),
         on_job_done=metrics.job_done if metrics is not None else None,
@@ -177,12 +189,17 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     InstanceHandlers(instances).register(router)
     AttachmentHandlers(attachments).register(router)
     transfers = TransferService(
-        store, storage, waits=waits, worker_id=worker.worker_id, lease_us=worker.lease_us
+        store,
+        storage,
+        waits=waits,
+        worker_id=worker.worker_id,
+        lease_us=worker.lease_us,
+        max_imports=settings.import_concurrency,
     )
     worker.register(IMPORT_JOB, transfers.recover_import)
-    TransferHandlers(transfers).register(router)
+    TransferHandlers(transfers, idle_timeout_s=settings.import_idle_timeout_s).register(router)
     updates = UpdateService(store, storage, quotas, waits=waits, wake_worker=worker.wake)
-    VolumeJobs(store, storage).register(worker)
+    VolumeJobs(store, storage, max_attempts=settings.worker_max_attempts).register(worker)
     UpdateHandlers(updates).register(router)
     CloneHandlers(clones).register(router)
     templates = TemplateService(store, storage, waits=waits, wake_worker=worker.wake)
@@ -210,6 +227,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     services = Services(settings, store, storage, volumes, worker, app, lock_file)
     services.instances = instances
     services.metrics = metrics
+    services.transfers = transfers
     if metrics is not None:
         metrics.read_snapshots_from(
             snapshot_source(store.stats, storage.free_bytes, lambda: worker.running_jobs)

@@ -53,10 +53,12 @@ log = logging.getLogger("volumed.metrics")
 MIB = 1024 * 1024
 JOB_KINDS = ("format", "delete", "clone", "grow", "import")
 """Job kinds whose series exist from the start (others appear when they first run)."""
-JOB_OUTCOMES = ("ok", "retry", "failed")
-"""``retry``: the attempt raised and the job will run again; ``failed``: the job gave up
-and left the volume in ``error``. (``interrupted``, a job cut short by shutdown, appears
-when it first happens.)"""
+JOB_OUTCOMES = ("ok", "retry", "failed", "parked", "lost")
+"""``retry``: the attempt raised and the job will run again (after a back-off);
+``failed``: the job gave up and left the volume in ``error``; ``parked``: it raised too
+often and waits for an operator; ``lost``: another worker took it over (this one's lease
+had run out). (``interrupted``, a job cut short by shutdown, appears when it first
+happens.)"""
 
 _REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -169,6 +171,14 @@ class Metrics(Collector):
             ["operation"],
             _STORE_BUCKETS,
         )
+        self._connections_closed = _Counter(
+            "volumed_connections_closed",
+            "Connections the connection guard closed: idle, or over an address's share",
+            ["reason"],
+        )
+        self._connections_closed.inc(("idle",), 0)
+        self._connections_closed.inc(("over_limit",), 0)
+        self._connections = 0
         for kind in JOB_KINDS:
             self._job_failures.inc((kind,), 0)
             for outcome in JOB_OUTCOMES:
@@ -188,8 +198,16 @@ class Metrics(Collector):
 
     def job_done(self, kind: str, seconds: float, outcome: str) -> None:
         self._jobs.observe((kind, outcome), seconds)
-        if outcome in ("retry", "failed"):
+        if outcome in ("retry", "failed", "parked"):
             self._job_failures.inc((kind,))
+
+    def connections_swept(self, connections: int, idle_closed: int, over_limit: int) -> None:
+        """What a sweep of the connection guard saw and closed."""
+        self._connections = connections
+        if idle_closed:
+            self._connections_closed.inc(("idle",), idle_closed)
+        if over_limit:
+            self._connections_closed.inc(("over_limit",), over_limit)
 
     def time_store_calls(self, store: object) -> None:
         """Time every public coroutine method of ``store`` from now on.
@@ -222,6 +240,10 @@ class Metrics(Collector):
         yield from self._jobs.families()
         yield self._job_failures.family()
         yield from self._store.families()
+        yield self._connections_closed.family()
+        yield _gauge(
+            "volumed_connections", "API connections open at the last sweep", self._connections
+        )
         if self._snapshot is not None:
             yield from _snapshot_families(self._snapshot)
 
@@ -267,6 +289,11 @@ def _snapshot_families(snap: Snapshot) -> Iterable[Metric]:
         "volumed_worker_queue_depth",
         "Volumes owing background work (running jobs included)",
         stats.jobs,
+    )
+    yield _gauge(
+        "volumed_jobs_parked",
+        "Jobs that failed too often and wait for `volumed job retry`",
+        stats.parked_jobs,
     )
 
 

@@ -74,6 +74,10 @@ class Settings:
     """How long a request waits for the data-plane work it starts (a create's format, a
     clone's copy, a grow) or finds running on a volume it needs, before it answers with
     the state at that moment (or error 24 naming the job); 0 does not wait."""
+    worker_max_attempts: int = 5
+    """A job that raises this often is parked until `volumed job retry`."""
+    worker_retry_backoff_s: float = 1.0
+    """Wait before a failed job's second attempt; doubled after each (at most 300 s)."""
     log_level: str = "info"
     log_format: str = "auto"
     """``json``, ``text``, or ``auto``: JSON unless stderr is a terminal."""
@@ -88,6 +92,17 @@ class Settings:
     """Audit-trail events kept per volume (the oldest are dropped)."""
     events_retention_days: float = 30.0
     """How long the events of a deleted volume are kept."""
+    import_concurrency: int = 2
+    """Imports one server unpacks at once, each on a thread of the import pool; one
+    more is refused (error 5) until one ends."""
+    import_idle_timeout_s: float = 30.0
+    """An import whose body sends nothing for this long is ended with HTTP 408."""
+    import_cpu_s: float = 3600.0
+    """CPU seconds one import may spend unpacking (inflating, writing files)."""
+    import_max_depth: int = 256
+    """Directory levels of a path in an imported archive."""
+    import_max_path_bytes: int = 4095
+    """Bytes of a path, or of a symbolic link's target, in an imported archive."""
 
     @property
     def images_dir(self) -> Path:
@@ -160,6 +175,8 @@ class Settings:
             raise SettingsError("auth_failures_burst must be ≥ 0 and auth_failures_per_s > 0")
 
     def _validate_operations(self) -> None:
+        if self.worker_max_attempts < 1 or self.worker_retry_backoff_s < 0:
+            raise SettingsError("worker_max_attempts must be ≥ 1, worker_retry_backoff_s ≥ 0")
         """Logs, metrics, probes, shutdown and the audit trail."""
         if self.log_format not in ("auto", "json", "text"):
             raise SettingsError("log_format must be auto, json or text")
@@ -174,6 +191,13 @@ class Settings:
         _positive("events_per_volume", self.events_per_volume)
         if self.events_retention_days <= 0:
             raise SettingsError("events_retention_days must be greater than 0")
+        self._validate_imports()
+
+    def _validate_imports(self) -> None:
+        for name in ("import_concurrency", "import_max_depth", "import_max_path_bytes"):
+            _positive(name, getattr(self, name))
+        if self.import_idle_timeout_s <= 0 or self.import_cpu_s <= 0:
+            raise SettingsError("import_idle_timeout_s and import_cpu_s must be greater than 0")
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:

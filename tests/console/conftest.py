@@ -42,9 +42,8 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    # Module, not session: Playwright's sync API runs an event loop in the main thread
-    # until it is closed, and every later test that calls asyncio.run (the SDK tests,
-    # LiveServer.with_store) would fail with "cannot be called from a running event loop".
+    # Module scope, not session: Playwright's sync API keeps an event loop running in the
+    # main thread while it is open, and every later test that calls asyncio.run() fails.
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.conftest import VOLUMED, LiveServer, free_port, make_server
@@ -27,7 +28,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         VOLUMED_MAX_CONNECTIONS=MAX_CONNECTIONS,
         VOLUMED_MAX_CONNECTIONS_PER_ADDRESS=PER_ADDRESS,
         VOLUMED_BODY_TIMEOUT_S=3,
-        VOLUMED_METRICS_PORT=0,
+        VOLUMED_METRICS_PORT=free_port(),
     )
     yield live
     live.stop()
@@ -78,6 +79,16 @@ def test_idle_connections_from_one_address_do_not_stall_the_others(guarded: Live
     finally:
         for sock in held:
             sock.close()
+    scraped = httpx.get(f"http://127.0.0.1:{guarded.env['VOLUMED_METRICS_PORT']}/metrics").text
+    closed = {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in scraped.splitlines()
+        if line.startswith("volumed_connections_closed_total{")
+    }
+    # Every attacking connection was closed by the guard, for one reason or the other.
+    assert closed["over_limit"] >= 1 and closed["idle"] >= 1, closed
+    assert closed["over_limit"] + closed["idle"] >= MAX_CONNECTIONS + 30, closed
+    assert "volumed_connections " in scraped
 
 
 def test_slow_headers_are_capped_per_address(guarded: LiveServer) -> None:
@@ -152,6 +163,15 @@ def test_a_busy_metrics_port_refuses_to_start(
     assert done.returncode != 0
     assert f"cannot listen on 127.0.0.1:{busy}" in done.stderr
     assert "VOLUMED_METRICS_PORT" in done.stderr
+
+
+def test_connections_count_per_ipv4_address_or_ipv6_64() -> None:
+    from volumed.edge.tcp import address_key
+
+    assert address_key("192.0.2.7") == "192.0.2.7"
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::9")
+    assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
 
 
 def test_guard_settings_are_checked() -> None:

@@ -16,6 +16,7 @@ import io
 import os
 import subprocess
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -344,3 +345,44 @@ def test_a_damaged_image_answers_a_clear_error(
     assert item["message"].startswith("Export of volume"), item["message"]
     assert host_files(server) == before
     assert api.get("/readyz").status_code == 200
+
+
+def open_images(server: LiveServer) -> list[str]:
+    """The image files the server process holds open."""
+    assert server.process is not None
+    fds = Path(f"/proc/{server.process.pid}/fd")
+    found = []
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:
+            continue
+        if target.endswith(".img") or ".img " in target:
+            found.append(target)
+    return found
+
+
+def test_an_export_the_client_abandons_releases_the_image(
+    api: httpx.Client, server: LiveServer, volume: Callable[..., tuple[str, Path]],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    # More than the socket buffers between server and client can hold, so the stream
+    # is still running when the client reads its first piece.
+    (tree / "big").write_bytes(os.urandom(48 * MIB))
+    uuid, image = volume(64)
+    write_image(image, tree)
+    with api.stream("GET", EXPORT.format(uuid)) as response:
+        assert response.headers["content-type"].startswith("application/x-tar")
+        first = next(response.iter_raw(65536))
+        assert first
+        assert any(str(image) in held for held in open_images(server))
+    # The server notices the closed connection at its next write; nothing signals
+    # that to the test, so wait for it (bounded).
+    deadline = time.monotonic() + 30
+    while any(str(image) in held for held in open_images(server)):
+        assert time.monotonic() < deadline, open_images(server)
+        time.sleep(0.05)
+    assert len(export(api, uuid)) > 48 * MIB
+    assert not any(str(image) in held for held in open_images(server))

@@ -15,7 +15,8 @@ from volumed.api.http import Request
 from volumed.api.routing import Response, Router
 from volumed.api.volumes import path_ref
 from volumed.domain import errors
-from volumed.domain.events import EventService, VolumeEvent
+from volumed.domain.audit import VolumeEvent
+from volumed.domain.events import EventService
 
 __all__ = ["EventHandlers"]
 

@@ -6,13 +6,15 @@ envelope. Neither holds an archive in memory:
 
 * ``PUT …/import`` is a streaming route: the app does not buffer its body, the handler
   hands the ASGI receive channel, chunk by chunk, to the service (which enforces the
-  limits, derived from the volume's size) and answers the volumes envelope.
+  limits, derived from the volume's size) and answers the volumes envelope. A body
+  that stalls for ``import_idle_timeout_s`` is answered 408.
 * ``GET …/export`` answers ``application/x-tar`` streamed chunk by chunk, or, when the
   volume cannot be exported, the volumes envelope with an error item.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -34,16 +36,25 @@ answer instead of a broken pipe), up to this much; past it the connection is dro
 
 
 class _Body:
-    """The request body of a streaming route as an async iterator of chunks."""
+    """The request body of a streaming route as an async iterator of chunks. A body
+    that sends nothing for ``idle_s`` ends with HTTP 408 (and is not drained)."""
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, idle_s: float) -> None:
         assert request.receive is not None, "import must be registered with streaming=True"
         self._receive = request.receive
+        self._idle_s = idle_s
         self.done = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while not self.done:
-            message = await self._receive()
+            try:
+                async with asyncio.timeout(self._idle_s):
+                    message = await self._receive()
+            except TimeoutError:
+                self.done = True
+                raise RequestError(
+                    408, f"The import body sent nothing for {self._idle_s:g} s"
+                ) from None
             if message["type"] == "http.disconnect":
                 self.done = True
                 raise RequestError(400, "Client disconnected before sending the whole body")
@@ -61,8 +72,9 @@ class _Body:
 
 
 class TransferHandlers:
-    def __init__(self, service: TransferService) -> None:
+    def __init__(self, service: TransferService, *, idle_timeout_s: float = 30.0) -> None:
         self._service = service
+        self._idle_timeout_s = idle_timeout_s
 
     def register(self, router: Router) -> None:
         router.add("PUT", IMPORT_PATH, self.import_archive, streaming=True)
@@ -73,7 +85,7 @@ class TransferHandlers:
         user = request.tenant()
         request.query_values(_NO_PARAMS)
         raw = request.path_params["uuid"]
-        body = _Body(request)
+        body = _Body(request, self._idle_timeout_s)
 
         async def run(_: object) -> AnyItem:
             ref = path_ref(request)
@@ -84,7 +96,9 @@ class TransferHandlers:
         try:
             results = await each_item([None], run, lambda _: {"uuid": raw})
         finally:
-            if not body.done:
+            # Read the rest so the client gets the answer, not a broken pipe (not when
+            # shutting down: the connection closes anyway).
+            if not body.done and not self._service.stopping:
                 await body.drain()
         return Response(items_envelope(KEY, results, started))
 

@@ -4,7 +4,8 @@ worker in one event loop, and a graceful shutdown on SIGTERM or SIGINT.
 On the first signal:
 
 1. granian stops accepting connections and waits for the requests it has (a request is
-   either answered in full or its connection is refused before it is read);
+   either answered in full or its connection is refused before it is read); running
+   imports are stopped at once and answer error 10, their volumes unchanged;
 2. at the same time the worker stops claiming jobs, lets running ones finish, and hands
    back its leases;
 3. both get ``shutdown_timeout_s``; what is still running then is abandoned. Nothing is
@@ -30,6 +31,14 @@ if TYPE_CHECKING:
     from volumed.edge.guard import ConnectionGuard
 
 log = logging.getLogger("volumed")
+
+
+async def _stop_jobs(services: Services, timeout: float) -> None:
+    # An import is redone by its client: a shutdown does not wait for one to finish, only
+    # for it to hand its volume back, before the worker hands back its leases.
+    if services.transfers is not None:
+        await services.transfers.stop_imports(timeout)
+    await services.worker.stop(timeout)
 
 
 async def run_server(
@@ -77,7 +86,7 @@ async def run_server(
             extra={"signal": name, "timeout_s": timeout},
         )
         server.stop()
-        stopping.append(loop.create_task(services.worker.stop(timeout)))
+        stopping.append(loop.create_task(_stop_jobs(services, timeout)))
         loop.call_later(timeout, give_up)
 
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,9 +1,7 @@
 """The object every command receives (``@click.pass_obj``): where the server is, which
 token to send, how to print, and the one way to fail (:meth:`App.abort`).
 
-Exit codes: 0 every item succeeded; 1 an item failed (or an admin check found a
-problem); 2 a usage error; 3 the server could not be reached or refused the request as a
-whole (HTTP 4xx/5xx, no token).
+The exit codes are in :mod:`volumed.cli.exits`.
 """
 
 from __future__ import annotations
@@ -17,13 +15,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from volumed.cli.exits import EXIT_ITEM_FAILED, EXIT_USAGE
+
 if TYPE_CHECKING:
     from volumed.cli.client import Client
     from volumed.settings import Settings
 
-EXIT_ITEM_FAILED = 1
-EXIT_USAGE = 2
-EXIT_REQUEST_FAILED = 3
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 OUTPUT_FORMATS = ("table", "json", "yaml", "list")

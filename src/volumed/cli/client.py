@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, NoReturn, Protocol
 
 import httpx
 
-from volumed.cli.application import EXIT_REQUEST_FAILED
+from volumed.cli.exits import EXIT_REQUEST_FAILED
 from volumed.cli.refs import describe, ref
-
-if TYPE_CHECKING:
-    from volumed.cli.application import App
 
 Item = dict[str, Any]
 TRANSITIONAL = ("uninitialized", "initializing", "busy")
@@ -25,8 +22,16 @@ MAX_ITEMS = 253
 __all__ = ["TRANSITIONAL", "Client", "Item", "describe", "ref"]
 
 
+class Reporter(Protocol):
+    """How the client fails and reports failed items: the CLI's App."""
+
+    def abort(self, message: str, code: int = ...) -> NoReturn: ...
+    def item_error(self, what: str, item: Item) -> None: ...
+    def finish(self) -> None: ...
+
+
 class Client:
-    def __init__(self, app: App, url: str, token: str | None) -> None:
+    def __init__(self, app: Reporter, url: str, token: str | None) -> None:
         self._app = app
         self.url = url
         headers = {"accept": "application/json", "user-agent": "volumed-cli"}

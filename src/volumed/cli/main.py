@@ -21,6 +21,7 @@ _LAZY = {
     "quota": "volumed.cli.admin.quota:quota",
     "db": "volumed.cli.admin.db:db",
     "fsck": "volumed.cli.admin.fsck:fsck",
+    "job": "volumed.cli.admin.job:job",
     "backup": "volumed.cli.admin.backup:backup",
     "restore": "volumed.cli.admin.backup:restore",
     "completion": "volumed.cli.completion:completion",

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from volumed import logs
-from volumed.domain.ports import StoreUnavailable
+from volumed.domain.ports import StorageError, StoreUnavailable
 from volumed.settings import Settings, SettingsError
 
 
@@ -109,7 +109,11 @@ async def _serve(settings: Settings) -> None:
         released = await services.store.release_leases()
         # No transfer runs before we serve: what .transfer/ holds was left by a crash.
         # (Replicas share the data directory: there, another's transfer may be running.)
-        await services.storage.discard_transfers()
+        # Leftovers that cannot go now must not keep the server down: `fsck` reports them.
+        try:
+            await services.storage.discard_transfers()
+        except StorageError as exc:
+            logging.getLogger("volumed").warning("transfer leftovers kept: %s", exc)
     if released:
         logging.getLogger("volumed").info("resuming %d unfinished job(s)", released)
     # Likewise instances a crash left starting or stopping: finish before serving. With
@@ -124,6 +128,7 @@ async def _serve(settings: Settings) -> None:
         port=api_socket.getsockname()[1],
         idle_timeout_s=settings.idle_timeout_s,
         per_address=settings.max_connections_per_address,
+        observe=services.metrics.connections_swept if services.metrics is not None else None,
     )
     server = listener.granian_server(
         api_socket,

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from volumed.domain.events import VolumeEvent
+from volumed.domain.audit import VolumeEvent
 from volumed.domain.model import Instance, Ref, User, Volume
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "ImportRefused",
     "InstanceOutcome",
     "Job",
+    "Lease",
     "ListQuery",
     "NameTaken",
     "NewAttachment",
@@ -80,13 +81,20 @@ class StorageDriver(Protocol):
         """Where the image of ``uuid`` lives (whether or not it exists yet)."""
         ...
 
-    async def create(self, uuid: str, size_mb: int, *, reserve: bool) -> ImageUsage:
+    async def create(
+        self, uuid: str, size_mb: int, *, reserve: bool, stage: int | None = None
+    ) -> ImageUsage:
         """Allocate and format a fresh ext4 image, and nothing else.
 
         The image appears under its final name only once it is fully formatted (it is
         built under a temporary name and renamed), so a crash leaves either no image or
         a complete one. ``reserve`` allocates every block on the host (static quota
         policy); otherwise the image stays sparse. An existing image is replaced.
+
+        With ``stage`` (the job's fencing epoch) every builder below leaves its result
+        as the *staged image* of that epoch instead, and the volume's image is untouched
+        until :meth:`publish` renames it into place; the usage returned is the staged
+        image's.
         """
         ...
 
@@ -94,17 +102,36 @@ class StorageDriver(Protocol):
         """Remove the image and any leftovers. Succeeds if they are already gone."""
         ...
 
-    async def clone(self, source_uuid: str, target_uuid: str, *, reserve: bool) -> ImageUsage:
+    async def clone(
+        self, source_uuid: str, target_uuid: str, *, reserve: bool, stage: int | None = None
+    ) -> ImageUsage:
         """Copy the source image to the target (reflink if possible, else sparse copy)."""
         ...
 
-    async def grow(self, uuid: str, size_mb: int, *, reserve: bool | None = None) -> ImageUsage:
+    async def grow(
+        self, uuid: str, size_mb: int, *, reserve: bool | None = None, stage: int | None = None
+    ) -> ImageUsage:
         """Grow the image and its file system to ``size_mb`` (offline). ``reserve`` says
-        whether the added space is allocated on the host (None: as the image was)."""
+        whether the added space is allocated on the host (None: as the image was). With
+        ``stage``, a copy is grown and the image itself is only read."""
         ...
 
-    async def set_reservation(self, uuid: str, *, reserve: bool) -> ImageUsage:
-        """Reserve every block on the host (``True``) or release unused ones (``False``)."""
+    async def set_reservation(
+        self, uuid: str, *, reserve: bool, stage: int | None = None
+    ) -> ImageUsage:
+        """Reserve every block on the host (``True``) or release unused ones (``False``).
+        With ``stage``, on a copy."""
+        ...
+
+    async def publish(self, uuid: str, stage: int) -> bool:
+        """Rename the staged image of epoch ``stage`` over the volume's image, durably.
+        False if it is not there (already published, or discarded): a staged image can
+        be published once at most, whoever tries."""
+        ...
+
+    async def discard_staged(self, uuid: str, stage: int | None = None) -> None:
+        """Remove the staged image of epoch ``stage`` (every staged image of the volume
+        when None). Succeeds if they are already gone."""
         ...
 
     async def usage(self, uuid: str) -> ImageUsage:
@@ -126,7 +153,7 @@ class StorageDriver(Protocol):
     # ---- files in and out (volumed extension)
 
     async def import_tar(
-        self, uuid: str, chunks: AsyncIterator[bytes], *, reserve: bool
+        self, uuid: str, chunks: AsyncIterator[bytes], *, reserve: bool, stage: int | None = None
     ) -> ImageUsage:
         """Replace the file system's contents with the tar archive arriving as ``chunks``,
         atomically: the old image stays untouched until a complete new one is renamed
@@ -188,6 +215,28 @@ class Job:
     quota_policy: str
     attempts: int
     lease_owner: str
+    epoch: int = 0
+    """The fencing token of this claim (see :class:`Lease`)."""
+    published: int | None = None
+    """The epoch of a staged image a previous holder committed but may not have renamed
+    into place yet; the new holder finishes that rename before anything else."""
+
+    @property
+    def lease(self) -> Lease:
+        return Lease(self.lease_owner, self.epoch)
+
+
+@dataclass(slots=True, frozen=True)
+class Lease:
+    """A claim on a volume's job: the holder and its fencing token.
+
+    ``epoch`` grows with every claim of the row, so a holder whose lease ran out (a
+    frozen or partitioned process) while another claimed the job can never again win a
+    compare-and-set on the row: every job transition names the epoch it was claimed at.
+    """
+
+    owner: str
+    epoch: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -203,6 +252,8 @@ class StoreStats:
     tenants: int
     jobs: int
     """Volumes that owe background work (the worker's queue, running jobs included)."""
+    parked_jobs: int = 0
+    """Jobs that failed too often and wait for an operator (``volumed job retry``)."""
 
 
 # ---- instances and attachments: what the two-row compare-and-sets report
@@ -341,7 +392,7 @@ class Store(Protocol):
 
     # background jobs
     async def claim_job(self, worker_id: str, lease_us: int) -> Job | None: ...
-    async def renew_lease(self, uuid: str, worker_id: str, lease_us: int) -> bool: ...
+    async def renew_lease(self, uuid: str, lease: Lease, lease_us: int) -> bool: ...
     async def release_leases(self, worker_id: str | None = None) -> int: ...
     async def stats(self) -> StoreStats: ...
 
@@ -355,12 +406,30 @@ class Store(Protocol):
         ...
 
     async def set_job_state(
-        self, uuid: str, worker_id: str, expected: Sequence[str], state: str
+        self, uuid: str, lease: Lease, expected: Sequence[str], state: str
     ) -> bool: ...
+    async def commit_stage(self, uuid: str, lease: Lease) -> bool:
+        """Fenced: record that the staged image of ``lease.epoch`` is the job's result
+        (to be renamed into place), if ``lease`` still holds the job."""
+        ...
+
+    async def retry_job_later(self, uuid: str, lease: Lease, delay_us: int) -> bool:
+        """Hand the job back, claimable again in ``delay_us`` (the back-off)."""
+        ...
+
+    async def park_job(self, uuid: str, lease: Lease, message: str) -> bool:
+        """Stop retrying the job: no worker claims it until :meth:`unpark_job`. Records
+        an error event with ``message``."""
+        ...
+
+    async def unpark_job(self, uuid: str) -> bool:
+        """An operator's retry of a parked job: claimable now, attempts from zero."""
+        ...
+
     async def finish_job(
         self,
         uuid: str,
-        worker_id: str,
+        lease: Lease,
         expected: Sequence[str],
         state: str,
         *,
@@ -370,9 +439,9 @@ class Store(Protocol):
     ) -> bool: ...
     async def begin_import(
         self, owner_id: str, uuid: str, expected: Sequence[str], worker_id: str, lease_us: int
-    ) -> bool:
+    ) -> Lease | None:
         """An unattached volume in ``expected`` → ``busy`` with an ``import`` job leased
-        to ``worker_id``."""
+        to ``worker_id``; the lease (None if the volume changed)."""
         ...
 
     # ---- instances and attachments
@@ -504,7 +573,7 @@ class Store(Protocol):
     async def finish_grow(
         self,
         uuid: str,
-        worker_id: str,
+        lease: Lease,
         state: str,
         *,
         size_mb: int | None,
@@ -524,7 +593,7 @@ class Store(Protocol):
     async def finish_reservation(
         self,
         uuid: str,
-        worker_id: str,
+        lease: Lease,
         state: str,
         *,
         quota_policy: str | None,
@@ -554,7 +623,7 @@ class Store(Protocol):
     async def finish_clone(
         self,
         uuid: str,
-        worker_id: str,
+        lease: Lease,
         state: str,
         *,
         source_uuid: str,

@@ -1,10 +1,12 @@
 """The API's TCP connections as the kernel sees them (Linux).
 
 granian accepts and serves connections in its own (Rust) threads, but they are file
-descriptors of this process: :func:`api_connections` finds them in ``/proc/self/fd``,
-each through a duplicate of its descriptor. What is read and what is closed is always
-that duplicate's socket, so a descriptor number that granian closed and the process
-reused meanwhile (a database connection, a file) is never mistaken for a client.
+descriptors of this process: :func:`api_connections` finds them in ``/proc/self/fd`` and
+reads each in place (a socket object over the descriptor, detached, never closed by us).
+Closing goes through a duplicate taken at that moment and checked to be the same
+connection (the same peer on the same local port: a TCP connection's identity), so a
+descriptor number that granian closed and the process reused meanwhile (a database
+connection, a file) is never mistaken for a client.
 """
 
 from __future__ import annotations
@@ -12,58 +14,70 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import stat
 import struct
 from dataclasses import dataclass
 
-__all__ = ["Connection", "api_connections", "address_key"]
+__all__ = ["Connection", "address_key", "api_connections"]
 
 _FD_DIR = "/proc/self/fd"
+_INET = (socket.AF_INET, socket.AF_INET6)
 _TCP_ESTABLISHED = 1
 _TCP_INFO_LEN = 104
 # struct tcp_info (linux/tcp.h): tcpi_last_data_sent and tcpi_last_data_recv, in ms.
-_LAST_DATA_SENT = struct.Struct("=I")
+_U32 = struct.Struct("=I")
 _LAST_DATA_SENT_AT = 44
 _LAST_DATA_RECV_AT = 52
 
 
 @dataclass(slots=True)
 class Connection:
-    sock: socket.socket
-    """Our own duplicate of the connection's descriptor: close it when done."""
+    fd: int
+    port: int
+    """The local port."""
     peer: tuple[str, str]
     """Address and port, the port as text (as granian's ASGI scope has it)."""
     quiet_ms: int
     """Milliseconds since the last byte either way (since the connection was set up, if
     none has been sent)."""
 
-    def shut(self) -> None:
-        """End the connection for granian too: it sees the end of the stream and drops it."""
+    def shut(self) -> bool:
+        """End the connection for granian too: it sees the end of the stream and drops it.
+        False if the descriptor no longer holds this connection."""
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            sock = socket.socket(fileno=os.dup(self.fd))
         except OSError:
-            pass  # already gone
-
-    def release(self) -> None:
-        self.sock.close()
+            return False
+        try:
+            found = sock.getsockname()[1], sock.getpeername()
+            if found[0] != self.port or (str(found[1][0]), str(found[1][1])) != self.peer:
+                return False
+            sock.shutdown(socket.SHUT_RDWR)
+            return True
+        except OSError:
+            return False  # gone meanwhile
+        finally:
+            sock.close()
 
 
 def api_connections(port: int) -> list[Connection]:
     """Every established TCP connection of this process whose local port is ``port``."""
     found: list[Connection] = []
-    seen: set[str] = set()
+    seen: set[int] = set()
     try:
         names = os.listdir(_FD_DIR)
     except OSError:
         return found
     for name in names:
+        fd = int(name)
         try:
-            target = os.readlink(f"{_FD_DIR}/{name}")
+            st = os.fstat(fd)
         except OSError:
             continue  # closed meanwhile
-        if not target.startswith("socket:") or target in seen:
+        if not stat.S_ISSOCK(st.st_mode) or st.st_ino in seen:
             continue
-        seen.add(target)
-        connection = _inspect(int(name), port)
+        seen.add(st.st_ino)
+        connection = _inspect(fd, port)
         if connection is not None:
             found.append(connection)
     return found
@@ -71,27 +85,27 @@ def api_connections(port: int) -> list[Connection]:
 
 def _inspect(fd: int, port: int) -> Connection | None:
     try:
-        sock = socket.socket(fileno=os.dup(fd))
+        # The C socket type: its family and type are plain ints (socket.socket wraps
+        # them in enums, which cost more than the system calls here).
+        sock = socket.SocketType(fileno=fd)
     except OSError:
         return None
     try:
-        if sock.type != socket.SOCK_STREAM or sock.family not in (
-            socket.AF_INET,
-            socket.AF_INET6,
-        ):
-            raise OSError("not a TCP socket")
+        if sock.family not in _INET or sock.type != socket.SOCK_STREAM:
+            return None
         if sock.getsockname()[1] != port:
-            raise OSError("not the API's port")
+            return None
         peer = sock.getpeername()  # the listening socket has none: OSError
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
-        if len(info) < _TCP_INFO_LEN or info[0] != _TCP_ESTABLISHED:
-            raise OSError("not established")
     except OSError:
-        sock.close()
         return None
-    (sent,) = _LAST_DATA_SENT.unpack_from(info, _LAST_DATA_SENT_AT)
-    (received,) = _LAST_DATA_SENT.unpack_from(info, _LAST_DATA_RECV_AT)
-    return Connection(sock, (str(peer[0]), str(peer[1])), min(sent, received))
+    finally:
+        sock.detach()  # granian's descriptor: never ours to close
+    if len(info) < _TCP_INFO_LEN or info[0] != _TCP_ESTABLISHED:
+        return None
+    (sent,) = _U32.unpack_from(info, _LAST_DATA_SENT_AT)
+    (received,) = _U32.unpack_from(info, _LAST_DATA_RECV_AT)
+    return Connection(fd, port, (str(peer[0]), str(peer[1])), min(sent, received))
 
 
 def address_key(host: str) -> str:

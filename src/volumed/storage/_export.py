@@ -34,12 +34,12 @@ import os
 import stat
 import tarfile
 import time
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from volumed.domain.ports import StorageError
-from volumed.storage._ext4fs import ROOT_INO, Budget, Corrupt, Ext4Image, Inode
+from volumed.storage._ext4fs import ROOT_INO, Budget, Corrupt, Ext4Image, Inode, Run
 from volumed.storage._process import run_blocking, storage_errors
 from volumed.storage._tarout import END, Attrs, entry, padding, sparse_entry
 
@@ -58,6 +58,7 @@ header is written."""
 _MAX_LINK_NAMES_BYTES = 64 << 20
 """Paths kept to write later names of hard-linked files as links."""
 _BUDGET_SLACK = 64
+_KEPT_RUNS = 256
 _SHOWN_PATH = 200
 
 
@@ -197,13 +198,24 @@ def _is_empty(fs: Ext4Image, inode: Inode, where: str) -> bool:
     return next(fs.entries(inode, Budget(fs.blocks_count), where), None) is None
 
 
-def _regions(
-    fs: Ext4Image, inode: Inode, budget: Budget, where: str
-) -> list[tuple[int, int]] | None:
+@dataclass(slots=True)
+class _Layout:
+    regions: list[tuple[int, int]] | None
     """The byte regions holding data, or None when the data has no hole."""
+    runs: list[Run] | None
+    """The runs read to find them, kept when few (to read the data without walking
+    the extent tree again)."""
+
+
+def _layout(fs: Ext4Image, inode: Inode, budget: Budget, where: str) -> _Layout:
     bs = fs.block_size
     regions: list[tuple[int, int]] = []
+    runs: list[Run] | None = []
     for run in fs.runs(inode, budget, where):
+        if runs is not None:
+            runs.append(run)
+            if len(runs) > _KEPT_RUNS:
+                runs = None
         start = run.logical * bs
         length = min(run.count * bs, inode.size - start)
         if regions and regions[-1][0] + regions[-1][1] == start:
@@ -216,8 +228,8 @@ def _regions(
             )
         regions.append((start, length))
     if inode.size == 0 or regions == [(0, inode.size)]:
-        return None
-    return regions
+        return _Layout(None, runs)
+    return _Layout(regions, runs)
 
 
 def _check(fs: Ext4Image, deadline: float) -> _Summary:
@@ -232,7 +244,7 @@ def _check(fs: Ext4Image, deadline: float) -> _Summary:
                 f"({summary.members} entries read)"
             )
         if member.inode.kind == stat.S_IFREG and not member.first_name:
-            _regions(fs, member.inode, budget, _shown(member.path))
+            _layout(fs, member.inode, budget, _shown(member.path))
     return summary
 
 
@@ -270,23 +282,25 @@ def _member(fs: Ext4Image, member: _Member, budget: Budget) -> Iterator[bytes]:
         yield entry(member.path, tarfile.LNKTYPE, owner, link=member.first_name)
     else:
         where = _shown(member.path)
-        regions = _regions(fs, inode, budget, where)
-        if regions is None:
+        layout = _layout(fs, inode, budget, where)
+        if layout.regions is None:
             yield entry(member.path, tarfile.REGTYPE, owner, size=inode.size)
-            written = yield from _data(fs, inode, budget, where)
         else:
-            header, written = sparse_entry(member.path, owner, size=inode.size, regions=regions)
+            header, _stored = sparse_entry(
+                member.path, owner, size=inode.size, regions=layout.regions
+            )
             yield header
-            yield from _data(fs, inode, budget, where)
+        runs = layout.runs if layout.runs is not None else fs.runs(inode, budget, where)
+        written = yield from _data(fs, inode, runs)
         yield padding(written)
 
 
-def _data(fs: Ext4Image, inode: Inode, budget: Budget, where: str) -> Generator[bytes, None, int]:
+def _data(fs: Ext4Image, inode: Inode, runs: Iterable[Run]) -> Generator[bytes, None, int]:
     """The file's data regions, back to back; returns their length."""
     bs = fs.block_size
     per_read = max(1, CHUNK_BYTES // bs)
     written = 0
-    for run in fs.runs(inode, budget, where):
+    for run in runs:
         for first in range(0, run.count, per_read):
             count = min(per_read, run.count - first)
             data = fs.read_blocks(run.physical + first, count)

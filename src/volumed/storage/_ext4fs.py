@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -123,7 +124,8 @@ class Budget:
 
 
 class Ext4Image:
-    """An open image file; :meth:`close` (or ``with``) releases it."""
+    """An open image file, taken over (closed by :meth:`close`, ``with``, or when the
+    object is collected); a failing constructor leaves the descriptor to the caller."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -182,9 +184,12 @@ class Ext4Image:
                 f"({self.blocks_count} blocks of {self.block_size} bytes)"
             )
         self._inode_tables: dict[int, int] = {}
+        # Taken over only now that it is open: a stream never consumed (its finally
+        # never runs) still releases the image when it is collected.
+        self._closer = weakref.finalize(self, os.close, fd)
 
     def close(self) -> None:
-        os.close(self._fd)
+        self._closer()
 
     def __enter__(self) -> Ext4Image:
         return self

@@ -1,23 +1,27 @@
 """Tar archives into a directory, streamed: no archive is ever held in memory.
 
 :func:`extract_stream` reads an archive from an async iterator of chunks and extracts it
-member by member (``tarfile`` in stream mode, in a worker thread fed through a small
-bounded queue) into a directory, refusing anything unsafe:
+member by member, in a thread of the caller's executor fed through a small bounded queue:
 
-* names with a ``..`` component, or that would land outside the directory by following
-  a symlink extracted earlier (leading ``/`` are stripped, as GNU tar does);
-* hard links whose target is outside the directory;
-* device nodes and FIFOs (a volume is data, not a root file system's ``/dev``).
+* a compressed archive (gzip, bzip2, xz) is inflated by
+  :class:`~volumed.storage._decompress.InflatingReader`, which counts the uncompressed
+  bytes, the thread's CPU time and a stop event between steps of at most 1 MiB;
+* ``tarfile`` reads it in stream mode, and forgets each member once written (it would
+  otherwise keep every ``TarInfo`` of the archive);
+* :class:`~volumed.storage._tree.TreeWriter` writes each member by file descriptor,
+  never following a link, within the depth and path-length limits.
 
-Modes (setuid, sticky and group-write bits included), owners (numeric, when running as
-root), symlinks (any target: they are resolved inside the guest, never here),
-directories and modification times are kept. Directory attributes are applied at the
-end, so a read-only directory can still be filled.
+Refused: names with a ``..`` component (leading ``/`` are stripped, as GNU tar does),
+paths through a symbolic link, hard links to anything but an earlier file or link,
+device nodes and FIFOs (a volume is data, not a root file system's ``/dev``), and
+extended headers over 1 MiB. Modes (setuid, sticky and group-write bits included),
+owners (numeric, when running as root), symlinks (any target: they are resolved inside
+the guest, never here), directories and modification times are kept.
 
 The bytes the tree will need are counted as it arrives; past ``limit_bytes`` (or past
 ``max_entries`` entries) nothing more is written, the rest of the stream is only
-counted (up to ``count_cap_bytes`` of archive), and :class:`TooLarge` says how much
-would have been needed.
+counted (up to ``count_cap_bytes`` of uncompressed archive), and :class:`TooLarge` says
+how much would have been needed.
 """
 
 from __future__ import annotations
@@ -25,23 +29,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
 import queue
 import tarfile
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ArchiveError", "ExtractStats", "TooLarge", "extract_stream"]
+from volumed.storage._decompress import CpuExhausted, InflatingReader, Stopped, StreamTooLong
+from volumed.storage._tree import ArchiveError, TreeWriter, shown
+
+__all__ = ["ArchiveError", "ExtractStats", "ImportLimits", "TooLarge", "extract_stream"]
 
 _BLOCK = 4096
 _QUEUE_CHUNKS = 16
 _READ_CHUNK = 1 << 16
+_MAX_HEADER_BYTES = 1 << 20
+"""A pax or GNU long-name header is read whole by ``tarfile``: keep it small."""
+_MAX_EXTENTS = 65_536
+"""Extents of one sparse file (its map is held in memory)."""
 
 
-class ArchiveError(Exception):
-    """The stream is not a tar archive volumed accepts; the message says which member."""
+@dataclass(frozen=True, slots=True)
+class ImportLimits:
+    max_depth: int = 256
+    """Directory levels of a member's path (``mke2fs -d`` 1.47.0 aborts past ~1,000)."""
+    max_path_bytes: int = 4095
+    """Bytes of a member's path or a link's target (``PATH_MAX`` less its NUL)."""
+    cpu_s: float = 3600.0
+    """CPU seconds the unpacking thread may use (inflating and writing)."""
 
 
 @dataclass(slots=True)
@@ -55,6 +73,8 @@ class ExtractStats:
     about what the tree occupies in an ext4 file system, metadata aside."""
     archive_bytes: int = 0
     """Bytes of the archive read (compressed size for a compressed archive)."""
+    stream_bytes: int = 0
+    """Bytes of the uncompressed archive read."""
     complete: bool = True
     """False when counting stopped at the cap: the figures are lower bounds."""
     too_many_files: bool = False
@@ -126,29 +146,36 @@ async def extract_stream(
     limit_bytes: int,
     count_cap_bytes: int,
     max_entries: int,
+    limits: ImportLimits,
+    executor: Executor,
 ) -> ExtractStats:
     """Extract the archive arriving as ``chunks`` into the existing directory ``dest``.
 
     Raises :class:`ArchiveError` for a malformed or unsafe archive, :class:`TooLarge`
     when the tree needs more than ``limit_bytes``, and whatever ``chunks`` raises (the
-    extraction is then abandoned). On any error ``dest`` is left partly filled: the
-    caller removes it.
+    extraction is then stopped; so it is on cancellation, within one inflating step).
+    On any error ``dest`` is left partly filled: the caller removes it.
     """
     loop = asyncio.get_running_loop()
     slots = asyncio.Semaphore(_QUEUE_CHUNKS)
     reader = _ChunkReader(loop, slots)
+    stop = threading.Event()
     stats = ExtractStats()
-    work = asyncio.ensure_future(
-        asyncio.to_thread(
-            _extract, reader, dest, stats, (limit_bytes, count_cap_bytes, max_entries)
-        )
+    work = loop.run_in_executor(
+        executor,
+        _extract,
+        InflatingReader(reader, max_bytes=count_cap_bytes, cpu_s=limits.cpu_s, stop=stop),
+        dest,
+        stats,
+        (limit_bytes, max_entries, limits),
     )
     try:
         async for chunk in chunks:
             if not chunk:
                 continue
             acquire = asyncio.ensure_future(slots.acquire())
-            await asyncio.wait({acquire, work}, return_when=asyncio.FIRST_COMPLETED)
+            waits: set[asyncio.Future[Any]] = {acquire, work}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if not acquire.done():
                 acquire.cancel()
             if work.done():
@@ -157,6 +184,7 @@ async def extract_stream(
             reader.put(chunk)
         reader.put(None)
     except BaseException as exc:
+        stop.set()
         reader.put(exc)
         with contextlib.suppress(BaseException):
             await asyncio.shield(work)
@@ -165,119 +193,151 @@ async def extract_stream(
 
 
 def _extract(
-    reader: _ChunkReader, dest: Path, stats: ExtractStats, limits: tuple[int, int, int]
+    source: InflatingReader,
+    dest: Path,
+    stats: ExtractStats,
+    limits: tuple[int, int, ImportLimits],
 ) -> ExtractStats:
     try:
-        return _extract_all(reader, dest, stats, *limits)
-    except _Aborted:
+        return _extract_all(source, dest, stats, *limits)
+    except (_Aborted, Stopped):
         raise
+    except StreamTooLong:
+        stats.complete = False
+        raise TooLarge(stats) from None
+    except CpuExhausted:
+        raise ArchiveError(
+            f"Unpacking the archive took more than {limits[2].cpu_s:g} s of CPU time "
+            "(setting import_cpu_s)"
+        ) from None
     except (tarfile.TarError, EOFError, ValueError, UnicodeError) as exc:
         raise ArchiveError(f"The request body is not a valid tar archive: {exc}") from exc
     finally:
-        reader.finished.set()
+        stats.stream_bytes = source.produced
 
 
 def _extract_all(
-    reader: _ChunkReader, dest: Path, stats: ExtractStats, limit: int, cap: int, entries: int
-) -> ExtractStats:
-    root = os.path.realpath(dest)
-    directories: list[tuple[tarfile.TarInfo, str]] = []
+    source: InflatingReader, dest: Path, stats: ExtractStats, limit: int, entries: int,
+    limits: ImportLimits,
+) -> ExtractStats:  # fmt: skip
     too_large = False
-    numeric_owner = True
-    with tarfile.open(fileobj=reader, mode="r|*", bufsize=_READ_CHUNK) as archive:
-        for member in archive:
-            name = _safe_name(member, root)
-            stats.files += 1
-            stats.data_bytes += member.size if member.isreg() else 0
-            stats.needed_bytes += _needed(member)
-            if stats.needed_bytes > limit:
-                too_large = True
-            if stats.files > entries:
-                stats.too_many_files = True
-                too_large = True
-            if too_large:
-                if reader.consumed > cap:
-                    stats.complete = False
-                    break
-                continue
-            target = os.path.join(root, name) if name else root
-            member = member.replace(name=name or ".", deep=False)
-            if member.islnk():
-                link = _safe_link(member, root)
-                member = member.replace(linkname=link, deep=False)
-            if member.isdir():
-                directories.append((member, target))
-                if name:
-                    archive.extract(
-                        member, root, set_attrs=False, numeric_owner=numeric_owner, filter=_keep
-                    )
-                continue
-            archive.extract(member, root, numeric_owner=numeric_owner, filter=_keep)
+    writer = TreeWriter(str(dest), max_depth=limits.max_depth, max_path_bytes=limits.max_path_bytes)
+    try:
+        with tarfile.open(
+            fileobj=source, mode="r|", bufsize=_READ_CHUNK, tarinfo=_BoundedInfo
+        ) as archive:
+            while (member := archive.next()) is not None:
+                # Stream mode keeps every member it has read; nothing here needs them.
+                archive.members.clear()  # type: ignore[attr-defined]
+                _check_type(member)
+                parts = writer.parts(member)
+                stats.files += 1
+                stats.data_bytes += member.size if member.isreg() else 0
+                stats.needed_bytes += _needed(member)
+                if stats.needed_bytes > limit:
+                    too_large = True
+                if stats.files > entries:
+                    stats.too_many_files = True
+                    too_large = True
+                if too_large:
+                    continue
+                data = archive.extractfile(member) if member.isreg() else None
+                writer.add(member, parts, data)
         if too_large:
             raise TooLarge(stats)
-        # Like extractall: deepest directories first, so setting a parent read-only
-        # comes after its children are done.
-        directories.sort(key=lambda d: d[1], reverse=True)
-        for member, target in directories:
-            archive.chown(member, target, numeric_owner)
-            archive.utime(member, target)
-            archive.chmod(member, target)
-    stats.archive_bytes = max(stats.archive_bytes, reader.consumed)
+        writer.close()
+    finally:
+        writer.abandon()
     return stats
 
 
-def _keep(member: tarfile.TarInfo, _dest: str) -> tarfile.TarInfo:
-    """The member as checked by :func:`_safe_name`: extract it unchanged."""
-    return member
+class _BoundedInfo(tarfile.TarInfo):
+    """``tarfile`` reads a pax or GNU long-name header whole, whatever size it claims, and
+    a GNU sparse file's whole map of extents, however long: both are bounded here."""
+
+    def _proc_gnulong(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        _check_header(self)
+        return super()._proc_gnulong(archive)  # type: ignore[misc, no-any-return]
+
+    def _proc_pax(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        _check_header(self)
+        return super()._proc_pax(archive)  # type: ignore[misc, no-any-return]
+
+    def _proc_sparse(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        """An old GNU sparse header and its extension blocks (21 extents each); as
+        ``tarfile`` does, with the number of extents bounded."""
+        structs, extended, real_size = self._sparse_structs  # type: ignore[attr-defined]
+        del self._sparse_structs  # type: ignore[attr-defined]
+        while extended:
+            _check_extents(self, len(structs))
+            block = archive.fileobj.read(tarfile.BLOCKSIZE)
+            if len(block) < tarfile.BLOCKSIZE:
+                raise EOFError("the archive ends inside a sparse file's header")
+            for pos in range(0, 21 * 24, 24):
+                try:
+                    offset = _nti(block[pos : pos + 12])
+                    length = _nti(block[pos + 12 : pos + 24])
+                except ValueError:
+                    break
+                if offset and length:
+                    structs.append((offset, length))
+            extended = bool(block[504])
+        self.sparse = structs
+        self.offset_data = archive.fileobj.tell()
+        archive.offset = self.offset_data + self._block(self.size)  # type: ignore[attr-defined]
+        self.size = real_size
+        return self
+
+    def _proc_gnusparse_10(
+        self, following: tarfile.TarInfo, _pax: dict[str, str], archive: tarfile.TarFile
+    ) -> None:
+        """A pax (1.0) sparse map, stored before the data; as ``tarfile`` does, with the
+        number of extents bounded."""
+        numbers: list[int] = []
+        buf = archive.fileobj.read(tarfile.BLOCKSIZE)
+        count_text, buf = buf.split(b"\n", 1)
+        count = int(count_text)
+        _check_extents(following, count)
+        while len(numbers) < count * 2:
+            if b"\n" not in buf:
+                more = archive.fileobj.read(tarfile.BLOCKSIZE)
+                if not more:
+                    raise EOFError("the archive ends inside a sparse file's map")
+                buf += more
+            number, buf = buf.split(b"\n", 1)
+            numbers.append(int(number))
+        following.offset_data = archive.fileobj.tell()
+        following.sparse = list(zip(numbers[::2], numbers[1::2], strict=True))  # type: ignore[assignment]
 
 
-def _safe_name(member: tarfile.TarInfo, root: str) -> str:
-    """The member's path relative to the root ("" for the root itself), or ArchiveError."""
+_nti = tarfile.nti  # type: ignore[attr-defined]
+
+
+def _check_extents(info: tarfile.TarInfo, count: int) -> None:
+    if count > _MAX_EXTENTS:
+        raise ArchiveError(
+            f"Archive member {shown(info.name)} is a sparse file of more than {_MAX_EXTENTS} "
+            "extents"
+        )
+
+
+def _check_header(info: tarfile.TarInfo) -> None:
+    if info.size > _MAX_HEADER_BYTES:
+        raise ArchiveError(
+            f"The archive has an extended header of {info.size} bytes; volumed reads at "
+            f"most {_MAX_HEADER_BYTES}"
+        )
+
+
+def _check_type(member: tarfile.TarInfo) -> None:
     if member.ischr() or member.isblk() or member.isfifo():
         kind = "a FIFO" if member.isfifo() else "a device node"
         raise ArchiveError(
-            f"Archive member '{member.name}' is {kind}; volumed imports files, "
+            f"Archive member {shown(member.name)} is {kind}; volumed imports files, "
             "directories and links only"
         )
     if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
-        raise ArchiveError(f"Archive member '{member.name}' has an unsupported type")
-    name = _relative(member.name, member.name)
-    if name:
-        # A symlink extracted earlier must not carry this member out of the tree.
-        parent = os.path.realpath(os.path.join(root, os.path.dirname(name)))
-        if os.path.commonpath([parent, root]) != root:
-            raise ArchiveError(
-                f"Archive member '{member.name}' would be written outside the volume "
-                "through a symbolic link"
-            )
-        target = os.path.join(parent, os.path.basename(name))
-        if os.path.islink(target) and not member.issym():
-            resolved = os.path.realpath(target)
-            if os.path.commonpath([resolved, root]) != root:
-                raise ArchiveError(
-                    f"Archive member '{member.name}' would overwrite the target of a "
-                    "symbolic link outside the volume"
-                )
-    return name
-
-
-def _safe_link(member: tarfile.TarInfo, root: str) -> str:
-    link = _relative(member.linkname, member.name)
-    if not link:
-        raise ArchiveError(f"Archive member '{member.name}' is a hard link to a directory")
-    resolved = os.path.realpath(os.path.join(root, link))
-    if os.path.commonpath([resolved, root]) != root:
-        raise ArchiveError(f"Archive member '{member.name}' links outside the volume")
-    return link
-
-
-def _relative(path: str, member: str) -> str:
-    parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise ArchiveError(f"Archive member '{member}' has a '..' component in its path")
-    if any("\0" in p for p in parts):
-        raise ArchiveError(f"Archive member '{member}' has a NUL byte in its path")
-    return "/".join(parts)
+        raise ArchiveError(f"Archive member {shown(member.name)} has an unsupported type")
 
 
 def _needed(member: tarfile.TarInfo) -> int:
@@ -285,7 +345,7 @@ def _needed(member: tarfile.TarInfo) -> int:
         return -(-member.size // _BLOCK) * _BLOCK
     if member.isdir():
         return _BLOCK
-    if member.issym() and len(member.linkname.encode()) >= 60:
+    if member.issym() and len(member.linkname.encode(errors="surrogateescape")) >= 60:
         # ext4 keeps targets shorter than 60 bytes in the inode itself.
         return _BLOCK
     return 0

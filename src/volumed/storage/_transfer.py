@@ -21,15 +21,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from volumed.domain.ports import ImportRefused, StorageError
 from volumed.storage._process import run, run_blocking, storage_errors
+from volumed.storage._remove import remove_tree
 from volumed.storage._superblock import read_superblock
-from volumed.storage._tar import ArchiveError, ExtractStats, TooLarge, extract_stream
+from volumed.storage._tar import (
+    ArchiveError,
+    ExtractStats,
+    ImportLimits,
+    TooLarge,
+    extract_stream,
+)
 
 __all__ = ["ImageTransfers"]
 
@@ -41,27 +48,47 @@ _MKFS += ["-E", "lazy_itable_init=1,lazy_journal_init=1"]
 
 
 class ImageTransfers:
-    def __init__(self, images_dir: Path, *, timeout_s: float) -> None:
+    """Imports of one image directory. Unpacking runs in a pool of its own
+    (``threads``), so imports never take the threads the rest of the server uses."""
+
+    def __init__(
+        self, images_dir: Path, *, timeout_s: float, limits: ImportLimits, threads: int
+    ) -> None:
         self._images = images_dir
         self._dir = images_dir / TRANSFER_DIR
         self._timeout = timeout_s
+        self._limits = limits
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="volumed-import")
 
     # ------------------------------------------------------------------ import
 
     async def import_tar(
-        self, uuid: str, image: Path, chunks: AsyncIterator[bytes], *, reserve: bool, label: str
+        self,
+        uuid: str,
+        image: Path,
+        chunks: AsyncIterator[bytes],
+        *,
+        reserve: bool,
+        label: str,
+        dest: Path | None = None,
+        tag: int | None = None,
     ) -> ExtractStats:
-        """Replace the contents of ``image`` with the archive; see the module docstring."""
+        """Replace the contents of ``image`` with the archive; see the module docstring.
+
+        With ``dest`` the new image is renamed there instead (a staged image, published
+        later), and ``tag`` (the job's epoch) keeps this import's work files apart from
+        those of an import that lost its lease and still runs."""
         action = f"Could not import into volume {uuid}"
         with storage_errors(action, hide_dir=self._images):
             try:
                 size = image.stat().st_size
             except FileNotFoundError as exc:
                 raise StorageError(f"{action}: its image does not exist.") from exc
-        work = self._dir / f"import-{uuid}"
+        name = f"import-{uuid}" if tag is None else f"import-{uuid}-e{tag}"
+        work = self._dir / name
         root = work / "root"
-        tmp = self._dir / f"import-{uuid}.img"
-        await run_blocking(self.discard, uuid)
+        tmp = self._dir / f"{name}.img"
+        await run_blocking(self._discard_work, name)
         try:
             with storage_errors(
                 action, no_space_detail=self._host_note(size, reserve), hide_dir=self._images
@@ -74,6 +101,8 @@ class ImageTransfers:
                         limit_bytes=size,
                         count_cap_bytes=4 * size + 64 * _MIB,
                         max_entries=await run_blocking(_inode_count, image),
+                        limits=self._limits,
+                        executor=self._pool,
                     )
                 except TooLarge as exc:
                     raise await self._does_not_fit(
@@ -96,10 +125,11 @@ class ImageTransfers:
                 if reserve:
                     await run_blocking(_allocate, tmp, size)
                 await run_blocking(_fsync_file, tmp)
-                await run_blocking(os.replace, tmp, image)
-                await run_blocking(_fsync_dir, image.parent)
+                final = image if dest is None else dest
+                await run_blocking(os.replace, tmp, final)
+                await run_blocking(_fsync_dir, final.parent)
         finally:
-            await run_blocking(self.discard, uuid)
+            await run_blocking(self._discard_work, name)
         return stats
 
     async def _does_not_fit(
@@ -158,11 +188,18 @@ class ImageTransfers:
         if uuid is None:
             _rmtree(self._dir)
             return
-        for path in (
-            self._dir / f"import-{uuid}",
-            self._dir / f"import-{uuid}.img",
-            self._dir / f"import-{uuid}.probe.img",
-        ):
+        self._discard_work(f"import-{uuid}")
+        try:
+            names = os.listdir(self._dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            # The work of imports that lost their lease: import-<uuid>-e<epoch>[.img]
+            if name.startswith(f"import-{uuid}-e"):
+                _rmtree(self._dir / name)
+
+    def _discard_work(self, name: str) -> None:
+        for path in (self._dir / name, self._dir / f"{name}.img", self._dir / f"{name}.probe.img"):
             _rmtree(path)
 
     def leftovers(self) -> list[str]:
@@ -190,21 +227,8 @@ def _make_dirs(path: Path) -> None:
 
 
 def _rmtree(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        # Restore write permission on the way in, or read-only directories stop rmtree.
-        def unlock(_fn: object, failed: str, _exc: object) -> None:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.dirname(failed), 0o700)
-                if os.path.isdir(failed) and not os.path.islink(failed):
-                    os.chmod(failed, 0o700)
-                    shutil.rmtree(failed, ignore_errors=True)
-                else:
-                    os.unlink(failed)
-
-        shutil.rmtree(path, onerror=unlock)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        remove_tree(path)
 
 
 def _unlink(path: Path) -> None:

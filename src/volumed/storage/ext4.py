@@ -10,6 +10,10 @@ Files in the data directory::
     <uuid>.img       a complete image, only ever appears by rename
     <uuid>.img.tmp   an image being built by create/clone; removed by the next
                      create, clone or delete of that uuid
+    <uuid>.img.e<N>  the staged image a job claimed at epoch N builds (see
+                     docs/design.md, "Lease fencing"): complete once the job commits,
+                     then renamed over <uuid>.img by :meth:`Ext4ImageDriver.publish`;
+                     the next claim of the volume's job removes any other
 
 Operations on different uuids may run concurrently. Operations on the same uuid must
 not: the domain serialises them through the volume's state.
@@ -29,6 +33,7 @@ from volumed.storage._export import ImageExports
 from volumed.storage._extents import punch_unwritten
 from volumed.storage._process import run, run_blocking, storage_errors
 from volumed.storage._superblock import NotExt4, Superblock, read_superblock
+from volumed.storage._tar import ImportLimits
 from volumed.storage._transfer import ImageTransfers
 
 __all__ = ["Ext4ImageDriver"]
@@ -37,6 +42,7 @@ _MIB = 2**20
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _IMG = ".img"
 _TMP = ".img.tmp"
+_STAGED = ".img.e"
 # 0 clean, 1 errors corrected; anything else means e2fsck could not make it clean.
 _FSCK_FIXED = (0, 1)
 
@@ -59,10 +65,19 @@ class Ext4ImageDriver:
     in proportion to the data in the image.
     """
 
-    def __init__(self, images_dir: Path, *, timeout_s: float = 1800.0) -> None:
+    def __init__(
+        self,
+        images_dir: Path,
+        *,
+        timeout_s: float = 1800.0,
+        import_limits: ImportLimits = ImportLimits(),  # noqa: B008 (frozen)
+        import_threads: int = 2,
+    ) -> None:
         self._dir = images_dir
         self._timeout = timeout_s
-        self._transfers = ImageTransfers(images_dir, timeout_s=timeout_s)
+        self._transfers = ImageTransfers(
+            images_dir, timeout_s=timeout_s, limits=import_limits, threads=import_threads
+        )
         self._exports = ImageExports(images_dir, timeout_s=timeout_s)
         with storage_errors("Could not prepare the image directory"):
             images_dir.mkdir(parents=True, exist_ok=True)
@@ -79,13 +94,23 @@ class Ext4ImageDriver:
         """
         return self._dir / f"{_checked(uuid)}{_IMG}"
 
-    async def create(self, uuid: str, size_mb: int, *, reserve: bool) -> ImageUsage:
-        """Make a fresh, empty ext4 image of ``size_mb`` MiB; replaces any existing one.
+    def staged_path(self, uuid: str, stage: int) -> Path:
+        """``<images_dir>/<uuid>.img.e<stage>``: the image a job claimed at epoch
+        ``stage`` builds, before it is published."""
+        if isinstance(stage, bool) or not isinstance(stage, int) or stage < 0:
+            raise ValueError(f"A stage is an epoch number, not {stage!r}.")
+        return self._dir / f"{_checked(uuid)}{_STAGED}{stage}"
+
+    async def create(
+        self, uuid: str, size_mb: int, *, reserve: bool, stage: int | None = None
+    ) -> ImageUsage:
+        """Make a fresh, empty ext4 image of ``size_mb`` MiB; replaces any existing one
+        (with ``stage``: makes the staged image of that epoch, see :meth:`publish`).
 
         Redoable: a leftover temporary file from an interrupted call is removed first.
         """
         path = self.image_path(uuid)
-        tmp = _tmp_of(path)
+        tmp = _tmp_of(path) if stage is None else self.staged_path(uuid, stage)
         size = _checked_size(size_mb) * _MIB
         with storage_errors(
             f"Could not create the image of volume {uuid}",
@@ -105,23 +130,60 @@ class Ext4ImageDriver:
                 )  # fmt: skip
                 if reserve:
                     await run_blocking(_allocate, tmp, 0, size)
-                await run_blocking(_fsync_file, tmp)
-                os.replace(tmp, path)
+                await self._finish(tmp, path, stage)
             except BaseException:
                 _discard(tmp)
                 raise
+        return await self._usage_of(uuid, tmp if stage is not None else path)
+
+    async def _finish(self, built: Path, path: Path, stage: int | None) -> None:
+        """Make ``built`` durable; without a stage, rename it over ``path`` at once."""
+        await run_blocking(_fsync_file, built)
+        if stage is None:
+            os.replace(built, path)
             await run_blocking(_fsync_dir, self._dir)
-        return await self.usage(uuid)
+        else:
+            # A committed stage must survive a host crash: its name too.
+            await run_blocking(_fsync_dir, self._dir)
+
+    async def publish(self, uuid: str, stage: int) -> bool:
+        """Rename the staged image of ``stage`` over the image and ``fsync`` both
+        directories. False if there is no such staged image (a rename happens once)."""
+        staged = self.staged_path(uuid, stage)
+        path = self.image_path(uuid)
+        with storage_errors(f"Could not publish the new image of volume {uuid}"):
+            try:
+                await run_blocking(os.rename, staged, path)
+            except FileNotFoundError:
+                return False
+            await run_blocking(_fsync_dir, self._dir)
+        return True
+
+    async def discard_staged(self, uuid: str, stage: int | None = None) -> None:
+        """Remove the staged image of ``stage``, or every one of ``uuid``."""
+        with storage_errors(f"Could not remove the staged images of volume {uuid}"):
+            if stage is not None:
+                await run_blocking(_unlink, self.staged_path(uuid, stage))
+                return
+            prefix = f"{_checked(uuid)}{_STAGED}"
+            for name in await run_blocking(os.listdir, self._dir):
+                if name.startswith(prefix):
+                    await run_blocking(_unlink, self._dir / name)
 
     async def delete(self, uuid: str) -> None:
-        """Remove the image and its temporary file. Succeeds if both are already gone."""
+        """Remove the image, its temporary file and staged images. Succeeds if they are
+        already gone. Staged images go first: a frozen job's late :meth:`publish` then
+        finds nothing to rename, or renames before the image is removed."""
         path = self.image_path(uuid)
+        await self.discard_staged(uuid)
         with storage_errors(f"Could not delete the image of volume {uuid}"):
             await run_blocking(_unlink, _tmp_of(path))
             await run_blocking(_unlink, path)
             await run_blocking(_fsync_dir, self._dir)
 
-    async def clone(self, source_uuid: str, target_uuid: str, *, reserve: bool) -> ImageUsage:
+    async def clone(
+        self, source_uuid: str, target_uuid: str, *, reserve: bool, stage: int | None = None
+    ) -> ImageUsage:
         """Copy the source image into a new target image with its own file-system UUID.
 
         The source must not be attached while it is copied. The copy is a reflink when
@@ -134,7 +196,7 @@ class Ext4ImageDriver:
         target = self.image_path(target_uuid)
         if source == target:
             raise ValueError("A volume cannot be cloned onto itself.")
-        tmp = _tmp_of(target)
+        tmp = _tmp_of(target) if stage is None else self.staged_path(target_uuid, stage)
         action = f"Could not clone volume {source_uuid} into volume {target_uuid}"
         with storage_errors(action, hide_dir=self._dir):
             st = _stat_image(source, action)
@@ -149,15 +211,15 @@ class Ext4ImageDriver:
                 await run(["tune2fs", "-U", "random", str(tmp)], timeout=self._timeout)
                 if reserve:
                     await run_blocking(_allocate, tmp, 0, st.st_size)
-                await run_blocking(_fsync_file, tmp)
-                os.replace(tmp, target)
+                await self._finish(tmp, target, stage)
             except BaseException:
                 _discard(tmp)
                 raise
-            await run_blocking(_fsync_dir, self._dir)
-        return await self.usage(target_uuid)
+        return await self._usage_of(target_uuid, tmp if stage is not None else target)
 
-    async def grow(self, uuid: str, size_mb: int, *, reserve: bool | None = None) -> ImageUsage:
+    async def grow(
+        self, uuid: str, size_mb: int, *, reserve: bool | None = None, stage: int | None = None
+    ) -> ImageUsage:
         """Grow the image and its file system to ``size_mb`` MiB, offline.
 
         Runs ``e2fsck -fy`` (resize2fs requires a fresh check after any mount), extends
@@ -173,7 +235,13 @@ class Ext4ImageDriver:
         Redoable: after a crash at any point (even inside resize2fs on this unmounted
         image), calling ``grow`` again with the same size runs e2fsck and resize2fs
         again and completes the job.
+
+        With ``stage`` the image is only read: a copy of it is grown into the staged
+        image, so a holder that lost its lease can never change the volume. If that
+        staged image exists already (a clone being made in the same job), it is grown.
         """
+        if stage is not None and self.staged_path(uuid, stage).exists():
+            return await self._grow_staged(uuid, size_mb, reserve=bool(reserve), stage=stage)
         path = self.image_path(uuid)
         new_size = _checked_size(size_mb) * _MIB
         action = f"Could not grow volume {uuid} to {size_mb} MiB"
@@ -186,6 +254,8 @@ class Ext4ImageDriver:
             sb = _superblock(path, action)
         if reserve is None:
             reserve = _allocated(st) >= st.st_size
+        if stage is not None:
+            return await self._grow_copy(uuid, st, new_size, reserve, stage, action)
         # The file system may end before the file does (a crash after extending the
         # file): the tail to reserve starts where the file system ends.
         tail_start = min(st.st_size, sb.blocks * sb.block_size)
@@ -205,7 +275,58 @@ class Ext4ImageDriver:
             await run_blocking(_fsync_file, path)
         return await self.usage(uuid)
 
-    async def set_reservation(self, uuid: str, *, reserve: bool) -> ImageUsage:
+    async def _grow_staged(
+        self, uuid: str, size_mb: int, *, reserve: bool, stage: int
+    ) -> ImageUsage:
+        staged = self.staged_path(uuid, stage)
+        new_size = _checked_size(size_mb) * _MIB
+        action = f"Could not grow volume {uuid} to {size_mb} MiB"
+        with storage_errors(
+            action,
+            no_space_detail=self._space_note(-(-new_size // _MIB) if reserve else None),
+            hide_dir=self._dir,
+        ):
+            try:
+                if reserve:
+                    await run_blocking(_allocate, staged, 0, new_size)
+                else:
+                    await run_blocking(os.truncate, staged, new_size)
+                await run(["resize2fs", str(staged)], timeout=self._timeout)
+                await self._finish(staged, staged, stage)
+            except BaseException:
+                _discard(staged)
+                raise
+        return await self._usage_of(uuid, staged)
+
+    async def _grow_copy(
+        self, uuid: str, st: os.stat_result, new_size: int, reserve: bool, stage: int, action: str
+    ) -> ImageUsage:
+        staged = self.staged_path(uuid, stage)
+        # The copy is sparse (it may drop the image's reservation): reserve all of it.
+        needed_mb = -(-(new_size if reserve else _allocated(st)) // _MIB)
+        with storage_errors(
+            action, no_space_detail=self._space_note(needed_mb), hide_dir=self._dir
+        ):
+            await run_blocking(_unlink, staged)
+            try:
+                await self._copy(self.image_path(uuid), staged)
+                await run(
+                    ["e2fsck", "-fy", str(staged)], timeout=self._timeout, ok_codes=_FSCK_FIXED
+                )
+                if reserve:
+                    await run_blocking(_allocate, staged, 0, new_size)
+                elif new_size > st.st_size:
+                    await run_blocking(os.truncate, staged, new_size)
+                await run(["resize2fs", str(staged)], timeout=self._timeout)
+                await self._finish(staged, staged, stage)
+            except BaseException:
+                _discard(staged)
+                raise
+        return await self._usage_of(uuid, staged)
+
+    async def set_reservation(
+        self, uuid: str, *, reserve: bool, stage: int | None = None
+    ) -> ImageUsage:
         """Allocate every block of the image on the host, or give back what is unused.
 
         Releasing punches the blocks that were reserved but never written (unwritten
@@ -223,14 +344,29 @@ class Ext4ImageDriver:
         with storage_errors(action, hide_dir=self._dir):
             st = _stat_image(path, action)
         needed_mb = -(-max(0, st.st_size - _allocated(st)) // _MIB)
+        if stage is not None:
+            # On a copy: a sparse copy has released everything already; the whole
+            # size is reserved again from there.
+            needed_mb = -(-(st.st_size if reserve else _allocated(st)) // _MIB)
+        target = path if stage is None else self.staged_path(uuid, stage)
         with storage_errors(
             action, no_space_detail=self._space_note(needed_mb), hide_dir=self._dir
         ):
-            if reserve:
-                await run_blocking(_reserve_whole, path, st.st_size)
-            else:
-                await run_blocking(_release, path)
-        return await self.usage(uuid)
+            try:
+                if stage is not None:
+                    await run_blocking(_unlink, target)
+                    await self._copy(path, target)
+                if reserve:
+                    await run_blocking(_reserve_whole, target, st.st_size)
+                else:
+                    await run_blocking(_release, target)
+                if stage is not None:
+                    await self._finish(target, path, stage)
+            except BaseException:
+                if stage is not None:
+                    _discard(target)
+                raise
+        return await self._usage_of(uuid, target)
 
     async def usage(self, uuid: str) -> ImageUsage:
         """Size and free space from the superblock, host allocation from ``stat``.
@@ -238,7 +374,9 @@ class Ext4ImageDriver:
         No subprocess. Reflects the file system as its last writer closed it: exact for
         an image that is not attached.
         """
-        path = self.image_path(uuid)
+        return await self._usage_of(uuid, self.image_path(uuid))
+
+    async def _usage_of(self, uuid: str, path: Path) -> ImageUsage:
         action = f"Could not read the usage of volume {uuid}"
         with storage_errors(action, hide_dir=self._dir):
             st = _stat_image(path, action)
@@ -264,11 +402,16 @@ class Ext4ImageDriver:
         return done.returncode == 0, output
 
     def list_images(self) -> list[str]:
-        """UUIDs with an image or a leftover temporary file, sorted, each once."""
+        """UUIDs with an image, a leftover temporary file or a staged image, sorted, each
+        once."""
         with storage_errors("Could not list the image directory"):
             names = os.listdir(self._dir)
         found = set()
         for name in names:
+            stem, staged, epoch = name.partition(_STAGED)
+            if staged and epoch.isdigit() and _UUID.fullmatch(stem):
+                found.add(stem)
+                continue
             for suffix in (_TMP, _IMG):
                 if name.endswith(suffix):
                     stem = name.removesuffix(suffix)
@@ -286,14 +429,18 @@ class Ext4ImageDriver:
     # ---- files in and out (volumed extension); the work is in storage/_transfer.py
 
     async def import_tar(
-        self, uuid: str, chunks: AsyncIterator[bytes], *, reserve: bool
+        self, uuid: str, chunks: AsyncIterator[bytes], *, reserve: bool, stage: int | None = None
     ) -> ImageUsage:
         """Replace the contents with a streamed tar archive, atomically (a new image made
-        with ``mke2fs -d`` is renamed over the old one). ``ImportRefused`` keeps the old
-        contents; see :mod:`volumed.storage._transfer`."""
+        with ``mke2fs -d`` is renamed over the old one, or becomes the staged image of
+        ``stage``). ``ImportRefused`` keeps the old contents; see
+        :mod:`volumed.storage._transfer`."""
         path = self.image_path(uuid)
-        await self._transfers.import_tar(uuid, path, chunks, reserve=reserve, label=_label(uuid))
-        return await self.usage(uuid)
+        dest = path if stage is None else self.staged_path(uuid, stage)
+        await self._transfers.import_tar(
+            uuid, path, chunks, reserve=reserve, label=_label(uuid), dest=dest, tag=stage
+        )
+        return await self._usage_of(uuid, dest)
 
     async def export_tar(self, uuid: str) -> AsyncIterator[bytes]:
         """Check the file tree now and return it as a tar stream, read from the image."""

@@ -11,7 +11,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
-from volumed.domain.events import VolumeEvent
+from volumed.domain.audit import VolumeEvent
 
 if TYPE_CHECKING:
     from volumed.store.db import Queries

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -238,20 +237,23 @@ class PostgresDatabase(_PgQueries):
             await self._pool.fetchval("SELECT 1", timeout=_PING_TIMEOUT_S)
 
     async def probe_write(self) -> None:
-        """A new table with one row, rolled back: PostgreSQL allocates the row's page on
-        disk at once (to fail here rather than at a checkpoint), so a full disk answers
-        DiskFullError, while a probe into an existing table may find room in a page and
-        say nothing. The table's name is random: replicas probing at once do not wait on
-        each other's catalog rows."""
-        name = f"volumed_write_probe_{secrets.token_hex(6)}"
+        """A new temporary table with one row, rolled back: PostgreSQL extends the table's
+        file on disk at once (to fail now rather than at a checkpoint), so a full disk
+        answers DiskFullError, while a probe into an existing table may find room in a
+        page and say nothing. Temporary: no WAL, no CREATE right on a schema needed, and
+        each session has its own, so probes at once never meet."""
         with _pg_errors():
             async with self._pool.acquire(timeout=_PING_TIMEOUT_S) as conn:
                 probe = conn.transaction()
                 await probe.start()
                 try:
-                    await conn.execute(f"CREATE TABLE {name} (b bytea)", timeout=_PING_TIMEOUT_S)
                     await conn.execute(
-                        f"INSERT INTO {name} VALUES ('\\x00')", timeout=_PING_TIMEOUT_S
+                        "CREATE TEMP TABLE volumed_write_probe (b bytea)",
+                        timeout=_PING_TIMEOUT_S,
+                    )
+                    await conn.execute(
+                        "INSERT INTO volumed_write_probe VALUES ('\\x00')",
+                        timeout=_PING_TIMEOUT_S,
                     )
                 finally:
                     await probe.rollback()

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from volumed.domain.events import WORKER, EventAction, EventResult, VolumeEvent
+from volumed.domain.audit import WORKER, EventAction, EventResult, VolumeEvent
 from volumed.domain.model import (
     Instance,
     InstanceRef,
@@ -42,6 +42,7 @@ from volumed.domain.ports import (
     InsertOutcome,
     InstanceOutcome,
     Job,
+    Lease,
     ListQuery,
     NameTaken,
     NewAttachment,
@@ -487,7 +488,7 @@ class SqlStore:
         async with self._db.transaction() as db:
             won = await db.fetchall(
                 "UPDATE volumes SET deleted = 1, job = 'delete', job_args = '{}', "
-                "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
+                f"{_NEW_JOB} "
                 f"WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND delete_lock = 0 "
                 f"AND state IN ({','.join('?' * len(expected))}) "
                 # No job, or a format no worker holds: it is cancelled (a running one
@@ -539,11 +540,12 @@ class SqlStore:
         skip_locked = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgresql" else ""
         row = await db.fetchone(
             "UPDATE volumes SET lease_owner = ?, lease_until_us = ?, "
-            "job_attempts = job_attempts + 1 "
-            "WHERE uuid = (SELECT uuid FROM volumes WHERE job IS NOT NULL "
+            "job_attempts = job_attempts + 1, lease_epoch = lease_epoch + 1 "
+            "WHERE uuid = (SELECT uuid FROM volumes WHERE job IS NOT NULL AND job_parked = 0 "
             "AND lease_until_us < ? ORDER BY lease_until_us, created_at_us LIMIT 1"
-            f"{skip_locked}) AND job IS NOT NULL AND lease_until_us < ? "
-            "RETURNING uuid, job, job_args, state, size_mb, quota_policy, job_attempts",
+            f"{skip_locked}) AND job IS NOT NULL AND job_parked = 0 AND lease_until_us < ? "
+            "RETURNING uuid, job, job_args, state, size_mb, quota_policy, job_attempts, "
+            "lease_epoch, publish_epoch",
             (worker_id, now + lease_us, now, now),
         )
         if row is None:
@@ -557,6 +559,8 @@ class SqlStore:
             quota_policy=row[5],
             attempts=row[6],
             lease_owner=worker_id,
+            epoch=int(row[7]),
+            published=None if row[8] is None else int(row[8]),
         )
 
     async def stats(self) -> StoreStats:
@@ -571,8 +575,10 @@ class SqlStore:
             provisioned += int(size_mb)
             used += int(used_mb)
         tenants = (await db.fetchone("SELECT count(*) FROM users"))[0]
-        jobs = await db.fetchone("SELECT count(*) FROM volumes WHERE job IS NOT NULL")
-        return StoreStats(by_state, provisioned, used, int(tenants), int(jobs[0]))
+        jobs = await db.fetchone(
+            "SELECT count(*), COALESCE(SUM(job_parked), 0) FROM volumes WHERE job IS NOT NULL"
+        )
+        return StoreStats(by_state, provisioned, used, int(tenants), int(jobs[0]), int(jobs[1]))
 
     # ------------------------------------------------------------------ audit trail
 
@@ -583,14 +589,71 @@ class SqlStore:
         async with self._db.transaction() as db:
             await self._events.record(db, uuid, action, result, actor=WORKER, message=message)
 
-    async def renew_lease(self, uuid: str, worker_id: str, lease_us: int) -> bool:
+    async def renew_lease(self, uuid: str, lease: Lease, lease_us: int) -> bool:
         db: Queries = self._db
         cur = await db.execute(
-            "UPDATE volumes SET lease_until_us = ? WHERE uuid = ? AND lease_owner = ? "
-            "AND job IS NOT NULL",
-            (now_us() + lease_us, uuid, worker_id),
+            f"UPDATE volumes SET lease_until_us = ? WHERE uuid = ? AND {_HELD} AND job IS NOT NULL",
+            (now_us() + lease_us, uuid, lease.owner, lease.epoch),
         )
         return cur == 1
+
+    async def commit_stage(self, uuid: str, lease: Lease) -> bool:
+        db: Queries = self._db
+        cur = await db.execute(
+            f"UPDATE volumes SET publish_epoch = lease_epoch WHERE uuid = ? AND {_HELD} "
+            "AND job IS NOT NULL",
+            (uuid, lease.owner, lease.epoch),
+        )
+        return cur == 1
+
+    async def retry_job_later(self, uuid: str, lease: Lease, delay_us: int) -> bool:
+        db: Queries = self._db
+        cur = await db.execute(
+            "UPDATE volumes SET lease_owner = NULL, lease_until_us = ? "
+            f"WHERE uuid = ? AND {_HELD} AND job IS NOT NULL",
+            (now_us() + delay_us, uuid, lease.owner, lease.epoch),
+        )
+        return cur == 1
+
+    async def park_job(self, uuid: str, lease: Lease, message: str) -> bool:
+        async with self._db.transaction() as db:
+            job = await db.fetchone(
+                "UPDATE volumes SET job_parked = 1, lease_owner = NULL, lease_until_us = 0 "
+                f"WHERE uuid = ? AND {_HELD} AND job IS NOT NULL RETURNING job",
+                (uuid, lease.owner, lease.epoch),
+            )
+            if job is not None:
+                await self._events.record(
+                    db, uuid, job[0], EventResult.ERROR, actor=WORKER, message=message
+                )
+        return job is not None
+
+    async def parked_jobs(self) -> list[dict[str, Any]]:
+        """Parked jobs, oldest volume first: uuid, job, attempts, state, deleted, and the
+        message of the volume's last event (why it was parked)."""
+        db: Queries = self._db
+        rows = await db.fetchall(
+            "SELECT v.uuid, v.job, v.job_attempts AS attempts, v.state, v.deleted, "
+            "(SELECT e.message FROM volume_events e WHERE e.volume_uuid = v.uuid "
+            "ORDER BY e.id DESC LIMIT 1) AS reason "
+            "FROM volumes v WHERE v.job IS NOT NULL AND v.job_parked = 1 "
+            "ORDER BY v.created_at_us"
+        )
+        return [dict(r) for r in rows]
+
+    async def unpark_job(self, uuid: str) -> bool:
+        async with self._db.transaction() as db:
+            job = await db.fetchone(
+                "UPDATE volumes SET job_parked = 0, job_attempts = 0, lease_owner = NULL, "
+                "lease_until_us = 0 WHERE uuid = ? AND job IS NOT NULL AND job_parked = 1 "
+                "RETURNING job",
+                (uuid,),
+            )
+            if job is not None:
+                await self._events.record(
+                    db, uuid, job[0], EventResult.OK, message="Retry requested by an operator"
+                )
+        return job is not None
 
     async def release_leases(self, worker_id: str | None = None) -> int:
         """Make leased jobs claimable at once: all of them (a lone SQLite server
@@ -609,17 +672,17 @@ class SqlStore:
         return cur
 
     async def set_job_state(
-        self, uuid: str, worker_id: str, expected: Sequence[str], state: str
+        self, uuid: str, lease: Lease, expected: Sequence[str], state: str
     ) -> bool:
-        """Compare-and-set the state of a volume whose job this worker holds."""
+        """Compare-and-set the state of a volume whose job ``lease`` holds."""
         async with self._db.transaction() as db:
             before = await db.fetchone(
                 "SELECT state, job, job_attempts FROM volumes WHERE uuid = ?", (uuid,)
             )
             cur = await db.execute(
-                "UPDATE volumes SET state = ? WHERE uuid = ? AND lease_owner = ? "
+                f"UPDATE volumes SET state = ? WHERE uuid = ? AND {_HELD} "
                 f"AND job IS NOT NULL AND state IN ({','.join('?' * len(expected))})",
-                (state, uuid, worker_id, *expected),
+                (state, uuid, lease.owner, lease.epoch, *expected),
             )
             if cur == 1 and before[0] != state:
                 await self._events.record(
@@ -637,7 +700,7 @@ class SqlStore:
     async def finish_job(
         self,
         uuid: str,
-        worker_id: str,
+        lease: Lease,
         expected: Sequence[str],
         state: str,
         *,
@@ -645,7 +708,7 @@ class SqlStore:
         size_mb: int | None = None,
         message: str | None = None,
     ) -> bool:
-        """Compare-and-set: end the job held by ``worker_id`` and move to ``state``."""
+        """Compare-and-set: end the job held by ``lease`` and move to ``state``."""
         # "available" means attached to nothing. A volume created with its instance is
         # attached before it is formatted, so it finishes "idle" instead.
         async with self._db.transaction() as db:
@@ -654,11 +717,20 @@ class SqlStore:
                 "UPDATE volumes SET state = CASE WHEN ? = 'available' AND EXISTS "
                 "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) THEN 'idle' "
                 "ELSE ? END, free_mb = COALESCE(?, free_mb), "
-                "size_mb = COALESCE(?, size_mb), message = ?, job = NULL, job_args = NULL, "
-                "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
-                "WHERE uuid = ? AND lease_owner = ? AND job IS NOT NULL "
+                f"size_mb = COALESCE(?, size_mb), message = ?, {_NO_JOB} "
+                f"WHERE uuid = ? AND {_HELD} AND job IS NOT NULL "
                 f"AND state IN ({','.join('?' * len(expected))}) RETURNING state",
-                (state, state, free_mb, size_mb, message, uuid, worker_id, *expected),
+                (
+                    state,
+                    state,
+                    free_mb,
+                    size_mb,
+                    message,
+                    uuid,
+                    lease.owner,
+                    lease.epoch,
+                    *expected,
+                ),
             )
             if won:
                 failed = won[0][0] == VolumeState.ERROR.value
@@ -1075,7 +1147,7 @@ class SqlStore:
                     # Not persistent and held by nothing else: goes with its instance.
                     gone = await db.fetchall(
                         "UPDATE volumes SET deleted = 1, job = 'delete', job_args = '{}', "
-                        "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
+                        f"{_NEW_JOB} "
                         f"WHERE uuid IN ({marks}) AND persistent = 0 AND {orphan} "
                         "RETURNING uuid",
                         uuids,
@@ -1225,8 +1297,8 @@ class SqlStore:
             await self._lock_tenant(db, owner_id)  # before the volume row, as every quota check
             cur = await db.execute(
                 "UPDATE volumes SET state = 'busy', job = 'grow', job_args = ?, "
-                "pending_size_mb = ?, message = NULL, lease_owner = NULL, lease_until_us = 0, "
-                "job_attempts = 0 WHERE uuid = ? AND owner_id = ? AND deleted = 0 "
+                f"pending_size_mb = ?, message = NULL, {_NEW_JOB} "
+                "WHERE uuid = ? AND owner_id = ? AND deleted = 0 "
                 "AND job IS NULL AND state = ? AND size_mb = ?",
                 (json.dumps(args), size_mb, uuid, owner_id, expected_state, expected_size_mb),
             )
@@ -1250,7 +1322,7 @@ class SqlStore:
     async def finish_grow(
         self,
         uuid: str,
-        worker_id: str,
+        lease: Lease,
         state: str,
         *,
         size_mb: int | None,
@@ -1261,8 +1333,8 @@ class SqlStore:
             cur = await db.execute(
                 "UPDATE volumes SET state = ?, size_mb = COALESCE(?, size_mb), "
                 f"free_mb = COALESCE(?, free_mb), pending_size_mb = NULL, message = ?, {_NO_JOB} "
-                "WHERE uuid = ? AND lease_owner = ? AND job = 'grow' AND state = 'busy'",
-                (state, size_mb, free_mb, message, uuid, worker_id),
+                f"WHERE uuid = ? AND {_HELD} AND job = 'grow' AND state = 'busy'",
+                (state, size_mb, free_mb, message, uuid, lease.owner, lease.epoch),
             )
             if cur == 1:
                 await self._job_end_event(
@@ -1277,7 +1349,7 @@ class SqlStore:
         async with self._db.transaction() as db:
             cur = await db.execute(
                 "UPDATE volumes SET state = 'busy', job = ?, job_args = ?, message = NULL, "
-                "lease_owner = NULL, lease_until_us = 0, job_attempts = 0 "
+                f"{_NEW_JOB} "
                 "WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL AND state = ? "
                 "AND quota_policy = ?",
                 (job, json.dumps({"previous_state": expected_state}), uuid, owner_id,
@@ -1298,7 +1370,7 @@ class SqlStore:
     async def finish_reservation(
         self,
         uuid: str,
-        worker_id: str,
+        lease: Lease,
         state: str,
         *,
         quota_policy: str | None,
@@ -1310,9 +1382,9 @@ class SqlStore:
             cur = await db.execute(
                 "UPDATE volumes SET state = ?, quota_policy = COALESCE(?, quota_policy), "
                 f"free_mb = COALESCE(?, free_mb), message = ?, {_NO_JOB} "
-                "WHERE uuid = ? AND lease_owner = ? AND job IN ('reserve', 'release') "
+                f"WHERE uuid = ? AND {_HELD} AND job IN ('reserve', 'release') "
                 "AND state = 'busy'",
-                (state, quota_policy, free_mb, message, uuid, worker_id),
+                (state, quota_policy, free_mb, message, uuid, lease.owner, lease.epoch),
             )
             if cur == 1:
                 await self._job_end_event(db, uuid, job[0], VolumeState.BUSY.value, message)
@@ -1360,7 +1432,7 @@ class SqlStore:
     async def finish_clone(
         self,
         uuid: str,
-        worker_id: str,
+        lease: Lease,
         state: str,
         *,
         source_uuid: str,
@@ -1372,9 +1444,9 @@ class SqlStore:
             before = await self._volume_state(db, uuid)
             cur = await db.execute(
                 f"UPDATE volumes SET state = ?, free_mb = COALESCE(?, free_mb), message = ?, "
-                f"{_NO_JOB} WHERE uuid = ? AND lease_owner = ? AND job = 'clone' "
+                f"{_NO_JOB} WHERE uuid = ? AND {_HELD} AND job = 'clone' "
                 "AND state IN ('uninitialized', 'initializing')",
-                (state, free_mb, message, uuid, worker_id),
+                (state, free_mb, message, uuid, lease.owner, lease.epoch),
             )
             if cur != 1:
                 return False
@@ -1448,7 +1520,7 @@ class SqlStore:
 
     async def begin_import(
         self, owner_id: str, uuid: str, expected: Sequence[str], worker_id: str, lease_us: int
-    ) -> bool:
+    ) -> Lease | None:
         """Compare-and-set: an unattached volume in ``expected`` becomes ``busy`` and owes
         an ``import`` job, leased to ``worker_id`` (the process streaming the archive
         renews it). If that process dies, the lease runs out and the reconciler ends the
@@ -1459,17 +1531,19 @@ class SqlStore:
                 (uuid, owner_id),
             )
             if before is None or before[0] not in expected:
-                return False
-            won = await db.execute(
+                return None
+            won = await db.fetchone(
                 "UPDATE volumes SET state = 'busy', job = 'import', job_args = ?, "
-                "message = NULL, lease_owner = ?, lease_until_us = ?, job_attempts = 1 "
+                "message = NULL, lease_owner = ?, lease_until_us = ?, job_attempts = 1, "
+                "lease_epoch = lease_epoch + 1, publish_epoch = NULL, job_parked = 0 "
                 "WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL "
                 "AND state = ? AND NOT EXISTS "
-                "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
+                "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) "
+                "RETURNING lease_epoch",
                 (json.dumps({"previous_state": before[0]}), worker_id, now_us() + lease_us,
                  uuid, owner_id, before[0]),
             )  # fmt: skip
-            if won == 1:
+            if won is not None:
                 await self._events.record(
                     db,
                     uuid,
@@ -1478,7 +1552,7 @@ class SqlStore:
                     state_from=before[0],
                     state_to="busy",
                 )
-        return won == 1
+        return None if won is None else Lease(worker_id, int(won[0]))
 
     async def fsck_rows(self) -> list[dict[str, Any]]:
         """Every volume row, deleted-pending ones included: uuid, name, owner (user name),
@@ -1516,7 +1590,18 @@ class SqlStore:
         return True
 
 
-_NO_JOB = "job = NULL, job_args = NULL, lease_owner = NULL, lease_until_us = 0, job_attempts = 0"
+_NO_JOB = (
+    "job = NULL, job_args = NULL, lease_owner = NULL, lease_until_us = 0, job_attempts = 0, "
+    "publish_epoch = NULL, job_parked = 0"
+)
+# A row that owes a new job: unclaimed, and a new epoch, so that a holder of the last
+# one (a frozen worker) is fenced off even before the new job is claimed.
+_NEW_JOB = (
+    "lease_owner = NULL, lease_until_us = 0, job_attempts = 0, "
+    "lease_epoch = lease_epoch + 1, publish_epoch = NULL, job_parked = 0"
+)
+# The WHERE clause of every transition by a job's holder: its fencing token.
+_HELD = "lease_owner = ? AND lease_epoch = ?"
 
 
 class _Abort(Exception):

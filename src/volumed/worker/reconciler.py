@@ -5,6 +5,14 @@ it, so it can never be lost. A worker claims one under a lease, renews the lease
 works, and ends it with a compare-and-set that only the lease holder can win. A worker
 killed mid-job leaves its lease to expire; the next claim redoes the job, which every
 storage operation allows (see :class:`~volumed.domain.ports.StorageDriver`).
+
+Each claim carries a fencing epoch: a job builds the new image as a staged copy and
+publishes it only through :func:`volumed.domain.fencing.publish`, so a worker that was
+frozen past its lease cannot change a volume another worker has taken over.
+
+A job that raises is handed back with an exponential back-off; after ``max_attempts``
+it is parked (an error event, the ``volumed_jobs_parked`` gauge) until an operator runs
+``volumed job retry``.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from volumed.domain.fencing import LeaseLost, committed_usage, publish, roll_forward
 from volumed.domain.job_waits import JobSignals
 from volumed.domain.ports import Job, StorageDriver, StorageError, Store, StoreUnavailable
 from volumed.domain.states import QuotaPolicy, VolumeState
@@ -26,7 +35,9 @@ log = logging.getLogger("volumed.worker")
 JobHandler = Callable[[Job], Awaitable[None]]
 JobObserver = Callable[[str, float, str], None]
 """Called with (kind, seconds, outcome) after each attempt; outcome is ``ok``, ``retry``
-(the attempt raised; the job runs again) or ``failed`` (the volume was put in error)."""
+(the attempt raised; the job runs again), ``failed`` (the volume was put in error),
+``parked`` (it raised ``max_attempts`` times; it waits for an operator) or ``lost``
+(another worker took the job over: this one's lease had run out)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -35,6 +46,11 @@ class WorkerSettings:
     poll_s: float = 1.0
     concurrency: int = 4
     max_attempts: int = 5
+    retry_backoff_s: float = 1.0
+    """Wait before the second attempt; doubled after each failure, at most 300 s."""
+
+    def backoff_us(self, attempts: int) -> int:
+        return int(min(self.retry_backoff_s * 2 ** max(0, attempts - 1), 300.0) * 1_000_000)
 
 
 class Reconciler:
@@ -135,7 +151,7 @@ class Reconciler:
 
     async def _run_job(self, job: Job, *, hold_slot: bool = True) -> None:
         started = time.monotonic()
-        heartbeat = asyncio.create_task(self._heartbeat(job.uuid))
+        heartbeat = asyncio.create_task(self._heartbeat(job))
         fields = {"job": job.kind, "volume": job.uuid, "attempt": job.attempts}
         outcome = "retry"
         handler = self._handlers.get(job.kind)
@@ -144,6 +160,7 @@ class Reconciler:
                 log.error("volume %s owes unknown job %r", job.uuid, job.kind, extra=fields)
                 return
             log.info("job %s on %s started", job.kind, job.uuid, extra=fields)
+            await roll_forward(self._storage, job)
             await handler(job)
             outcome = "failed" if job.uuid in self._gave_up else "ok"
             fields["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
@@ -153,19 +170,23 @@ class Reconciler:
             outcome = "interrupted"
             log.warning("job %s on %s interrupted", job.kind, job.uuid, extra=fields)
             raise
+        except LeaseLost as exc:
+            outcome = "lost"
+            log.warning("job %s on %s: %s", job.kind, job.uuid, exc, extra=fields)
         except Exception as exc:
-            # The lease runs out and the job is tried again: that is the back-off.
             fields["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
-            log.exception(
-                "job %s on %s failed; it will be retried", job.kind, job.uuid, extra=fields
-            )
             reason = exc.message if isinstance(exc, StorageError) else "an internal error"
-            with contextlib.suppress(Exception):
-                await self._store.add_volume_event(
-                    job.uuid,
+            outcome = await self._retry_or_park(job, reason)
+            if outcome == "lost":
+                # Its failure is the takeover's doing (it removed our staged image).
+                log.warning("job %s on %s: %s", job.kind, job.uuid, LeaseLost(job.uuid, job.lease))
+            else:
+                log.exception(
+                    "job %s on %s failed; %s",
                     job.kind,
-                    "error",
-                    f"Attempt {job.attempts} failed ({reason}); it will be retried",
+                    job.uuid,
+                    "it is parked" if outcome == "parked" else "it will be retried",
+                    extra=fields,
                 )
         finally:
             heartbeat.cancel()
@@ -178,12 +199,35 @@ class Reconciler:
             if self._on_job_done is not None and handler is not None:
                 self._on_job_done(job.kind, time.monotonic() - started, outcome)
 
-    async def _heartbeat(self, uuid: str) -> None:
+    async def _retry_or_park(self, job: Job, reason: str) -> str:
+        """After a failed attempt: back off, or park the job once it failed too often."""
+        with contextlib.suppress(Exception):
+            if job.attempts >= self._settings.max_attempts:
+                message = (
+                    f"Attempt {job.attempts} failed ({reason}); the job is parked until "
+                    f"an operator runs: volumed job retry {job.uuid}"
+                )
+                if await self._store.park_job(job.uuid, job.lease, message):
+                    return "parked"
+                return "lost"
+            delay_us = self._settings.backoff_us(job.attempts)
+            if not await self._store.retry_job_later(job.uuid, job.lease, delay_us):
+                return "lost"
+            await self._store.add_volume_event(
+                job.uuid,
+                job.kind,
+                "error",
+                f"Attempt {job.attempts} failed ({reason}); it will be retried in "
+                f"{delay_us / 1_000_000:g} s",
+            )
+        return "retry"
+
+    async def _heartbeat(self, job: Job) -> None:
         interval = self._settings.lease_s / 3
         while True:
             await asyncio.sleep(interval)
-            if not await self._store.renew_lease(uuid, self.worker_id, self.lease_us):
-                log.warning("lost the lease on %s", uuid)
+            if not await self._store.renew_lease(job.uuid, job.lease, self.lease_us):
+                log.warning("lost the lease on %s", job.uuid)
                 return
 
     # ------------------------------------------------------------------ handlers
@@ -194,33 +238,45 @@ class Reconciler:
             await self._fail(job, transitional, f"Formatting failed {job.attempts - 1} times")
             return
         if not await self._store.set_job_state(
-            job.uuid, self.worker_id, transitional, VolumeState.INITIALIZING.value
+            job.uuid, job.lease, transitional, VolumeState.INITIALIZING.value
         ):
             return
-        try:
-            usage = await self._storage.create(
-                job.uuid, job.size_mb, reserve=job.quota_policy == QuotaPolicy.STATIC.value
-            )
-        except StorageError as exc:
-            if exc.no_space or job.attempts >= self._settings.max_attempts:
-                await self._fail(job, transitional, f"Formatting failed: {exc.message}")
-                return
-            raise
+        usage = await committed_usage(self._storage, job)
+        if usage is None:
+            try:
+                usage = await self._storage.create(
+                    job.uuid,
+                    job.size_mb,
+                    reserve=job.quota_policy == QuotaPolicy.STATIC.value,
+                    stage=job.epoch,
+                )
+            except StorageError as exc:
+                if exc.no_space or job.attempts >= self._settings.max_attempts:
+                    await self._fail(job, transitional, f"Formatting failed: {exc.message}")
+                    return
+                raise
+            await publish(self._store, self._storage, job.uuid, job.lease)
         await self._store.finish_job(
             job.uuid,
-            self.worker_id,
+            job.lease,
             (VolumeState.INITIALIZING.value,),
             VolumeState.AVAILABLE.value,
             free_mb=usage.free_mb,
         )
 
     async def _fail(self, job: Job, expected: tuple[str, ...], message: str) -> None:
-        """Put the volume in ``error`` with a message, leaving no partial image behind."""
+        """Put the volume in ``error`` with a message, leaving no partial image behind.
+
+        The image is removed only once the compare-and-set is won: a holder that lost
+        its lease must not remove the image another worker made."""
+        with contextlib.suppress(StorageError):
+            await self._storage.discard_staged(job.uuid, job.epoch)
+        if not await self._store.finish_job(
+            job.uuid, job.lease, expected, VolumeState.ERROR.value, message=message
+        ):
+            raise LeaseLost(job.uuid, job.lease)
         with contextlib.suppress(StorageError):
             await self._storage.delete(job.uuid)
-        await self._store.finish_job(
-            job.uuid, self.worker_id, expected, VolumeState.ERROR.value, message=message
-        )
         self._gave_up.add(job.uuid)
         log.warning(
             "volume %s is in error: %s",

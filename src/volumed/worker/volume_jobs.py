@@ -3,16 +3,19 @@
 * ``clone`` (on the new volume's row): copy the source image, grow the copy if the new
   volume is larger (a volume made from a template), then make the clone ``available``
   and the source its previous state again, in one transaction.
-* ``grow``: ``e2fsck`` + extend + ``resize2fs``, then ``busy`` → the previous state
+* ``grow``: ``e2fsck`` + extend + ``resize2fs`` (on a copy), then ``busy`` → the previous state
   with the new ``size_mb`` and ``free_mb``.
 * ``reserve`` / ``release``: allocate every block of the image on the host (static
   quota policy) or punch the unused ones back into holes (dynamic), then ``busy`` → the
   previous state with the new policy.
 
-Each storage call is redoable, so a job claimed again after a ``kill -9`` simply runs
-again. A job that runs out of host space gives up at once and leaves the volume as it
-was (a clone goes to ``error``); any other failure is retried, and after
-``max_attempts`` the volume goes to ``error`` with the reason in its ``message``.
+Each job builds a staged image (the image itself is only read) and publishes it through
+:func:`volumed.domain.fencing.publish`, so a worker frozen past its lease cannot touch a
+volume another worker has taken over; a job claimed again after a ``kill -9`` finds the
+image a previous holder committed, or runs again. A job that runs out of host space
+gives up at once and leaves the volume as it was (a clone goes to ``error``); any other
+failure is retried, and after ``max_attempts`` the volume goes to ``error`` with the
+reason in its ``message``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from volumed.domain.ports import Job, StorageDriver, StorageError, Store
+from volumed.domain.fencing import LeaseLost, committed_usage, publish
+from volumed.domain.ports import ImageUsage, Job, StorageDriver, StorageError, Store
 from volumed.domain.states import QuotaPolicy, VolumeState
 from volumed.worker.reconciler import Reconciler
 
@@ -53,14 +57,11 @@ class VolumeJobs:
             await self._fail_clone(job, source, restore, f"failed {job.attempts - 1} times")
             return
         if not await self._store.set_job_state(
-            job.uuid, job.lease_owner, _NEW, VolumeState.INITIALIZING.value
+            job.uuid, job.lease, _NEW, VolumeState.INITIALIZING.value
         ):
             return
-        reserve = job.quota_policy == QuotaPolicy.STATIC.value
         try:
-            usage = await self._storage.clone(source, job.uuid, reserve=reserve)
-            if usage.size_mb < job.size_mb:
-                usage = await self._storage.grow(job.uuid, job.size_mb, reserve=reserve)
+            usage = await self._clone_image(job, source)
         except StorageError as exc:
             if exc.no_space or job.attempts >= self._max_attempts:
                 await self._fail_clone(job, source, restore, exc.message)
@@ -68,27 +69,46 @@ class VolumeJobs:
             raise
         await self._store.finish_clone(
             job.uuid,
-            job.lease_owner,
+            job.lease,
             VolumeState.AVAILABLE.value,
             source_uuid=source,
             source_state=restore,
             free_mb=usage.free_mb,
         )
 
+    async def _clone_image(self, job: Job, source: str) -> ImageUsage:
+        """Copy (then grow, for a copy of a smaller template) into the staged image,
+        and publish it; a new claim finds the image a previous holder committed."""
+        reserve = job.quota_policy == QuotaPolicy.STATIC.value
+        usage = await committed_usage(self._storage, job)
+        if usage is not None:
+            return usage
+        usage = await self._storage.clone(source, job.uuid, reserve=reserve, stage=job.epoch)
+        if usage.size_mb < job.size_mb:
+            # The staged copy exists: grow grows it, not a copy of it.
+            usage = await self._storage.grow(
+                job.uuid, job.size_mb, reserve=reserve, stage=job.epoch
+            )
+        await publish(self._store, self._storage, job.uuid, job.lease)
+        return usage
+
     async def _fail_clone(self, job: Job, source: str, restore: str | None, why: str) -> None:
         """The clone goes to ``error`` without an image; the source is itself again."""
         with contextlib.suppress(StorageError):
-            await self._storage.delete(job.uuid)
+            await self._storage.discard_staged(job.uuid, job.epoch)
         message = f"Cloning volume {source} failed: {why}"
-        await self._store.finish_clone(
+        if not await self._store.finish_clone(
             job.uuid,
-            job.lease_owner,
+            job.lease,
             VolumeState.ERROR.value,
             source_uuid=source,
             source_state=restore,
             free_mb=None,
             message=message,
-        )
+        ):
+            raise LeaseLost(job.uuid, job.lease)
+        with contextlib.suppress(StorageError):
+            await self._storage.delete(job.uuid)
         log.warning("volume %s is in error: %s", job.uuid, message)
 
     # ------------------------------------------------------------------ grow
@@ -100,7 +120,7 @@ class VolumeJobs:
         if job.attempts > self._max_attempts:
             await self._store.finish_grow(
                 job.uuid,
-                job.lease_owner,
+                job.lease,
                 VolumeState.ERROR.value,
                 size_mb=None,
                 free_mb=None,
@@ -108,9 +128,17 @@ class VolumeJobs:
             )
             return
         try:
-            usage = await self._storage.grow(
-                job.uuid, size_mb, reserve=job.quota_policy == QuotaPolicy.STATIC.value
-            )
+            usage = await self._storage.usage(job.uuid)
+            # Already this size: a previous holder published the grow and was stopped
+            # before it could end the job.
+            if usage.size_mb < size_mb:
+                usage = await self._storage.grow(
+                    job.uuid,
+                    size_mb,
+                    reserve=job.quota_policy == QuotaPolicy.STATIC.value,
+                    stage=job.epoch,
+                )
+                await publish(self._store, self._storage, job.uuid, job.lease)
         except StorageError as exc:
             if exc.no_space or job.attempts >= self._max_attempts:
                 # Out of host space the file system is untouched: the volume keeps its
@@ -118,7 +146,7 @@ class VolumeJobs:
                 state = previous if exc.no_space else VolumeState.ERROR.value
                 await self._store.finish_grow(
                     job.uuid,
-                    job.lease_owner,
+                    job.lease,
                     state,
                     size_mb=None,
                     free_mb=None,
@@ -127,7 +155,7 @@ class VolumeJobs:
                 return
             raise
         await self._store.finish_grow(
-            job.uuid, job.lease_owner, previous, size_mb=size_mb, free_mb=usage.free_mb
+            job.uuid, job.lease, previous, size_mb=size_mb, free_mb=usage.free_mb
         )
 
     # ------------------------------------------------------------------ reserve / release
@@ -140,7 +168,7 @@ class VolumeJobs:
         if job.attempts > self._max_attempts:
             await self._store.finish_reservation(
                 job.uuid,
-                job.lease_owner,
+                job.lease,
                 VolumeState.ERROR.value,
                 quota_policy=None,
                 free_mb=None,
@@ -148,14 +176,19 @@ class VolumeJobs:
             )
             return
         try:
-            usage = await self._storage.set_reservation(job.uuid, reserve=reserve)
+            usage = await committed_usage(self._storage, job)
+            if usage is None:
+                usage = await self._storage.set_reservation(
+                    job.uuid, reserve=reserve, stage=job.epoch
+                )
+                await publish(self._store, self._storage, job.uuid, job.lease)
         except StorageError as exc:
             if exc.no_space or job.attempts >= self._max_attempts:
                 # A reservation that runs out of space is handed back by the driver.
                 state = previous if exc.no_space else VolumeState.ERROR.value
                 await self._store.finish_reservation(
                     job.uuid,
-                    job.lease_owner,
+                    job.lease,
                     state,
                     quota_policy=None,
                     free_mb=None,
@@ -164,5 +197,5 @@ class VolumeJobs:
                 return
             raise
         await self._store.finish_reservation(
-            job.uuid, job.lease_owner, previous, quota_policy=policy.value, free_mb=usage.free_mb
+            job.uuid, job.lease, previous, quota_policy=policy.value, free_mb=usage.free_mb
         )

@@ -7,9 +7,10 @@ restoring it is starting a server on it, which resumes the jobs the database rec
 
 How (rounds, each ending in a database snapshot at an instant T):
 
-1. copy every image (``cp --sparse=always``, reflink where the file system can),
-   noting its identity (inode, size, mtime, ctime) before and after; a copy whose
-   source changed meanwhile is made again;
+1. copy every image, reading only its written extents (so the copy is sparse, and a
+   reserved image costs what it holds, not its size), noting its identity (inode,
+   size, mtime, ctime) before and after; a copy whose source changed meanwhile is made
+   again;
 2. take the database snapshot (:mod:`volumed.store.snapshot`): the rows at T;
 3. for every live row of the snapshot, compare its image now with the identity noted
    when it was copied. Unchanged from the copy until now, with T in between, means the
@@ -25,6 +26,7 @@ keeps changing images makes the backup give up after ``wait_s`` with a clear err
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -60,18 +62,33 @@ def identity(path: Path) -> Identity | None:
 
 
 def copy_sparse(source: Path, target: Path) -> None:
-    """``target`` (replaced, synced) as a copy of ``source`` that keeps its holes."""
+    """``target`` (replaced, synced) as a copy of ``source`` that keeps its holes and
+    reads only its written extents; ``cp --sparse=always`` where the file system cannot
+    map extents (FIEMAP)."""
+    from volumed.storage import copy_written
+
     tmp = target.with_name(target.name + ".tmp")
-    subprocess.run(
-        ["cp", "--reflink=auto", "--sparse=always", "--", str(source), str(tmp)],
-        check=True,
-        capture_output=True,
-    )
-    fd = os.open(tmp, os.O_RDONLY)
+    tmp.unlink(missing_ok=True)
+    src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.fsync(fd)
+        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                copy_written(src, dst)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV):
+                    raise
+                os.ftruncate(dst, 0)
+                subprocess.run(
+                    ["cp", "--sparse=always", "--", str(source), str(tmp)],
+                    check=True,
+                    capture_output=True,
+                )
+            os.fsync(dst)
+        finally:
+            os.close(dst)
     finally:
-        os.close(fd)
+        os.close(src)
     os.replace(tmp, target)
 
 
@@ -96,7 +113,7 @@ class ImageCopier:
                 return
             try:
                 copy_sparse(src, dst)
-            except subprocess.CalledProcessError:
+            except (FileNotFoundError, subprocess.CalledProcessError):
                 if identity(src) is None:
                     continue  # deleted while we copied: the next attempt records that
                 raise

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from volumed.cli.application import App, client_options, output_option, pass_app
-from volumed.cli.refs import complete_volumes
+from volumed.cli.suggest import complete_volumes
 
 
 @click.command(

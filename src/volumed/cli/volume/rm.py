@@ -6,8 +6,9 @@ import sys
 
 import click
 
-from volumed.cli.application import EXIT_USAGE, App, client_options, output_option, pass_app
-from volumed.cli.refs import complete_volumes
+from volumed.cli.application import App, client_options, output_option, pass_app
+from volumed.cli.exits import EXIT_USAGE
+from volumed.cli.suggest import complete_volumes
 
 
 @click.command(

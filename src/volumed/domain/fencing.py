@@ -1,0 +1,65 @@
+"""Lease fencing: how a job's holder changes a volume's image only while it still holds
+the job (issue 11; the protocol is in docs/design.md, "Lease fencing").
+
+A holder whose lease ran out (a process frozen by SIGSTOP, a long GC pause, a network
+partition) does not know it. Its epoch (:class:`~volumed.domain.ports.Lease`) does: every
+claim of the row makes a new one. So the holder builds the new image under a name of its
+own epoch, then
+
+1. :func:`publish` records, by a compare-and-set naming its epoch, that this staged image
+   is the job's result; a stale holder loses here and drops its work;
+2. renames it over the image (a rename of one staged file can only happen once);
+3. ends the job with another compare-and-set naming its epoch.
+
+Whoever claims the job next (after a crash or a freeze between 1 and 3) first calls
+:func:`roll_forward`: it finishes a recorded rename and drops every other staged image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from volumed.domain.ports import ImageUsage, Job, Lease, StorageDriver, StorageError, Store
+
+__all__ = ["LeaseLost", "committed_usage", "publish", "roll_forward"]
+
+
+class LeaseLost(Exception):
+    """The job was claimed again since this holder claimed it: its work is dropped."""
+
+    def __init__(self, uuid: str, lease: Lease) -> None:
+        super().__init__(
+            f"The job on volume {uuid} was taken over by another worker after the lease of "
+            f"{lease.owner} (epoch {lease.epoch}) ran out; its work was dropped."
+        )
+        self.uuid = uuid
+        self.lease = lease
+
+
+async def publish(store: Store, storage: StorageDriver, uuid: str, lease: Lease) -> None:
+    """Make the staged image of ``lease.epoch`` the volume's image, if ``lease`` still
+    holds the job; otherwise drop it and raise :class:`LeaseLost`."""
+    if not await store.commit_stage(uuid, lease):
+        with contextlib.suppress(StorageError):
+            await storage.discard_staged(uuid, lease.epoch)
+        raise LeaseLost(uuid, lease)
+    await storage.publish(uuid, lease.epoch)
+
+
+async def roll_forward(storage: StorageDriver, job: Job) -> None:
+    """On a new claim: finish the rename a previous holder committed, and drop the
+    staged images of every earlier claim (their holders can no longer commit them)."""
+    if job.published is not None:
+        await storage.publish(job.uuid, job.published)
+    await storage.discard_staged(job.uuid)
+
+
+async def committed_usage(storage: StorageDriver, job: Job) -> ImageUsage | None:
+    """The usage of the image a previous holder of ``job`` committed (and
+    :func:`roll_forward` put in place); None if it committed none, or it is gone."""
+    if job.published is None:
+        return None
+    try:
+        return await storage.usage(job.uuid)
+    except StorageError:
+        return None
