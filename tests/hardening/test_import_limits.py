@@ -353,3 +353,41 @@ def test_a_sparse_map_past_the_limit_is_error_7(live: LiveServer, api: httpx.Cli
     uuid, content = marked(api)
     refused(api, uuid, old_gnu_sparse(4000), 7, "is a sparse file of more than 65536 extents")
     assert_unchanged(live, api, uuid, content)
+
+
+def pax_sparse(name: str, real_size: int, extents: list[tuple[int, bytes]]) -> bytes:
+    """A pax (GNU 1.0) sparse member: the map, then each extent's bytes, holes left out
+    (what ``tar --sparse --posix`` and volumed's export write)."""
+    text = f"{len(extents)}\n" + "".join(f"{offset}\n{len(data)}\n" for offset, data in extents)
+    payload = _padded(text.encode()) + b"".join(data for _, data in extents)
+    info = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
+    info.size = len(payload)
+    info.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": name,
+        "GNU.sparse.realsize": str(real_size),
+    }
+    return info.tobuf(format=tarfile.PAX_FORMAT) + _padded(payload) + bytes(1024)
+
+
+def _padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 512)
+
+
+def test_a_sparse_file_keeps_its_holes(api: httpx.Client) -> None:
+    uuid = new_volume(api)
+    # 10 GB apparent, 8 KiB of data: fits an 8 MB volume, and is not inflated to 10 GB.
+    body = pax_sparse("big.img", 10 * 2**30, [(4096, b"a" * 4096), (2**33, b"b" * 4096)])
+    assert "error" not in upload(api, uuid, body)
+    with tarfile.open(fileobj=io.BytesIO(export(api, uuid)), mode="r:") as tar:
+        member = tar.getmember("./big.img")
+        assert member.size == 10 * 2**30
+        data = tar.extractfile(member)
+        assert data is not None
+        data.seek(4096)
+        assert data.read(4096) == b"a" * 4096
+        data.seek(2**33)
+        assert data.read(4097) == b"b" * 4096 + b"\0"
+    lying = pax_sparse("lie.img", 2**20, [(0, b"c" * 4096), (2**21, b"d" * 4096)])
+    refused(api, uuid, lying, 7, "has an invalid sparse map")

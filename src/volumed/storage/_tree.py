@@ -31,7 +31,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import IO
 
-__all__ = ["ArchiveError", "TreeWriter", "member_parts"]
+__all__ = ["ArchiveError", "FileContent", "TreeWriter", "member_parts"]
 
 _NAME_MAX = 255
 _COPY = 1 << 20
@@ -80,6 +80,15 @@ def member_parts(path: str, member: str, *, max_depth: int, max_path_bytes: int)
     return parts
 
 
+@dataclass(frozen=True, slots=True)
+class FileContent:
+    """A regular file's bytes: ``source`` holds the ``extents`` (offset, length) one after
+    the other; one extent ``(0, size)`` unless the file is sparse."""
+
+    source: IO[bytes]
+    extents: list[tuple[int, int]]
+
+
 @dataclass(slots=True)
 class _Attrs:
     mode: int
@@ -112,7 +121,7 @@ class TreeWriter:
             max_path_bytes=self._max_path_bytes,
         )
 
-    def add(self, member: tarfile.TarInfo, parts: list[str], data: IO[bytes] | None) -> None:
+    def add(self, member: tarfile.TarInfo, parts: list[str], data: FileContent | None) -> None:
         """Write ``member`` (its checked ``parts``); ``data`` is a regular file's content."""
         if not parts:
             if not member.isdir():
@@ -209,10 +218,10 @@ class TreeWriter:
 
     # ---- files and links
 
-    def _file(self, parent: int, name: str, member: tarfile.TarInfo, data: IO[bytes]) -> None:
+    def _file(self, parent: int, name: str, member: tarfile.TarInfo, data: FileContent) -> None:
         fd = self._create(parent, name, member.name)
         try:
-            _copy(data, fd, member.size)
+            _copy(data, fd, member.size, member.name)
             attrs = self._attrs(member)
             if attrs.owner is not None:
                 os.fchown(fd, *attrs.owner)
@@ -308,11 +317,23 @@ def _is_dir(parent: int, name: str) -> bool:
     return stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
 
 
-def _copy(data: IO[bytes], fd: int, size: int) -> None:
-    """Copy ``size`` bytes; blocks of zeros become holes (``mke2fs -d`` keeps them)."""
-    left = size
+def _copy(content: FileContent, fd: int, size: int, member: str) -> None:
+    """Write each extent at its offset (a sparse file's holes stay holes), blocks of zeros
+    as holes too (``mke2fs -d`` keeps them)."""
+    end = 0
+    for offset, length in content.extents:
+        if offset < end or length < 0 or offset + length > size:
+            raise ArchiveError(f"Archive member {shown(member)} has an invalid sparse map")
+        os.lseek(fd, offset, os.SEEK_SET)
+        _copy_run(content.source, fd, length)
+        end = offset + length
+    os.ftruncate(fd, size)
+
+
+def _copy_run(source: IO[bytes], fd: int, length: int) -> None:
+    left = length
     while left > 0:
-        chunk = data.read(min(_COPY, left))
+        chunk = source.read(min(_COPY, left))
         if not chunk:
             raise ArchiveError("The archive ends in the middle of a file")
         left -= len(chunk)
@@ -322,4 +343,3 @@ def _copy(data: IO[bytes], fd: int, size: int) -> None:
         view = memoryview(chunk)
         while view:
             view = view[os.write(fd, view) :]
-    os.ftruncate(fd, size)
