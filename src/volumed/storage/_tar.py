@@ -34,7 +34,7 @@ import tarfile
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -79,6 +79,10 @@ class ExtractStats:
     """False when counting stopped at the cap: the figures are lower bounds."""
     too_many_files: bool = False
     """More entries than the file system has inodes."""
+    marks: str = ""
+    """The directory of links to files whose setuid/setgid bits are in ``special_modes``
+    (see :mod:`volumed.storage._tree`); empty if there are none."""
+    special_modes: list[int] = field(default_factory=list)
 
 
 class TooLarge(Exception):
@@ -245,6 +249,8 @@ def _extract_all(
         if too_large:
             raise TooLarge(stats)
         writer.close()
+        if writer.special_modes:
+            stats.marks, stats.special_modes = writer.marks, writer.special_modes
     finally:
         writer.abandon()
     return stats
