@@ -32,6 +32,37 @@ if ((${#need_apt[@]})); then
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
+# Guests (docs/guests.md): QEMU, a static busybox, lz4, and a Debian kernel package
+# unpacked under .cache/guest with dpkg-deb -x, so the host's /boot is never touched.
+# Skipped with VOLUMED_RUNTIME=record, and on hosts that are not x86-64.
+GUEST_DIR="${VOLUMED_GUEST_ASSETS_DIR:-$ROOT/.cache/guest}"
+if [ "${VOLUMED_RUNTIME:-auto}" != record ] && [ "$(uname -m)" = x86_64 ]; then
+    need_guest=()
+    command -v qemu-system-x86_64 >/dev/null 2>&1 || need_guest+=(qemu-system-x86)
+    dpkg -s busybox-static >/dev/null 2>&1 || need_guest+=(busybox-static)
+    command -v lz4 >/dev/null 2>&1 || need_guest+=(lz4)
+    kernel_missing=1
+    compgen -G "$GUEST_DIR/*/boot/vmlinuz-*" >/dev/null && kernel_missing=0
+    if ((${#need_guest[@]})) || ((kernel_missing)); then
+        SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq
+    fi
+    if ((${#need_guest[@]})); then
+        echo "installing guest packages: ${need_guest[*]}" >&2
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+            "${need_guest[@]}" >/dev/null
+    fi
+    if ((kernel_missing)); then
+        kernel_pkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null \
+            | awk '/Depends: linux-image-/ {print $2; exit}')"
+        echo "unpacking guest kernel $kernel_pkg into $GUEST_DIR" >&2
+        mkdir -p "$GUEST_DIR"
+        (cd "$GUEST_DIR" && apt-get download -qq "$kernel_pkg" 2>/dev/null \
+            && dpkg-deb -x "$kernel_pkg"_*.deb "$kernel_pkg.tmp" \
+            && mv "$kernel_pkg.tmp" "$kernel_pkg" && rm -f "$kernel_pkg"_*.deb)
+    fi
+fi
+
 # The lock files nest: runtime ⊂ postgres ⊂ dev. A venv made for a larger set serves a
 # smaller one as it is (scripts/test then scripts/serve installs nothing).
 _lock_stamp() {

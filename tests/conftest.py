@@ -285,7 +285,8 @@ def _store_env() -> dict[str, str]:
     """A fast worker poll; on PostgreSQL also a short lease: a restarted server there
     does not take back every lease at start (other replicas could hold them), it waits
     for the dead process's leases to expire, and crash tests wait for that."""
-    env = {"VOLUMED_WORKER_POLL_S": "0.2"}
+    # Instances are records unless a test asks for real guests (tests/guests/).
+    env = {"VOLUMED_WORKER_POLL_S": "0.2", "VOLUMED_RUNTIME": "record"}
     if TEST_STORE == "postgresql":
         env["VOLUMED_WORKER_LEASE_S"] = "3"
     return env
@@ -324,6 +325,16 @@ def fresh_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     for live in started:
         if live.process is not None and live.process.poll() is None:
             live.kill()
+        kill_guests(live.data_dir)
+
+
+def kill_guests(data_dir: Path) -> None:
+    """End the QEMU processes a server left (they outlive it by design)."""
+    for pid_file in data_dir.glob("guests/*/*/qemu.pid"):
+        try:
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from volumed.api.clones import CloneHandlers
 from volumed.api.console import ConsoleHandlers
 from volumed.api.events import EventHandlers
 from volumed.api.health import HealthHandlers
+from volumed.api.images import ImageHandlers
+from volumed.api.instance_logs import InstanceLogHandlers
 from volumed.api.instances import InstanceHandlers
 from volumed.api.meta import MetaHandlers
 from volumed.api.metros import MetroHandlers
@@ -35,6 +37,7 @@ from volumed.domain.instances import InstanceLimits, InstanceService
 from volumed.domain.model import User
 from volumed.domain.ports import NameTaken, QuotaLimits, Store
 from volumed.domain.quotas import QuotaService
+from volumed.domain.runtime import InstanceRuntime
 from volumed.domain.templates import TemplateService
 from volumed.domain.tokens import new_token, token_digest
 from volumed.domain.transfers import IMPORT_JOB, TransferService
@@ -42,7 +45,8 @@ from volumed.domain.updates import UpdateService
 from volumed.domain.volumes import VolumeLimits, VolumeService
 from volumed.logs import AccessLog
 from volumed.metrics import Metrics, snapshot_source
-from volumed.runtime import RecordOnlyRuntime
+from volumed.runtime.choose import choose_runtime
+from volumed.runtime.images import ImageCatalog
 from volumed.settings import Settings, SettingsError
 from volumed.storage import Ext4ImageDriver, ImportLimits
 from volumed.store.db import Database, PostgresDatabase, SqliteDatabase
@@ -70,10 +74,15 @@ class Services:
     """The Prometheus instruments; None when ``metrics_port`` is 0."""
     http: ObservedApp | None = None
     """What ``serve`` serves: ``app`` inside the access log and the request metrics."""
+    runtime: InstanceRuntime | None = None
+    runtime_note: str = ""
+    """Which runtime and accelerator instances use, and why, for ``serve``'s log."""
     transfers: TransferService | None = None
     """``serve`` stops its running imports on SIGTERM (they do not hold shutdown up)."""
 
     async def close(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.close()
         await self.store.close()
         if self.lock_file is not None:
             self.lock_file.close()
@@ -167,18 +176,22 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         quotas=quotas,
         from_template=clones.create_from_template,
     )
+    chosen = choose_runtime(settings)
     instances = InstanceService(
         store,
         storage,
         volumes,
-        RecordOnlyRuntime(),
+        chosen.runtime,
         InstanceLimits(volumes_per_instance=settings.volumes_per_instance),
         wake_worker=worker.wake,
+        node=settings.node,
     )
     attachments = AttachmentService(store, volumes_per_instance=settings.volumes_per_instance)
     router = Router()
     VolumeHandlers(volumes).register(router)
     InstanceHandlers(instances).register(router)
+    InstanceLogHandlers(instances).register(router)
+    ImageHandlers(ImageCatalog(settings.guest_images_dir.resolve())).register(router)
     AttachmentHandlers(attachments).register(router)
     transfers = TransferService(
         store,
@@ -218,6 +231,8 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     )
     services = Services(settings, store, storage, volumes, worker, app, lock_file)
     services.instances = instances
+    services.runtime = chosen.runtime
+    services.runtime_note = f"{chosen.runtime.name} (accelerator: {chosen.accel}; {chosen.why})"
     services.metrics = metrics
     services.transfers = transfers
     if metrics is not None:

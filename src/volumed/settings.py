@@ -5,6 +5,7 @@ environment."""
 from __future__ import annotations
 
 import dataclasses
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -88,6 +89,23 @@ class Settings:
     """Audit-trail events kept per volume (the oldest are dropped)."""
     events_retention_days: float = 30.0
     """How long the events of a deleted volume are kept."""
+    runtime: str = "auto"
+    """What an instance is: ``qemu`` (a guest per instance), ``record`` (no process), or
+    ``auto``: qemu when its assets are installed, else record."""
+    guest_assets_dir: Path = Path(".cache/guest")
+    """Where ./scripts/serve unpacks the guest kernel package (never the host's /boot)."""
+    guest_accel: str = "auto"
+    """QEMU accelerator: ``kvm``, ``tcg``, or ``auto`` (kvm when the CPU has VMX or SVM
+    and /dev/kvm opens, else tcg)."""
+    guest_boot_timeout_s: float = 120.0
+    """How long a guest may take to boot and mount its volumes before its start fails."""
+    guest_drain_timeout_ms: int = 10_000
+    """Default time a stopping workload gets after SIGTERM before it is killed."""
+    guest_console_kb: int = 1024
+    """Console output kept per instance (the oldest half is dropped beyond it)."""
+    node_name: str = ""
+    """This server's name among replicas, recorded on the instances it runs (default:
+    ``<hostname>:<port>``)."""
     import_concurrency: int = 2
     """Imports one server unpacks at once, each on a thread of the import pool; one
     more is refused (error 5) until one ends."""
@@ -103,6 +121,11 @@ class Settings:
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def guest_images_dir(self) -> Path:
+        """Images imported with ``volumed image import`` (shared by replicas)."""
+        return self.data_dir / "guest-images"
 
     @property
     def token_file(self) -> Path:
@@ -146,6 +169,7 @@ class Settings:
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise SettingsError("log_level must be debug, info, warning or error")
         self._validate_operations()
+        self._validate_guests()
         if not self.store_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise SettingsError("database_url must start with sqlite:/// or postgresql://")
         if self.token is not None and len(self.token) < 16:
@@ -188,6 +212,21 @@ class Settings:
             _positive(name, getattr(self, name))
         if self.import_idle_timeout_s <= 0 or self.import_cpu_s <= 0:
             raise SettingsError("import_idle_timeout_s and import_cpu_s must be greater than 0")
+
+    def _validate_guests(self) -> None:
+        if self.runtime not in ("auto", "qemu", "record"):
+            raise SettingsError("runtime must be auto, qemu or record")
+        if self.guest_accel not in ("auto", "kvm", "tcg"):
+            raise SettingsError("guest_accel must be auto, kvm or tcg")
+        if self.guest_boot_timeout_s <= 0 or self.guest_drain_timeout_ms < 0:
+            raise SettingsError(
+                "guest_boot_timeout_s must be greater than 0 and guest_drain_timeout_ms ≥ 0"
+            )
+        _positive("guest_console_kb", self.guest_console_kb)
+
+    @property
+    def node(self) -> str:
+        return self.node_name or f"{socket.gethostname()}:{self.port}"
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:

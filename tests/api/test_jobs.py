@@ -155,3 +155,4 @@ def test_jobs_survive_kill_9(fresh_server: Callable[..., LiveServer], tmp_path: 
         assert get(api, template["uuid"])["state"] == "template"
         fsck_clean(image(live, grown["uuid"]))
         assert not list((live.data_dir / "images").glob("*.tmp"))
+        assert not list((live.data_dir / "images").glob("*.img.e*"))  # no staged leftovers

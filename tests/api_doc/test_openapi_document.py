@@ -50,6 +50,9 @@ EXPECTED_OPERATIONS = {
     ("PUT", "/v1/instances/stop"),
     ("PUT", "/v1/instances/{uuid}/stop"),
     ("GET", "/v1/instances/wait"),
+    ("GET", "/v1/instances/log"),
+    ("GET", "/v1/instances/{uuid}/log"),
+    ("GET", "/v1/images"),
     ("PUT", "/v1/instances/wait"),
     ("GET", "/volumed/v1/volumes/{uuid}/events"),
     ("PUT", "/volumed/v1/volumes/{uuid}/import"),
@@ -242,6 +245,9 @@ def test_bodies_are_optional_only_where_the_server_allows_none() -> None:
         ("PUT", "/v1/instances/{uuid}/start"),
         ("PUT", "/v1/instances/{uuid}/stop"),
         ("DELETE", "/v1/instances/{uuid}"),
+        ("GET", "/v1/instances/log"),
+        ("GET", "/v1/instances/{uuid}/log"),
+        ("GET", "/v1/images"),
     }
 
 

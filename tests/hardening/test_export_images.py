@@ -313,6 +313,10 @@ def build_damaged(kind: str, image: Path, tree: Path) -> None:
     elif kind == "shared-blocks":
         # Eight names, but a link count of 1: eight copies of the same blocks.
         debugfs(image, *(f"ln /file /copy{n}" for n in range(8)), "sif /file links_count 1")
+    elif kind == "no-superblock":
+        with open(image, "r+b") as handle:
+            handle.seek(1024)
+            handle.write(b"\0" * 1024)
     elif kind == "too-deep":
         name = "p" * 255
         debugfs(image, *(f"mkdir {name}\ncd {name}" for _ in range(130)))
@@ -329,6 +333,7 @@ def build_damaged(kind: str, image: Path, tree: Path) -> None:
         ("deleted", "deleted inode"),
         ("shared-blocks", "blocks shared between files"),
         ("too-deep", "longer than 32768 bytes"),
+        ("no-superblock", "holds no ext4 file system"),
     ],
 )
 def test_a_damaged_image_answers_a_clear_error(
@@ -344,7 +349,8 @@ def test_a_damaged_image_answers_a_clear_error(
     assert says in item["message"], item["message"]
     assert item["message"].startswith("Export of volume"), item["message"]
     assert host_files(server) == before
-    assert api.get("/readyz").status_code == 200
+    # The server goes on answering.
+    assert api.get(f"/v1/volumes/{uuid}").json()["data"]["volumes"][0]["state"] == "available"
 
 
 def open_images(server: LiveServer) -> list[str]:

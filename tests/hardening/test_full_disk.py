@@ -142,7 +142,7 @@ def run(live: LiveServer, api: httpx.Client, disk: Path, tmp_path: Path, with_im
     # A refused import hands the volume back at once when the store can record it; when
     # not even the store can write, the volume stays busy until the worker can (below).
     settled = ("available", "busy") if with_import else ("available",)
-    assert wait_for_state(api, keep["uuid"], timeout=10)["state"] in settled
+    assert wait_for_state(api, keep["uuid"], settled, timeout=10)["state"] in settled
     assert debugfs(image, "cat payload.txt") == PAYLOAD
     fsck = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True)
     assert fsck.returncode == 0, fsck.stdout

@@ -18,7 +18,7 @@ from volumed.api._openapi_operations import (
     operation,
     results,
 )
-from volumed.api._openapi_schemas import Schema, ref
+from volumed.api._openapi_schemas import Schema, one_or_many, ref
 
 _INSTANCES = "instances"
 
@@ -106,7 +106,43 @@ def instance_paths() -> Paths:
             ),
         },
     }
-    return paths | _start_stop("start") | _start_stop("stop")
+    return paths | _start_stop("start") | _start_stop("stop") | _log_paths()
+
+
+def _log_paths() -> Paths:
+    return {
+        "/v1/images": {
+            "get": operation(
+                "get_images",
+                "List the images instances may name (busybox and imported ones)",
+                "instances",
+                ok(
+                    "The images; an unknown tag or digest gives an error item (8).",
+                    items("Image", "images"),
+                ),
+                body=json_body(one_or_many(ref("GetImagesRequestTagOrDigest")), required=False),
+            )
+        },
+        "/v1/instances/log": {
+            "get": operation(
+                "get_instance_logs",
+                "Get instances' console output (also by uuid/name/offset/limit in the query)",
+                "instances",
+                results("InstanceLogResult", "The console output", _INSTANCES),
+                body=json_body(one_or_many(ref("GetInstancesLogsRequestItem")), required=False),
+            )
+        },
+        "/v1/instances/{uuid}/log": {
+            "get": operation(
+                "get_instance_logs_by_uuid",
+                "Get one instance's console output",
+                "instances",
+                results("InstanceLogResult", "The console output", _INSTANCES),
+                parameters=BY_UUID,
+                body=json_body(ref("GetInstanceLogsByUUIDRequestBody"), required=False),
+            )
+        },
+    }
 
 
 def account_paths() -> Paths:

@@ -345,6 +345,12 @@ def _instance_requests() -> dict[str, Schema]:
         "StopInstanceByUUIDRequestBody": closed(stop),
         "DeleteInstancesRequestItem": closed(_LOOSE_ID | delete),
         "DeleteInstanceByUUIDRequestBody": closed(delete),
+        "GetInstancesLogsRequestItem": closed(
+            _LOOSE_ID | {"offset": _INT, "limit": _INT},
+            description="offset < 0 counts from the end; limit defaults to 65536 bytes.",
+        ),
+        "GetInstanceLogsByUUIDRequestBody": closed({"offset": _INT, "limit": _INT}),
+        "GetImagesRequestTagOrDigest": closed({"tag": _STRING, "digest": _STRING}),
         "WaitInstancesRequestItem": closed(
             _LOOSE_ID | {"state": ref("InstanceState"), "timeout_s": _INT, "timeout_ms": _INT},
             description="state defaults to running.",
@@ -372,8 +378,38 @@ def _instance_responses() -> dict[str, Schema]:
                 "volumes": array(ref("InstanceVolume")),
                 "tags": _tags(),
                 "delete_lock": _BOOL,
+                "started_at": _DATE_TIME,
+                "stopped_at": _DATE_TIME,
+                "boot_time_us": _INT,
+                "stop_reason": _INT,
+                "exit_code": _INT,
+                "stop_code": _INT,
             },
             description="An instance; with details=false only uuid and name.",
+        ),
+        "Image": open_object(
+            {
+                "status": ref("ItemStatus"),
+                "url": _STRING,
+                "tags": array(_STRING),
+                "digest": _STRING,
+                "created_at": _DATE_TIME,
+                "initrd_or_rom": _BOOL,
+                "size_in_bytes": _INT,
+                "args": array(_STRING),
+                "env": _string_map(),
+            },
+            description="url is the image's name; args its entrypoint and cmd.",
+        ),
+        "InstanceLogResult": _result(
+            {
+                "state": state,
+                "output": {"type": "string", "contentEncoding": "base64"},
+                "available": open_object({"start": _INT, "end": _INT}),
+                "range": open_object({"start": _INT, "end": _INT}),
+            },
+            description="Console bytes [range.start, range.end) of those kept "
+            "[available.start, available.end).",
         ),
         "InstanceStateResult": _result(
             {"state": state, "previous_state": state}, description="Result of start or stop."

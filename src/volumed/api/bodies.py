@@ -181,6 +181,21 @@ class WaitByUuidBody(Body):
     timeout_ms: Int64 | None = None
 
 
+class ImageRefBody(Body):
+    tag: str | None = None
+    digest: str | None = None
+
+
+class LogsByUuidBody(Body):
+    offset: Int64 | None = None
+    limit: Int64 | None = None
+
+
+class LogsInstanceBody(LogsByUuidBody):
+    uuid: str | None = None
+    name: str | None = None
+
+
 class WaitInstanceBody(WaitByUuidBody):
     uuid: str | None = None
     name: str | None = None

@@ -197,8 +197,12 @@ class InstanceHandlers:
         return await self._local(request, self._stop, body)
 
     async def _stop(self, user: User, ref: Ref, body: object) -> Item:
-        force = isinstance(body, bodies.StopByUuidBody) and bool(body.force)
-        done = await self._service.stop(user, ref, force=force)
+        stop = body if isinstance(body, bodies.StopByUuidBody) else bodies.StopByUuidBody()
+        if stop.drain_timeout_ms is not None and stop.drain_timeout_ms < 0:
+            raise errors.Invalid("drain_timeout_ms must not be negative")
+        done = await self._service.stop(
+            user, ref, force=bool(stop.force), drain_timeout_ms=stop.drain_timeout_ms
+        )
         return views.instance_transition(done.instance, done.previous)
 
     async def delete_many(self, request: Request) -> Response:

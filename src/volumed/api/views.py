@@ -40,7 +40,7 @@ def volume_ref(volume: Volume) -> Item:
 def instance_item(instance: Instance, *, details: bool = True) -> Item:
     if not details:
         return {"status": "success", "uuid": instance.uuid, "name": instance.name}
-    return {
+    item: Item = {
         "status": "success",
         "uuid": instance.uuid,
         "name": instance.name,
@@ -61,6 +61,20 @@ def instance_item(instance: Instance, *, details: bool = True) -> Item:
         "delete_lock": False,
         "features": [],
     }
+    # Boot and stop facts, once there are any (the SDK's Instance model).
+    if instance.started_at_us is not None:
+        item["started_at"] = rfc3339(instance.started_at_us)
+    if instance.stopped_at_us is not None and instance.state is InstanceState.STOPPED:
+        item["stopped_at"] = rfc3339(instance.stopped_at_us)
+    for key, value in (
+        ("boot_time_us", instance.boot_time_us),
+        ("stop_reason", instance.stop_reason),
+        ("exit_code", instance.exit_code),
+        ("stop_code", instance.stop_code),
+    ):
+        if value is not None:
+            item[key] = value
+    return item
 
 
 def instance_transition(

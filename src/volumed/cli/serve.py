@@ -89,6 +89,7 @@ async def _serve(settings: Settings) -> None:
         raise click.ClickException(exc.strerror or str(exc)) from None
     listener.raise_open_files_limit(settings.max_connections)
     services = await bootstrap(settings)
+    logging.getLogger("volumed").info("instance runtime: %s", services.runtime_note)
     token = await ensure_default_user(services.store, settings)
     if token is not None and sys.stderr.isatty():
         click.echo(

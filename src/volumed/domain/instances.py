@@ -26,8 +26,20 @@ from volumed.domain.instance_create import (
     InstanceVolumeSpec,
 )
 from volumed.domain.model import Instance, Ref, User
-from volumed.domain.ports import InstanceOutcome, ListQuery, StorageDriver, Store
-from volumed.domain.runtime import BootVolume, InstanceRuntime, RuntimeFailure
+from volumed.domain.ports import (
+    InstanceOutcome,
+    ListQuery,
+    StorageDriver,
+    StorageError,
+    Store,
+)
+from volumed.domain.runtime import (
+    BootVolume,
+    ConsoleSlice,
+    GuestExit,
+    InstanceRuntime,
+    RuntimeFailure,
+)
 from volumed.domain.states import InstanceState, VolumeState
 from volumed.domain.transitions import (
     GONE,
@@ -79,7 +91,9 @@ class InstanceService:
         limits: InstanceLimits,
         *,
         wake_worker: Callable[[], None] = lambda: None,
+        node: str = "local",
     ) -> None:
+        self._node = node
         self._store = store
         self._storage = storage
         self._factory = InstanceFactory(store, volumes, limits)
@@ -88,6 +102,7 @@ class InstanceService:
         self._wake_worker = wake_worker
         # Replaced on every change: a waiter holds the one current when it looked.
         self._changed = asyncio.Event()
+        runtime.watch(self._guest_exited)
 
     def _notify(self) -> None:
         self._changed.set()
@@ -154,14 +169,16 @@ class InstanceService:
             for v in fresh.volumes
         ]
         try:
-            await self._runtime.start(fresh, boot)
+            info = await self._runtime.start(fresh, boot)
         except RuntimeFailure as exc:
             await self._store.abort_start(instance.uuid)
             self._notify()
             raise errors.FailedOperation(
                 f"Instance {label(instance)} did not start: {exc.message}"
             ) from None
-        await self._store.finish_start(instance.uuid)
+        await self._store.finish_start(
+            instance.uuid, node=self._node, boot_time_us=info.boot_time_us
+        )
         self._notify()
 
     async def _settle_volumes(self, user: User, instance: Instance) -> None:
@@ -198,8 +215,16 @@ class InstanceService:
 
     # ------------------------------------------------------------------ stop
 
-    async def stop(self, user: User, ref: Ref, *, force: bool = False) -> Transition:
+    async def stop(
+        self,
+        user: User,
+        ref: Ref,
+        *,
+        force: bool = False,
+        drain_timeout_ms: int | None = None,
+    ) -> Transition:
         instance = await self.get(user, ref)
+        self._check_node(instance)
         for _ in range(_ATTEMPTS):
             target = check_instance(InstanceOp.STOP, instance.state, label(instance))
             if target is KEEP:
@@ -211,31 +236,38 @@ class InstanceService:
             )
             if outcome is InstanceOutcome.DONE:
                 previous = instance.state
-                await asyncio.shield(self._halt(instance, force=force))
+                await asyncio.shield(
+                    self._halt(instance, force=force, drain_timeout_ms=drain_timeout_ms)
+                )
                 return Transition(await self.get(user, Ref(uuid=instance.uuid)), previous)
             if outcome is InstanceOutcome.GONE:
                 raise errors.NotFound(f"No instance with {ref.describe()}")
             instance = await self.get(user, Ref(uuid=instance.uuid))
         raise errors.FailedOperation(f"Instance {label(instance)} kept changing; try again")
 
-    async def _halt(self, instance: Instance, *, force: bool) -> None:
+    async def _halt(
+        self, instance: Instance, *, force: bool, drain_timeout_ms: int | None = None
+    ) -> None:
         """Run the runtime for an instance the store has ``stopping``, then record
         ``stopped``. A runtime failure leaves it ``stopping`` (its volumes may still be
         in use) for :meth:`recover` to finish."""
         try:
-            await self._runtime.stop(instance, force=force)
+            outcome = await self._runtime.stop(
+                instance, force=force, drain_timeout_ms=drain_timeout_ms
+            )
         except RuntimeFailure as exc:
             raise errors.FailedOperation(
                 f"Instance {label(instance)} did not stop: {exc.message}"
             ) from None
-        await self._store.finish_stop(instance.uuid)
+        await self._settle_images(instance, outcome)
+        await self._store.finish_stop(instance.uuid, outcome)
         self._notify()
 
     async def _power_off(self, instance: Instance) -> None:
         """Stop the guest of an instance being deleted; it stays ``stopping`` until the
         delete removes it (so no attach or start can slip in between)."""
         try:
-            await self._runtime.stop(instance, force=True)
+            await self._runtime.stop(instance)
         except RuntimeFailure as exc:
             raise errors.FailedOperation(
                 f"Instance {label(instance)} did not stop: {exc.message}"
@@ -245,6 +277,7 @@ class InstanceService:
 
     async def delete(self, user: User, ref: Ref) -> Transition:
         instance = await self.get(user, ref)
+        self._check_node(instance)
         previous = instance.state
         for _ in range(_ATTEMPTS):
             target = check_instance(InstanceOp.DELETE, instance.state, label(instance))
@@ -267,6 +300,7 @@ class InstanceService:
                     user.id, instance.uuid, expected, states_allowing(Op.RELEASE)
                 )
             if outcome is InstanceOutcome.DONE:
+                await self._runtime.forget(instance.uuid)
                 self._wake_worker()
                 self._notify()
                 return Transition(instance, previous)
@@ -313,10 +347,60 @@ class InstanceService:
 
     # ------------------------------------------------------------------ recovery
 
+    def _elsewhere(self, instance: Instance) -> bool:
+        """Its guest runs (or may run) on another node, which alone can stop it."""
+        return (
+            self._runtime.node_bound
+            and instance.state is not InstanceState.STOPPED
+            and instance.node is not None
+            and instance.node != self._node
+        )
+
+    def _check_node(self, instance: Instance) -> None:
+        if self._elsewhere(instance):
+            raise errors.FailedOperation(
+                f"Instance {label(instance)} runs on node {instance.node}; send the "
+                "request to that server"
+            )
+
+    async def _guest_exited(self, instance_uuid: str, outcome: GuestExit) -> None:
+        """A guest ended by itself: the instance is stopped, its volumes idle."""
+        expected = instance_states_leading(InstanceOp.EXIT, InstanceState.STOPPED)
+        instance = await self._store.instance_by_uuid(instance_uuid)
+        if instance is not None:
+            await self._settle_images(instance, outcome)
+        if await self._store.record_exit(instance_uuid, expected, outcome):
+            self._notify()
+
+    async def _settle_images(self, instance: Instance, outcome: GuestExit) -> None:
+        """Before the volumes are released: replay the journal of each writable one its
+        guest did not unmount, and record the free space the guest left."""
+        for volume in instance.volumes:
+            if volume.readonly:
+                continue
+            try:
+                if outcome.unclean:
+                    await self._storage.replay_journal(volume.uuid)
+                usage = await self._storage.usage(volume.uuid)
+                await self._store.set_free_mb(volume.uuid, usage.free_mb)
+            except StorageError as exc:
+                log.warning("after the guest of %s: %s", instance.uuid, exc)
+
+    def console(self, instance: Instance, offset: int, limit: int) -> ConsoleSlice | None:
+        """Part of the instance's console log (None if none is kept here)."""
+        return self._runtime.console(instance.uuid, offset, limit)
+
     async def recover(self) -> int:
-        """Finish the starts and stops a crash interrupted (at server start)."""
+        """Take back this node's running guests, record those gone as stopped, and
+        finish the starts and stops a crash interrupted (at server start)."""
+        running = await self._store.running_instances(self._node)
+        for uuid, outcome in (await self._runtime.adopt(running)).items():
+            log.info("instance %s stopped while volumed was down", uuid)
+            await self._guest_exited(uuid, outcome)
         count = 0
         for instance in await self._store.transitional_instances():
+            if self._elsewhere(instance):
+                continue
             try:
                 if instance.state is InstanceState.STARTING:
                     await self._boot(instance)

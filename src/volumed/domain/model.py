@@ -71,6 +71,15 @@ class Instance:
     env: dict[str, str] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     volumes: list[InstanceVolume] = field(default_factory=list)
+    node: str | None = None
+    """The server that runs (or last ran) its guest."""
+    boot_time_us: int | None = None
+    started_at_us: int | None = None
+    stopped_at_us: int | None = None
+    stop_reason: int | None = None
+    """How it last stopped: the SDK's bitmask (see domain.runtime.StopReason)."""
+    exit_code: int | None = None
+    stop_code: int | None = None
 
 
 @dataclass(slots=True, frozen=True)

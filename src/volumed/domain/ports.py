@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from volumed.domain.audit import VolumeEvent
 from volumed.domain.model import Instance, Ref, User, Volume
+from volumed.domain.runtime import GuestExit
 
 __all__ = [
     "AttachOutcome",
@@ -140,6 +141,12 @@ class StorageDriver(Protocol):
 
     async def check(self, uuid: str) -> tuple[bool, str]:
         """Run a read-only file system check; returns (clean, output)."""
+        ...
+
+    async def replay_journal(self, uuid: str) -> None:
+        """Bring the file system of an image its guest did not unmount (a crash, a
+        forced stop) to a consistent state by replaying its journal; nothing else is
+        checked or repaired. Only while no guest has the image open."""
         ...
 
     def list_images(self) -> list[str]:
@@ -503,8 +510,25 @@ class Store(Protocol):
         """``starting``, and every attached volume ``mounted``, if each is ``mountable``."""
         ...
 
-    async def finish_start(self, instance_uuid: str) -> bool:
-        """``starting`` → ``running``."""
+    async def finish_start(
+        self, instance_uuid: str, *, node: str | None = None, boot_time_us: int | None = None
+    ) -> bool:
+        """``starting`` → ``running`` on ``node``; clears how it last stopped."""
+        ...
+
+    async def record_exit(
+        self, instance_uuid: str, expected: Sequence[str], outcome: GuestExit
+    ) -> bool:
+        """``expected`` → ``stopped`` because its guest ended by itself, with
+        ``outcome``; volumes no running instance holds go back to idle."""
+        ...
+
+    async def instance_by_uuid(self, instance_uuid: str) -> Instance | None:
+        """Any tenant's instance (for the runtime's reports, which know only the UUID)."""
+        ...
+
+    async def running_instances(self, node: str) -> list[Instance]:
+        """Instances of every tenant that ``node`` runs (``running``)."""
         ...
 
     async def abort_start(self, instance_uuid: str) -> bool:
@@ -517,8 +541,13 @@ class Store(Protocol):
         """→ ``stopping``; the volumes stay mounted until the runtime is done."""
         ...
 
-    async def finish_stop(self, instance_uuid: str) -> bool:
-        """``stopping`` → ``stopped``; volumes no running instance holds go back to idle."""
+    async def set_free_mb(self, volume_uuid: str, free_mb: int) -> None:
+        """Record the free space a volume's file system has after a guest used it."""
+        ...
+
+    async def finish_stop(self, instance_uuid: str, outcome: GuestExit | None = None) -> bool:
+        """``stopping`` → ``stopped`` (recording ``outcome``); volumes no running instance
+        holds go back to idle."""
         ...
 
     async def delete_instance(

@@ -245,6 +245,9 @@ class InstanceOp(StrEnum):
     """Remove the instance; a running one is stopped first."""
     CHANGE_VOLUMES = "change_volumes"
     """Attach a volume to it or detach one from it."""
+    EXIT = "exit"
+    """Its guest ended by itself (the workload exited, the guest crashed, or its node
+    is gone); its volumes go back to idle."""
 
 
 InstanceTarget = I | _Keep | None
@@ -269,6 +272,14 @@ _INSTANCE_TABLE: Final[dict[InstanceOp, dict[I, InstanceEntry]]] = {
         I.RUNNING: I.STOPPING,
         I.STARTING: errors.WrongInstanceState,
         I.STOPPING: errors.WrongInstanceState,
+    },
+    InstanceOp.EXIT: {
+        I.RUNNING: I.STOPPED,
+        # A workload that ends at once may end before the start is recorded.
+        I.STARTING: I.STOPPED,
+        # A stop in progress records how the guest ended itself.
+        I.STOPPING: KEEP,
+        I.STOPPED: KEEP,
     },
     InstanceOp.CHANGE_VOLUMES: {
         I.STOPPED: KEEP,

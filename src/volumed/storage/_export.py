@@ -28,19 +28,23 @@ one). Extended attributes and ACLs are not exported.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 import os
 import stat
 import tarfile
+import threading
 import time
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from volumed.domain.ports import StorageError
 from volumed.storage._ext4fs import ROOT_INO, Budget, Corrupt, Ext4Image, Inode, Run
-from volumed.storage._process import run_blocking, storage_errors
+from volumed.storage._process import storage_errors
 from volumed.storage._tarout import END, Attrs, entry, padding, sparse_entry
 
 __all__ = ["CHUNK_BYTES", "MAX_PATH_BYTES", "MAX_REGIONS", "ImageExports"]
@@ -60,22 +64,35 @@ _MAX_LINK_NAMES_BYTES = 64 << 20
 _BUDGET_SLACK = 64
 _KEPT_RUNS = 256
 _SHOWN_PATH = 200
+_THREADS = 2
+_T = TypeVar("_T")
 
 
 class ImageExports:
+    """Exports read in threads of their own, at most :data:`_THREADS` at once: a hostile
+    image that keeps its check busy until the storage timeout holds an export thread,
+    never one of the shared threads that format, grow and import volumes. They are
+    daemon threads, which only read: one still walking never holds up the process's
+    exit."""
+
     def __init__(self, images_dir: Path, *, timeout_s: float) -> None:
         self._images = images_dir
         self._timeout = timeout_s
+        self._slots: asyncio.Semaphore | None = None
 
     async def export_tar(self, uuid: str, image: Path) -> AsyncIterator[bytes]:
         """Check the whole tree now (errors raise here) and return the archive stream."""
         action = f"Could not export volume {uuid}"
+        limits = _Limits(time.monotonic() + self._timeout)
         with storage_errors(action, hide_dir=self._images):
             if not image.exists():
                 raise StorageError(f"{action}: its image does not exist.")
-            fs = await run_blocking(_open, image)
             try:
-                summary = await run_blocking(_check, fs, time.monotonic() + self._timeout)
+                fs = await self._run(limits, _open, image)
+            except Corrupt as exc:
+                raise StorageError(f"{action}: {exc}.") from None
+            try:
+                summary = await self._run(limits, _check, fs, limits)
             except Corrupt as exc:
                 fs.close()
                 raise StorageError(f"{action}: {exc}.") from None
@@ -88,7 +105,83 @@ class ImageExports:
                 uuid,
                 summary.skipped,
             )
-        return _stream(fs)
+        return self._stream(fs)
+
+    async def _run(self, limits: _Limits, fn: Callable[..., _T], *args: object) -> _T:
+        """``fn(*args)`` in an export thread. On cancellation the walk is told to stop,
+        and waited for: nothing reads the image once its caller has closed it."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(_THREADS)
+        async with self._slots:
+            future = _in_daemon_thread(fn, *args)
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                limits.stop.set()
+                with contextlib.suppress(Exception):
+                    await future
+                raise
+
+    async def _stream(self, fs: Ext4Image) -> AsyncIterator[bytes]:
+        """Yield the archive, each piece made in the export pool; the image is closed at
+        the end, also when the consumer stops early."""
+        limits = _Limits(float("inf"))
+        pieces = _archive(fs, limits)
+        try:
+            while True:
+                piece = await self._run(limits, next, pieces, None)
+                if piece is None:
+                    break
+                yield piece
+        except Corrupt as exc:
+            # The check walked the same tree: only an image changed under us gets here.
+            raise OSError(f"the export stopped: {exc}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                await self._run(limits, pieces.close)
+            fs.close()
+
+
+def _in_daemon_thread(fn: Callable[..., _T], *args: object) -> asyncio.Future[_T]:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def work() -> None:
+        try:
+            deliver = functools.partial(_resolve, future, fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            deliver = functools.partial(_fail, future, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(deliver)
+
+    threading.Thread(target=work, name="volumed-export", daemon=True).start()
+    return future
+
+
+def _resolve(future: asyncio.Future[_T], result: _T) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[_T], failure: BaseException) -> None:
+    if not future.done():
+        future.set_exception(failure)
+
+
+class _Limits:
+    """When a walk must give up: past its deadline, or once told to stop."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.stop = threading.Event()
+
+    def check(self, members: int) -> None:
+        if self.stop.is_set():
+            raise Corrupt("the export was cancelled")
+        if time.monotonic() > self.deadline:
+            raise Corrupt(
+                f"reading its tree took longer than the storage timeout ({members} entries read)"
+            )
 
 
 def _open(image: Path) -> Ext4Image:
@@ -148,7 +241,7 @@ class _FirstNames:
         return b""
 
 
-def _walk(fs: Ext4Image, budget: Budget, summary: _Summary) -> Iterator[_Member]:
+def _walk(fs: Ext4Image, budget: Budget, summary: _Summary, limits: _Limits) -> Iterator[_Member]:
     """Every member in archive order (a directory before what it holds), depth first
     with an explicit stack: no recursion, whatever the depth."""
     root = fs.inode(ROOT_INO)
@@ -160,6 +253,7 @@ def _walk(fs: Ext4Image, budget: Budget, summary: _Summary) -> Iterator[_Member]
     yield _Member(b".", root)
     stack = [(b".", fs.entries(root, budget, "the root directory"))]
     while stack:
+        limits.check(summary.members + summary.skipped)
         parent, entries = stack[-1]
         found = next(entries, None)
         if found is None:
@@ -232,17 +326,12 @@ def _layout(fs: Ext4Image, inode: Inode, budget: Budget, where: str) -> _Layout:
     return _Layout(regions, runs)
 
 
-def _check(fs: Ext4Image, deadline: float) -> _Summary:
+def _check(fs: Ext4Image, limits: _Limits) -> _Summary:
     """Walk everything but the file data; raise :class:`Corrupt` for what is wrong."""
     summary = _Summary()
     budget = Budget(fs.blocks_count + _BUDGET_SLACK)
-    for member in _walk(fs, budget, summary):
+    for member in _walk(fs, budget, summary, limits):
         summary.members += 1
-        if time.monotonic() > deadline:
-            raise Corrupt(
-                f"reading its tree took longer than the storage timeout "
-                f"({summary.members} entries read)"
-            )
         if member.inode.kind == stat.S_IFREG and not member.first_name:
             _layout(fs, member.inode, budget, _shown(member.path))
     return summary
@@ -251,13 +340,13 @@ def _check(fs: Ext4Image, deadline: float) -> _Summary:
 # ---------------------------------------------------------------------- the archive
 
 
-def _archive(fs: Ext4Image) -> Generator[bytes, None, None]:
+def _archive(fs: Ext4Image, limits: _Limits) -> Generator[bytes, None, None]:
     """The archive in pieces of at most :data:`CHUNK_BYTES` (small members batched)."""
     pending = bytearray()
     # The check walked the same tree within one budget; this walk reads each file's
     # map twice (regions, then data), and stays bounded should the image change.
     budget = Budget(2 * (fs.blocks_count + _BUDGET_SLACK))
-    for member in _walk(fs, budget, _Summary()):
+    for member in _walk(fs, budget, _Summary(), limits):
         for piece in _member(fs, member, budget):
             if len(pending) + len(piece) > CHUNK_BYTES and pending:
                 yield bytes(pending)
@@ -310,22 +399,3 @@ def _data(fs: Ext4Image, inode: Inode, runs: Iterable[Run]) -> Generator[bytes, 
             written += len(data)
             yield data
     return written
-
-
-async def _stream(fs: Ext4Image) -> AsyncIterator[bytes]:
-    """Yield the archive, each piece made in a worker thread; the image is closed at
-    the end, also when the consumer stops early."""
-    pieces = _archive(fs)
-    try:
-        while True:
-            piece = await run_blocking(next, pieces, None)
-            if piece is None:
-                break
-            yield piece
-    except Corrupt as exc:
-        # The check walked the same tree: only an image changed under us gets here.
-        raise OSError(f"the export stopped: {exc}") from None
-    finally:
-        with contextlib.suppress(Exception):
-            await run_blocking(pieces.close)
-        fs.close()

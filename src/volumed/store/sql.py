@@ -52,6 +52,7 @@ from volumed.domain.ports import (
     QuotaUsage,
     StoreStats,
 )
+from volumed.domain.runtime import GuestExit
 from volumed.domain.states import AccessMode, InstanceState, QuotaPolicy, VolumeState
 from volumed.store import migrations
 from volumed.store._events import EventLog
@@ -1057,16 +1058,40 @@ class SqlStore:
         )
         raise _Abort(InstanceOutcome.CHANGED if exists else InstanceOutcome.GONE)
 
-    async def finish_start(self, instance_uuid: str) -> bool:
+    async def finish_start(
+        self, instance_uuid: str, *, node: str | None = None, boot_time_us: int | None = None
+    ) -> bool:
         db: Queries = self._db
         cur = await db.execute(
-            "UPDATE instances SET state = 'running' WHERE uuid = ? AND state = 'starting'",
-            (instance_uuid,),
+            "UPDATE instances SET state = 'running', node = ?, boot_time_us = ?, "
+            "started_at_us = ?, stopped_at_us = NULL, stop_reason = NULL, exit_code = NULL, "
+            "stop_code = NULL WHERE uuid = ? AND state = 'starting'",
+            (node, boot_time_us, now_us(), instance_uuid),
         )
         return cur == 1
 
+    async def record_exit(
+        self, instance_uuid: str, expected: Sequence[str], outcome: GuestExit
+    ) -> bool:
+        return await self._to_stopped(instance_uuid, expected, outcome)
+
+    async def instance_by_uuid(self, instance_uuid: str) -> Instance | None:
+        db: Queries = self._db
+        row = await db.fetchone("SELECT owner_id FROM instances WHERE uuid = ?", (instance_uuid,))
+        return None if row is None else await self.get_instance(row[0], Ref(uuid=instance_uuid))
+
+    async def running_instances(self, node: str) -> list[Instance]:
+        db: Queries = self._db
+        rows = await db.fetchall(
+            "SELECT * FROM instances WHERE node = ? AND state = 'running' ORDER BY created_at_us",
+            (node,),
+        )
+        instances = [_instance_from_row(r) for r in rows]
+        await self._fill_instance_volumes(db, instances)
+        return instances
+
     async def abort_start(self, instance_uuid: str) -> bool:
-        return await self._to_stopped(instance_uuid, "starting")
+        return await self._to_stopped(instance_uuid, ("starting",), None)
 
     async def begin_stop(
         self, owner_id: str, instance_uuid: str, expected: Sequence[str]
@@ -1079,14 +1104,26 @@ class SqlStore:
             return abort.outcome
         return InstanceOutcome.DONE
 
-    async def finish_stop(self, instance_uuid: str) -> bool:
-        return await self._to_stopped(instance_uuid, "stopping")
+    async def set_free_mb(self, volume_uuid: str, free_mb: int) -> None:
+        db: Queries = self._db
+        await db.execute("UPDATE volumes SET free_mb = ? WHERE uuid = ?", (free_mb, volume_uuid))
 
-    async def _to_stopped(self, instance_uuid: str, from_state: str) -> bool:
+    async def finish_stop(self, instance_uuid: str, outcome: GuestExit | None = None) -> bool:
+        return await self._to_stopped(instance_uuid, ("stopping",), outcome)
+
+    async def _to_stopped(
+        self, instance_uuid: str, from_states: Sequence[str], outcome: GuestExit | None
+    ) -> bool:
+        ended = (
+            (None, None, None)
+            if outcome is None
+            else (int(outcome.reason), outcome.exit_code, outcome.stop_code)
+        )
         async with self._db.transaction() as db:
             cur = await db.execute(
-                "UPDATE instances SET state = 'stopped' WHERE uuid = ? AND state = ?",
-                (instance_uuid, from_state),
+                "UPDATE instances SET state = 'stopped', stopped_at_us = ?, stop_reason = ?, "
+                f"exit_code = ?, stop_code = ? WHERE uuid = ? AND state IN ({_marks(from_states)})",
+                (now_us(), *ended, instance_uuid, *from_states),
             )
             if cur == 0:
                 return False
@@ -1544,11 +1581,12 @@ class SqlStore:
 
     async def fsck_rows(self) -> list[dict[str, Any]]:
         """Every volume row, deleted-pending ones included: uuid, name, owner (user name),
-        state, deleted, job."""
+        state, deleted, job, lease_epoch."""
         db: Queries = self._db
         rows = await db.fetchall(
             "SELECT v.uuid, v.name, COALESCE(u.name, v.owner_id) AS owner, v.state, "
-            "v.deleted, v.job FROM volumes v LEFT JOIN users u ON u.id = v.owner_id "
+            "v.deleted, v.job, v.lease_epoch FROM volumes v "
+            "LEFT JOIN users u ON u.id = v.owner_id "
             "ORDER BY v.created_at_us"
         )
         return [dict(r) for r in rows]
@@ -1676,4 +1714,11 @@ def _instance_from_row(row: Any) -> Instance:
         args=json.loads(row["args"]),
         env=json.loads(row["env"]),
         tags=json.loads(row["tags"]),
+        node=row["node"],
+        boot_time_us=row["boot_time_us"],
+        started_at_us=row["started_at_us"],
+        stopped_at_us=row["stopped_at_us"],
+        stop_reason=row["stop_reason"],
+        exit_code=row["exit_code"],
+        stop_code=row["stop_code"],
     )

@@ -1,0 +1,124 @@
+"""``GET /v1/instances/log`` and ``GET /v1/instances/{uuid}/log``: console output.
+
+Items name instances (body, or ``uuid``/``name`` in the query, with ``offset`` and
+``limit`` pairing by position or applying to all). Each answer carries the bytes as
+base64 ``output``, ``available`` (the bytes kept: ``start`` is the first, ``end`` one
+past the newest, i.e. the number written so far) and ``range`` (what was returned, the
+same way), so ``offset=range.end`` continues where an answer stopped. A negative
+``offset`` counts from the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from volumed.api import bodies
+from volumed.api.envelope import Item, items_envelope
+from volumed.api.http import Request, RequestError
+from volumed.api.routing import Response, Router
+from volumed.api.volumes import each_item, path_ref
+from volumed.domain import errors, rules
+from volumed.domain.instances import InstanceService
+from volumed.domain.model import Ref, User
+
+__all__ = ["InstanceLogHandlers"]
+
+KEY = "instances"
+DEFAULT_LIMIT = 65_536
+MAX_LIMIT = 4 * 1_048_576
+_PARAMS = frozenset({"uuid", "name", "offset", "limit"})
+
+
+class InstanceLogHandlers:
+    def __init__(self, service: InstanceService) -> None:
+        self._service = service
+
+    def register(self, router: Router) -> None:
+        router.add("GET", "/v1/instances/log", self.get_many)
+        router.add("GET", "/v1/instances/{uuid}/log", self.get_one)
+
+    async def get_many(self, request: Request) -> Response:
+        started = time.perf_counter_ns()
+        user = request.tenant()
+        items = _query_items(request.query_values(_PARAMS))
+        items += bodies.parse_items(request.body, bodies.LogsInstanceBody, required=False)
+        if not items:
+            raise RequestError(400, "Name the instances whose logs to get (uuid or name)")
+        if len(items) > bodies.MAX_ITEMS:
+            raise RequestError(400, f"Too many items: at most {bodies.MAX_ITEMS}")
+
+        async def one(body: bodies.LogsInstanceBody) -> Item:
+            ref = rules.check_ref(body.uuid, body.name, "instance")
+            return await self._logs(user, ref, body.offset, body.limit)
+
+        results = await each_item(items, one, lambda b: {"uuid": b.uuid, "name": b.name})
+        return Response(items_envelope(KEY, results, started))
+
+    async def get_one(self, request: Request) -> Response:
+        started = time.perf_counter_ns()
+        user = request.tenant()
+        body = bodies.parse_object(request.body, bodies.LogsByUuidBody)
+        query = _query_items({"uuid": ["-"], **request.query_values(_PARAMS - {"uuid", "name"})})
+        offset = body.offset if body.offset is not None else query[0].offset
+        limit = body.limit if body.limit is not None else query[0].limit
+        raw = request.path_params["uuid"]
+
+        async def one(_: object) -> Item:
+            return await self._logs(user, path_ref(request), offset, limit)
+
+        results = await each_item([None], one, lambda _: {"uuid": raw})
+        return Response(items_envelope(KEY, results, started))
+
+    async def _logs(self, user: User, ref: Ref, offset: int | None, limit: int | None) -> Item:
+        if limit is not None and not 0 <= limit <= MAX_LIMIT:
+            raise errors.Invalid(f"limit must be between 0 and {MAX_LIMIT}")
+        instance = await self._service.get(user, ref)
+        part = self._service.console(
+            instance, offset or 0, DEFAULT_LIMIT if limit is None else limit
+        )
+        if part is None:
+            data, start, first, end = b"", 0, 0, 0
+        else:
+            data, start, first, end = part.data, part.start, part.first, part.end
+        return {
+            "status": "success",
+            "uuid": instance.uuid,
+            "name": instance.name,
+            "state": instance.state.value,
+            "output": base64.b64encode(data).decode("ascii"),
+            "available": {"start": first, "end": end},
+            "range": {"start": start, "end": start + len(data)},
+        }
+
+
+def _query_items(values: dict[str, list[str]]) -> list[bodies.LogsInstanceBody]:
+    refs = [("uuid", u) for u in values.get("uuid", [])] + [
+        ("name", n) for n in values.get("name", [])
+    ]
+    offsets = [_number("offset", v) for v in values.get("offset", [])]
+    limits = [_number("limit", v) for v in values.get("limit", [])]
+    items = []
+    for index, (key, value) in enumerate(refs):
+        items.append(
+            bodies.LogsInstanceBody(
+                uuid=value if key == "uuid" else None,
+                name=value if key == "name" else None,
+                offset=_pick(offsets, index),
+                limit=_pick(limits, index),
+            )
+        )
+    return items
+
+
+def _pick(values: list[int], index: int) -> int | None:
+    if len(values) == 1:
+        return values[0]
+    return values[index] if index < len(values) else None
+
+
+def _number(key: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise RequestError(400, f"{key} must be an integer") from None
