@@ -1593,11 +1593,12 @@ class SqlStore:
 
     async def fsck_rows(self) -> list[dict[str, Any]]:
         """Every volume row, deleted-pending ones included: uuid, name, owner (user name),
-        state, deleted, job."""
+        state, deleted, job, lease_epoch."""
         db: Queries = self._db
         rows = await db.fetchall(
             "SELECT v.uuid, v.name, COALESCE(u.name, v.owner_id) AS owner, v.state, "
-            "v.deleted, v.job FROM volumes v LEFT JOIN users u ON u.id = v.owner_id "
+            "v.deleted, v.job, v.lease_epoch FROM volumes v "
+            "LEFT JOIN users u ON u.id = v.owner_id "
             "ORDER BY v.created_at_us"
         )
         return [dict(r) for r in rows]
