@@ -31,7 +31,7 @@ def run_cli(
     *args: str,
     server: LiveServer | None = None,
     env: dict[str, str] | None = None,
-    input: str | None = None,  # noqa: A002 - as subprocess names it
+    input: str | bytes | None = None,  # noqa: A002 - as subprocess names it
     timeout: float = 120,
     binary: bool = False,
 ) -> Result:
@@ -46,7 +46,7 @@ def run_cli(
     done = subprocess.run(
         [*VOLUMED, *args],
         env=full,
-        input=(input or "").encode(),
+        input=input if isinstance(input, bytes) else (input or "").encode(),
         capture_output=True,
         timeout=timeout,
         check=False,

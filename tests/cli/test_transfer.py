@@ -101,7 +101,7 @@ def test_import_larger_than_the_volume_leaves_it_unchanged(
     big = tmp_path / "big"
     big.mkdir()
     (big / "blob").write_bytes(os.urandom(24 * MIB))
-    refused = cli("volume", "import", name, "--source", str(big))
+    refused = cli("volume", "import", name, "--source", str(big), "--yes")
     assert refused.code == 1
     assert f"volume '{name}'" in refused.err and "does not fit" in refused.err
     assert "need about 25 MB" in refused.err or "need at least" in refused.err

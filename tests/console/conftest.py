@@ -30,7 +30,10 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 ARTIFACTS = REPO / "artifacts" / "console"
-TIMEOUT_MS = 15_000
+TIMEOUT_MS = 20_000
+"""For actions and for ``expect``: generous, since a loaded CI machine may take seconds to
+parse Swagger UI or to format a volume; a passing test never waits for it."""
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from volumed.api import compression
 from volumed.api.auth import Authenticator
 from volumed.api.envelope import error_envelope
 from volumed.api.http import Request, RequestError
@@ -71,6 +72,7 @@ class VolumedApp:
             message = f"Internal server error (request id {request_id})"
             response = Response(error_envelope(500, message, started), 500)
         scope["volumed.status"] = response.status
+        _compress_if_worth_it(response, scope)
         await _send(send, response, request_id)
 
     async def _handle(self, scope: Scope, receive: Receive, request_id: str) -> Response:
@@ -157,6 +159,22 @@ def _is_json(content_type: bytes | None) -> bool:
         return True
     media = content_type.partition(b";")[0].strip().lower()
     return media in _JSON_TYPES or media.endswith(b"+json") or not media
+
+
+def _compress_if_worth_it(response: Response, scope: Scope) -> None:
+    """gzip a large JSON answer for a client that accepts it (api/compression.py)."""
+    if (
+        response.stream is not None
+        or len(response.body) < compression.MIN_BYTES
+        or response.content_type != b"application/json"
+        or any(name == b"content-encoding" for name, _ in response.headers)
+    ):
+        return
+    accept = next((v for k, v in scope["headers"] if k == b"accept-encoding"), None)
+    response.headers.append((b"vary", b"accept-encoding"))
+    if compression.accepts_gzip(accept):
+        response.body = compression.compress(response.body)
+        response.headers.append((b"content-encoding", b"gzip"))
 
 
 async def _send(send: Send, response: Response, request_id: str) -> None:

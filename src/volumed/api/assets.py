@@ -1,9 +1,11 @@
-"""Static files held in memory: read once at start, answered with an ETag, gzip-compressed
-when the client accepts it, and revalidated on every use (``Cache-Control: no-cache``),
-so a new release is picked up by the next page load without stale mixtures of modules."""
+"""Static files held in memory: read (and gzip-compressed) on first use, off the event
+loop, so a server start pays nothing for them; answered with an ETag, compressed when the
+client accepts it, and revalidated on every use (``Cache-Control: no-cache``), so a new
+release is picked up by the next page load without stale mixtures of modules."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import mimetypes
@@ -11,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from volumed.api.compression import accepts_gzip
 from volumed.api.http import Request
 from volumed.api.routing import Response
 
@@ -56,18 +59,19 @@ class AssetSet:
     answer carries (the Content-Security-Policy, for one)."""
 
     def __init__(self, files: Iterable[Path], headers: list[tuple[bytes, bytes]]) -> None:
-        self._assets = {path.name: _asset(path) for path in files}
+        self._paths = {path.name: path for path in files}
+        self._assets: dict[str, Asset] = {}
         self._headers = headers
 
-    def names(self) -> list[str]:
-        return sorted(self._assets)
-
-    def size(self, name: str, *, gzipped: bool) -> int:
-        asset = self._assets[name]
-        return len(asset.gzipped if gzipped and asset.gzipped else asset.body)
-
-    def respond(self, request: Request, name: str) -> Response:
+    async def _load(self, name: str) -> Asset | None:
         asset = self._assets.get(name)
+        if asset is None and name in self._paths:
+            asset = await asyncio.to_thread(_asset, self._paths[name])
+            self._assets[name] = asset
+        return asset
+
+    async def respond(self, request: Request, name: str) -> Response:
+        asset = await self._load(name)
         if asset is None:
             return Response(_NOT_FOUND, 404, list(self._headers), b"text/plain; charset=utf-8")
         headers = [*self._headers, (b"etag", asset.etag), (b"cache-control", b"no-cache")]
@@ -75,7 +79,7 @@ class AssetSet:
         if _matches(request.headers.get(b"if-none-match"), asset.etag):
             return Response(b"", 304, headers, asset.content_type)
         body = asset.body
-        if asset.gzipped is not None and _accepts_gzip(request.headers.get(b"accept-encoding")):
+        if asset.gzipped is not None and accepts_gzip(request.headers.get(b"accept-encoding")):
             body = asset.gzipped
             headers.append((b"content-encoding", b"gzip"))
         return Response(body, 200, headers, asset.content_type)
@@ -85,13 +89,3 @@ def _matches(if_none_match: bytes | None, etag: bytes) -> bool:
     if not if_none_match:
         return False
     return any(tag.strip().removeprefix(b"W/") == etag for tag in if_none_match.split(b","))
-
-
-def _accepts_gzip(accept_encoding: bytes | None) -> bool:
-    if not accept_encoding:
-        return False
-    for part in accept_encoding.lower().split(b","):
-        coding, _, params = part.strip().partition(b";")
-        if coding.strip() == b"gzip":
-            return params.replace(b" ", b"") not in (b"q=0", b"q=0.0", b"q=0.00", b"q=0.000")
-    return False

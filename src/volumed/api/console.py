@@ -69,13 +69,13 @@ class ConsoleHandlers:
         return Response(b"", 308, [(b"location", b"/console/")], b"text/plain")
 
     async def console_index(self, request: Request) -> Response:
-        return self.console.respond(request, "index.html")
+        return await self.console.respond(request, "index.html")
 
     async def console_file(self, request: Request) -> Response:
-        return self.console.respond(request, request.path_params["name"])
+        return await self.console.respond(request, request.path_params["name"])
 
     async def docs_index(self, request: Request) -> Response:
-        return self.docs.respond(request, "index.html")
+        return await self.docs.respond(request, "index.html")
 
     async def docs_file(self, request: Request) -> Response:
-        return self.docs.respond(request, request.path_params["name"])
+        return await self.docs.respond(request, request.path_params["name"])

@@ -29,12 +29,16 @@ _LAZY = {
 }
 
 
+# `kraft cloud vol …` works as `kraft cloud volume …`; so does `volumed vol …`.
+_GROUP_ALIASES = {"vol": "volume"}
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*_LAZY, *(n for n in super().list_commands(ctx) if n not in _LAZY)]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = _LAZY.get(cmd_name)
+        target = _LAZY.get(_GROUP_ALIASES.get(cmd_name, cmd_name))
         if target is None:
             return super().get_command(ctx, cmd_name)
         module, attr = target.split(":")

@@ -119,9 +119,7 @@ class ConnectionGuard:
         idle_closed = 0
         by_address: dict[str, list[Connection]] = {}
         for connection in connections:
-            if connection.peer in self._busy:
-                by_address.setdefault(address_key(connection.peer[0]), []).append(connection)
-            elif connection.quiet_ms >= self._idle_ms:
+            if connection.peer not in self._busy and connection.quiet_ms >= self._idle_ms:
                 idle_closed += connection.shut()
             else:
                 by_address.setdefault(address_key(connection.peer[0]), []).append(connection)
@@ -130,9 +128,9 @@ class ConnectionGuard:
             surplus = len(held) - self._per_address
             if surplus <= 0:
                 continue
-            idle = [c for c in held if c.peer not in self._busy]
-            idle.sort(key=lambda c: first_seen[c.peer], reverse=True)
-            closed = sum(connection.shut() for connection in idle[:surplus])
+            closable = [c for c in held if c.peer not in self._busy]  # nothing in flight
+            closable.sort(key=lambda c: first_seen[c.peer], reverse=True)  # newest first
+            closed = sum(connection.shut() for connection in closable[:surplus])
             if closed:
                 over_cap[address] = closed
         if idle_closed:

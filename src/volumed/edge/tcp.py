@@ -11,6 +11,7 @@ connection, a file) is never mistaken for a client.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -108,6 +109,7 @@ def _inspect(fd: int, port: int) -> Connection | None:
     return Connection(fd, port, (str(peer[0]), str(peer[1])), min(sent, received))
 
 
+@functools.lru_cache(maxsize=4096)
 def address_key(host: str) -> str:
     """Who a connection counts against: its IPv4 address, or its IPv6 /64 (one host is
     commonly given a whole /64, so a single address would be no limit at all)."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import stat
@@ -37,7 +38,6 @@ import tarfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -69,14 +69,16 @@ _T = TypeVar("_T")
 
 
 class ImageExports:
-    """Exports run in their own small thread pool: a hostile image that keeps its check
-    busy until the storage timeout holds an export thread, never one of the threads that
-    format, grow and import volumes."""
+    """Exports read in threads of their own, at most :data:`_THREADS` at once: a hostile
+    image that keeps its check busy until the storage timeout holds an export thread,
+    never one of the shared threads that format, grow and import volumes. They are
+    daemon threads, which only read: one still walking never holds up the process's
+    exit."""
 
     def __init__(self, images_dir: Path, *, timeout_s: float) -> None:
         self._images = images_dir
         self._timeout = timeout_s
-        self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="volumed-export")
+        self._slots: asyncio.Semaphore | None = None
 
     async def export_tar(self, uuid: str, image: Path) -> AsyncIterator[bytes]:
         """Check the whole tree now (errors raise here) and return the archive stream."""
@@ -106,16 +108,19 @@ class ImageExports:
         return self._stream(fs)
 
     async def _run(self, limits: _Limits, fn: Callable[..., _T], *args: object) -> _T:
-        """``fn(*args)`` in the export pool. On cancellation the walk is told to stop,
+        """``fn(*args)`` in an export thread. On cancellation the walk is told to stop,
         and waited for: nothing reads the image once its caller has closed it."""
-        future = asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            limits.stop.set()
-            with contextlib.suppress(Exception):
-                await future
-            raise
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(_THREADS)
+        async with self._slots:
+            future = _in_daemon_thread(fn, *args)
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                limits.stop.set()
+                with contextlib.suppress(Exception):
+                    await future
+                raise
 
     async def _stream(self, fs: Ext4Image) -> AsyncIterator[bytes]:
         """Yield the archive, each piece made in the export pool; the image is closed at
@@ -135,6 +140,32 @@ class ImageExports:
             with contextlib.suppress(Exception):
                 await self._run(limits, pieces.close)
             fs.close()
+
+
+def _in_daemon_thread(fn: Callable[..., _T], *args: object) -> asyncio.Future[_T]:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def work() -> None:
+        try:
+            deliver = functools.partial(_resolve, future, fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            deliver = functools.partial(_fail, future, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(deliver)
+
+    threading.Thread(target=work, name="volumed-export", daemon=True).start()
+    return future
+
+
+def _resolve(future: asyncio.Future[_T], result: _T) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[_T], failure: BaseException) -> None:
+    if not future.done():
+        future.set_exception(failure)
 
 
 class _Limits:

@@ -1,23 +1,74 @@
-"""``volumed quota set|show``: per-user limits (overrides of the configured defaults)."""
+"""``volumed quota``: the caller's usage and limits (a client command); ``volumed quota
+set|show USER``: per-user limits, overrides of the configured defaults (admin)."""
 
 from __future__ import annotations
 
 import click
 
-from volumed.cli.application import App, admin_options, output_option, pass_app
+from volumed.cli.application import (
+    App,
+    admin_options,
+    app_of,
+    client_options,
+    output_option,
+    pass_app,
+)
 
 
 @click.group(
+    invoke_without_command=True,
     epilog="""\b
 Examples:
-  volumed quota set alice --max-volumes 10 --max-total 50Gi
+  volumed quota                            # your own usage and limits (a client command)
+  volumed quota -o json
+  volumed quota set alice --max-volumes 10 --max-total 50Gi     # admin, on the data dir
   volumed quota set alice --max-volume-size 4Gi
   volumed quota show alice
   volumed quota set alice --reset          # back to the defaults
 """,
 )
-def quota() -> None:
-    """Per-user quotas (VOLUMED_QUOTA_* are the defaults)."""
+@client_options
+@output_option
+@click.pass_context
+def quota(ctx: click.Context) -> None:
+    """Your usage and limits; `set` and `show USER` manage users' limits (admin)."""
+    if ctx.invoked_subcommand is None:
+        _show_own(app_of(ctx))
+
+
+def _show_own(app: App) -> None:
+    """``GET /v1/users/quotas`` for the caller, as one row of used / limit pairs."""
+    from volumed.cli.output import human_mb, print_items
+
+    items = app.client().items("GET", "/v1/users/quotas", key="quotas")
+    for item in items:
+        if item.get("status") == "error":
+            app.item_error("quota", item)
+    app.finish()
+    rows = []
+    for item in items:
+        used, hard, limits = item.get("used", {}), item.get("hard", {}), item.get("limits", {})
+        rows.append(
+            {
+                **item,
+                "volumes": f"{used.get('volumes', 0)} / {hard.get('volumes', '-')}",
+                "total": f"{human_mb(used.get('total_volume_mb', 0))} / "
+                f"{human_mb(hard.get('total_volume_mb', 0))}",
+                "sizes": f"{human_mb(limits.get('min_volume_mb', 0))} – "
+                f"{human_mb(limits.get('max_volume_mb', 0))}",
+                "instances": str(used.get("instances", 0)),
+            }
+        )
+    if app.output in ("json", "yaml"):
+        print_items(app, items, [])
+        return
+    columns = [
+        ("VOLUMES", lambda r: str(r["volumes"])),
+        ("TOTAL SIZE", lambda r: str(r["total"])),
+        ("VOLUME SIZE", lambda r: str(r["sizes"])),
+        ("INSTANCES", lambda r: str(r["instances"])),
+    ]
+    print_items(app, rows, columns)
 
 
 @quota.command(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from volumed.cli.aliases import AliasGroup
 from volumed.cli.instance.create import create
 from volumed.cli.instance.lifecycle import rm, start, stop, wait
 from volumed.cli.instance.logs import logs
@@ -13,6 +14,7 @@ __all__ = ["instance"]
 
 
 @click.group(
+    cls=AliasGroup,
     epilog="""\b
 Examples:
   volumed instance create --name web --image nginx --volume data:/data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from volumed.cli.aliases import AliasGroup
 from volumed.cli.volume.attach import attach, detach
 from volumed.cli.volume.clone import clone
 from volumed.cli.volume.create import create
@@ -20,6 +21,7 @@ __all__ = ["volume"]
 
 
 @click.group(
+    cls=AliasGroup,
     epilog="""\b
 Examples:
   volumed volume create --name data --size 1Gi --wait

@@ -10,6 +10,10 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from volumed.cli.client import Client
 
 CHUNK = 1 << 20
 
@@ -126,3 +130,21 @@ def _checked(member: tarfile.TarInfo, root: str) -> tarfile.TarInfo:
         if os.path.commonpath([link, root]) != root:
             raise tarfile.OutsideDestinationError(safe, link)
     return safe
+
+
+def holds_files(client: Client, uuid: str) -> bool:
+    """Whether the volume holds anything besides an empty file system's ``lost+found``:
+    reads its export only up to the first such entry, then hangs up."""
+    response, stream = client.download(f"/volumed/v1/volumes/{uuid}/export")
+    try:
+        if not response.headers.get("content-type", "").startswith("application/x-tar"):
+            return False  # the export was refused (e.g. attached): the import will say why
+        reader = io.BufferedReader(IterReader(response.iter_raw(1 << 16)))
+        with tarfile.open(fileobj=reader, mode="r|") as archive:
+            for member in archive:
+                name = member.name.strip("/").removeprefix("./")
+                if name not in ("", ".", "lost+found") and not name.startswith("lost+found/"):
+                    return True
+        return False
+    finally:
+        stream.__exit__(None, None, None)

@@ -13,6 +13,7 @@ from volumed.cli.suggest import complete_volumes
 Examples:
   volumed volume attach data --to web --at /data
   volumed volume attach data --to web --at /data --read-only
+  volumed vol attach data --to web --at /data -r
 
 The instance must be stopped and the volume available.
 """,
@@ -20,7 +21,7 @@ The instance must be stopped and the volume available.
 @click.argument("volume", metavar="NAME|UUID", shell_complete=complete_volumes)
 @click.option("--to", "instance", required=True, metavar="INSTANCE", help="Instance name or UUID.")
 @click.option("--at", "at", required=True, metavar="PATH", help="Mount path in the instance.")
-@click.option("--read-only", is_flag=True, help="Mount read-only.")
+@click.option("-r", "--read-only", "--readonly", "read_only", is_flag=True, help="Mount read-only.")
 @client_options
 @output_option
 @pass_app

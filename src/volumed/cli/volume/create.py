@@ -15,10 +15,11 @@ Examples:
   volumed volume create --name data --size 2Gi --tag prod --wait
   volumed volume create --name scratch --size 512Mi --policy dynamic -o json
   volumed volume create --name copy --template base --wait
+  volumed vol create -n data -s 10                 # kraft cloud's short flags
 """,
 )
-@click.option("--name", help="Volume name (default: vol-xxxxx).")
-@click.option("--size", "size", metavar="SIZE", help="Size: MB, or 512Mi, 2Gi, 1T.")
+@click.option("-n", "--name", help="Volume name (default: vol-xxxxx).")
+@click.option("-s", "--size", "size", metavar="SIZE", help="Size: MB, or 512Mi, 2Gi, 1T.")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
 @click.option("--policy", type=click.Choice(["static", "dynamic"]), help="Quota policy [static].")
 @click.option("--access-mode", type=click.Choice(["rwo", "rox"]), help="Access mode [rwo].")

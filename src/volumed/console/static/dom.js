@@ -56,18 +56,25 @@ export function stateBadge(state) {
   return h("span", { class: `state state-${state || "unknown"}` }, state || "unknown");
 }
 
-// Used space from free_mb: a bar and the numbers; nothing while the volume is not formatted.
+// Used space from free_mb: a bar and the percentage; nothing while the volume is not
+// formatted. The bar is two spans sized by a class (w0 … w20, 5 % steps): no style
+// attribute (the Content-Security-Policy allows none), and far cheaper to lay out by the
+// thousand than <meter> elements.
 export function usageBar(volume) {
   if (volume.free_mb === undefined || !volume.size_mb) return h("span", { class: "muted" }, "–");
   const used = Math.max(0, volume.size_mb - volume.free_mb);
   const percent = Math.min(100, Math.round((used / volume.size_mb) * 100));
-  const level = percent >= 90 ? "full" : percent >= 75 ? "high" : "ok";
   return h(
     "span",
     { class: "usage", title: `${used} MiB used of ${volume.size_mb} MiB` },
-    h("meter", { class: `usage-${level}`, min: 0, max: 100, value: percent }),
+    bar(percent),
     ` ${percent}%`,
   );
+}
+
+export function bar(percent) {
+  const level = percent >= 90 ? "full" : percent >= 75 ? "high" : "ok";
+  return h("span", { class: "bar" }, h("span", { class: `fill ${level} w${Math.round(percent / 5)}` }));
 }
 
 // An error shown next to what caused it: `where` is the form or row the action came from.

@@ -1,13 +1,12 @@
 // The caller's usage against its limits.
 import * as api from "./api.js";
-import { h, replace, showError, sizeText } from "./dom.js";
+import { bar as usage, h, replace, showError, sizeText } from "./dom.js";
 
 function bar(label, used, limit, text) {
   const percent = limit ? Math.min(100, Math.round((used / limit) * 100)) : 0;
-  const level = percent >= 90 ? "full" : percent >= 75 ? "high" : "ok";
   return h("tr", {},
     h("th", {}, label),
-    h("td", {}, h("meter", { class: `usage-${level}`, min: 0, max: 100, value: percent })),
+    h("td", {}, usage(percent)),
     h("td", { class: "num" }, text(used), " of ", text(limit), ` (${percent}%)`));
 }
 
