@@ -88,3 +88,15 @@ if [ -z "$_ready" ]; then
     rm -f "$VENV"/.installed-*
     touch "$(_lock_stamp "$VOLUMED_LOCK")"
 fi
+
+# promtool (checks deploy/prometheus/*.yml in the tests): only the binary, taken out of
+# Debian's prometheus package without installing it (installing would start a server).
+if [ "$VOLUMED_LOCK" = dev ] && ! command -v promtool >/dev/null 2>&1 && [ ! -x "$VENV/bin/promtool" ]; then
+    echo "fetching promtool (Debian's prometheus package)" >&2
+    _deb_dir="$(mktemp -d)"
+    ( cd "$_deb_dir" && { apt-get download -qq prometheus 2>/dev/null \
+        || { apt-get update -qq && apt-get download -qq prometheus; }; } ) >/dev/null 2>&1
+    dpkg-deb -x "$_deb_dir"/prometheus_*.deb "$_deb_dir/x"
+    install -m 0755 "$_deb_dir/x/usr/bin/promtool" "$VENV/bin/promtool"
+    rm -rf "$_deb_dir"
+fi

@@ -237,7 +237,12 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     services.transfers = transfers
     if metrics is not None:
         metrics.read_snapshots_from(
-            snapshot_source(store.stats, storage.free_bytes, lambda: worker.running_jobs)
+            snapshot_source(
+                store.stats,
+                storage.free_bytes,
+                lambda: worker.running_jobs,
+                storage.capacity_bytes,
+            )
         )
     services.http = ObservedApp(app, metrics, AccessLog(settings.log_format))
     return services
