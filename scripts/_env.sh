@@ -17,7 +17,7 @@ PYTHON="${PYTHON:-python3}"
 
 need_apt=()
 for tool in mke2fs:e2fsprogs e2fsck:e2fsprogs resize2fs:e2fsprogs debugfs:e2fsprogs \
-            fallocate:util-linux cp:coreutils \
+            fallocate:util-linux cp:coreutils curl:curl \
             $([ "$VOLUMED_LOCK" = dev ] && echo systemd-analyze:systemd); do
     command -v "${tool%%:*}" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
 done
