@@ -4,7 +4,10 @@ contents and no leftover stays in ``.transfer/``."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
+import lzma
 import os
 import signal
 import subprocess
@@ -417,3 +420,23 @@ def test_a_sparse_file_keeps_its_holes(api: httpx.Client) -> None:
         assert data.read(4097) == b"b" * 4096 + b"\0"
     lying = pax_sparse("lie.img", 2**20, [(0, b"c" * 4096), (2**21, b"d" * 4096)])
     refused(api, uuid, lying, 7, "has an invalid sparse map")
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2", "xz", "gz+gz"])
+def test_compressed_archives_of_each_kind(api: httpx.Client, kind: str) -> None:
+    uuid = new_volume(api)
+    content = os.urandom(300_000) + bytes(2 * MIB)  # past one 1 MiB inflating step
+    plain = tar_of(entry("a.bin", data=content), entry("b.txt", data=b"b"))
+    if kind == "gz+gz":  # two gzip members one after the other, as `cat a.gz b.gz` makes
+        half = len(plain) // 2
+        body = gzip.compress(plain[:half]) + gzip.compress(plain[half:])
+    else:
+        body = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](plain)
+    assert "error" not in upload(api, uuid, body)
+    with tarfile.open(fileobj=io.BytesIO(export(api, uuid)), mode="r:") as tar:
+        got = tar.extractfile("./a.bin")
+        assert got is not None and got.read() == content
+    refused(api, uuid, body[: len(body) // 2], 7, "not a valid tar archive")
+    corrupt = bytearray(body)
+    corrupt[len(body) // 2] ^= 0xFF
+    refused(api, uuid, bytes(corrupt), 7, "not a valid tar archive")

@@ -110,13 +110,32 @@ class _OpenDir:
     """What to set when the archive leaves the directory (None: leave it as it is)."""
 
 
+_FILE_CAPABILITIES = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4)
+"""CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID: with these a service user writes
+the tree as root would (owners, modes, setgid bits, entries in directories it does not
+own). deploy/volumed.service grants exactly these to its dedicated user."""
+
+
+def _has_file_capabilities() -> bool:
+    """Whether this process holds all of :data:`_FILE_CAPABILITIES` (effective set)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    effective = int(line.split()[1], 16)
+                    return effective & _FILE_CAPABILITIES == _FILE_CAPABILITIES
+    except OSError:
+        return False
+    return False
+
+
 class TreeWriter:
     """Members written under ``root`` (an existing, empty, private directory)."""
 
     def __init__(self, root: str, *, max_depth: int, max_path_bytes: int) -> None:
         self._max_depth = max_depth
         self._max_path_bytes = max_path_bytes
-        self._as_root = os.geteuid() == 0
+        self._as_root = os.geteuid() == 0 or _has_file_capabilities()
         self._stack = [_OpenDir("", os.open(root, _DIR_FLAGS), None)]
         self.marks = f".volumed-modes-{secrets.token_hex(16)}"
         """The directory (at the root) of the links to files with setuid/setgid bits."""
