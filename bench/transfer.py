@@ -216,7 +216,18 @@ def main() -> None:
                 before.append(rss_kb(server.pid))
                 with Sampler(server.pid) as sampler:
                     imports.append(
-                        timed([*volumed, "volume", "import", volume, "--source", str(source)], env)
+                        timed(
+                            [
+                                *volumed,
+                                "volume",
+                                "import",
+                                volume,
+                                "--source",
+                                str(source),
+                                "--yes",
+                            ],
+                            env,
+                        )
                     )
                 peaks.append(sampler.peak)
                 api_imports.append(api_import(env, uuid, archive))

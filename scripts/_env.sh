@@ -17,7 +17,7 @@ PYTHON="${PYTHON:-python3}"
 
 need_apt=()
 for tool in mke2fs:e2fsprogs e2fsck:e2fsprogs resize2fs:e2fsprogs debugfs:e2fsprogs \
-            fallocate:util-linux cp:coreutils \
+            fallocate:util-linux cp:coreutils curl:curl \
             $([ "$VOLUMED_LOCK" = dev ] && echo systemd-analyze:systemd); do
     command -v "${tool%%:*}" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
 done
@@ -87,4 +87,16 @@ if [ -z "$_ready" ]; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$ROOT"
     rm -f "$VENV"/.installed-*
     touch "$(_lock_stamp "$VOLUMED_LOCK")"
+fi
+
+# promtool (checks deploy/prometheus/*.yml in the tests): only the binary, taken out of
+# Debian's prometheus package without installing it (installing would start a server).
+if [ "$VOLUMED_LOCK" = dev ] && ! command -v promtool >/dev/null 2>&1 && [ ! -x "$VENV/bin/promtool" ]; then
+    echo "fetching promtool (Debian's prometheus package)" >&2
+    _deb_dir="$(mktemp -d)"
+    ( cd "$_deb_dir" && { apt-get download -qq prometheus 2>/dev/null \
+        || { apt-get update -qq && apt-get download -qq prometheus; }; } ) >/dev/null 2>&1
+    dpkg-deb -x "$_deb_dir"/prometheus_*.deb "$_deb_dir/x"
+    install -m 0755 "$_deb_dir/x/usr/bin/promtool" "$VENV/bin/promtool"
+    rm -rf "$_deb_dir"
 fi

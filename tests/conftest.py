@@ -167,6 +167,8 @@ class LiveServer:
     log_path: Path | None = None
     database_url: str = ""
     """Empty: SQLite in the data directory."""
+    wrapper: list[str] = field(default_factory=list)
+    """A command the server runs under (e.g. ``setpriv`` with another uid)."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -220,7 +222,11 @@ class LiveServer:
         with open(self.log_path, "ab") as log:
             # The child keeps its own copy of the descriptor.
             self.process = subprocess.Popen(
-                [*VOLUMED, "serve"], env=env, stdout=log, stderr=log, start_new_session=True
+                [*self.wrapper, *VOLUMED, "serve"],
+                env=env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -34,6 +34,7 @@ from volumed.domain.attachments import AttachmentService
 from volumed.domain.clones import CloneService
 from volumed.domain.events import EventService
 from volumed.domain.instances import InstanceLimits, InstanceService
+from volumed.domain.job_waits import JobSignals, JobWaits
 from volumed.domain.model import User
 from volumed.domain.ports import NameTaken, QuotaLimits, Store
 from volumed.domain.quotas import QuotaService
@@ -138,6 +139,8 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     metrics = Metrics() if settings.metrics_port else None
     if metrics is not None:
         metrics.time_store_calls(store)
+    signals = JobSignals()
+    waits = JobWaits(store, signals, bound_s=settings.job_wait_s)
     worker = Reconciler(
         store,
         storage,
@@ -149,6 +152,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
             concurrency=settings.worker_concurrency,
         ),
         on_job_done=metrics.job_done if metrics is not None else None,
+        signals=signals,
     )
     quotas = QuotaService(
         store,
@@ -161,7 +165,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         ),
         free_space_margin_mb=settings.free_space_margin_mb,
     )
-    clones = CloneService(store, storage, quotas, wake_worker=worker.wake)
+    clones = CloneService(store, storage, quotas, waits=waits, wake_worker=worker.wake)
     volumes = VolumeService(
         store,
         storage,
@@ -170,6 +174,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
             min_volume_mb=settings.min_volume_mb,
             free_space_margin_mb=settings.free_space_margin_mb,
         ),
+        waits=waits,
         wake_worker=worker.wake,
         worker_id=worker.worker_id,
         lease_us=worker.lease_us,
@@ -183,10 +188,13 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         volumes,
         chosen.runtime,
         InstanceLimits(volumes_per_instance=settings.volumes_per_instance),
+        waits=waits,
         wake_worker=worker.wake,
         node=settings.node,
     )
-    attachments = AttachmentService(store, volumes_per_instance=settings.volumes_per_instance)
+    attachments = AttachmentService(
+        store, waits=waits, volumes_per_instance=settings.volumes_per_instance
+    )
     router = Router()
     VolumeHandlers(volumes).register(router)
     InstanceHandlers(instances).register(router)
@@ -196,19 +204,19 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     transfers = TransferService(
         store,
         storage,
+        waits=waits,
         worker_id=worker.worker_id,
         lease_us=worker.lease_us,
         max_imports=settings.import_concurrency,
     )
     worker.register(IMPORT_JOB, transfers.recover_import)
     TransferHandlers(transfers, idle_timeout_s=settings.import_idle_timeout_s).register(router)
-    updates = UpdateService(store, storage, quotas, wake_worker=worker.wake)
+    updates = UpdateService(store, storage, quotas, waits=waits, wake_worker=worker.wake)
     VolumeJobs(store, storage, max_attempts=settings.worker_max_attempts).register(worker)
     UpdateHandlers(updates).register(router)
     CloneHandlers(clones).register(router)
-    TemplateHandlers(TemplateService(store, storage, wake_worker=worker.wake), updates).register(
-        router
-    )
+    templates = TemplateService(store, storage, waits=waits, wake_worker=worker.wake)
+    TemplateHandlers(templates, updates).register(router)
     QuotaHandlers(quotas).register(router)
     MetroHandlers(
         public_url=settings.public_url, fallback_host=f"{settings.host}:{settings.port}"
@@ -237,7 +245,12 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
     services.transfers = transfers
     if metrics is not None:
         metrics.read_snapshots_from(
-            snapshot_source(store.stats, storage.free_bytes, lambda: worker.running_jobs)
+            snapshot_source(
+                store.stats,
+                storage.free_bytes,
+                lambda: worker.running_jobs,
+                storage.capacity_bytes,
+            )
         )
     services.http = ObservedApp(app, metrics, AccessLog(settings.log_format))
     return services

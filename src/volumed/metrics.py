@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import re
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -91,22 +92,16 @@ class _Histogram:
         series[bisect_left(self._bounds, value)] += 1
         series[-1] += value
 
-    def families(self, counter: tuple[str, str] | None = None) -> Iterator[Metric]:
-        """The histogram; and, if ``counter`` (name, doc) is given, its counts as a
-        counter of that name, for queries that want a plain count."""
+    def families(self) -> Iterator[Metric]:
+        """The histogram. Its ``_count`` is the plain count: no counter repeats it."""
         histogram = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
-        total = CounterMetricFamily(*counter, labels=self.labels) if counter else None
         for key, series in self._series.items():
             cumulative, buckets = 0.0, []
             for bound, count in zip(self._names, series[:-1], strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
             histogram.add_metric(list(key), buckets, series[-1])
-            if total is not None:
-                total.add_metric(list(key), cumulative)
         yield histogram
-        if total is not None:
-            yield total
 
 
 class _Counter:
@@ -136,6 +131,8 @@ class Snapshot:
     """None when the store could not be read; ``volumed_store_up`` is then 0."""
     free_bytes: int | None
     running_jobs: int
+    capacity_bytes: int | None = None
+    """Size of the data directory's file system (None if it could not be read)."""
 
 
 SnapshotSource = Callable[[], Awaitable[Snapshot]]
@@ -150,20 +147,27 @@ class Metrics(Collector):
         self._requests = _Histogram(
             "volumed_http_request_duration_seconds",
             "Time from a request's arrival to the end of its response",
-            ["method", "route", "status"],
+            ["method", "route", "code"],
             _REQUEST_BUCKETS,
         )
         self._item_errors = _Counter(
-            "volumed_item_errors", "Failed items in 200 envelopes, by error code", ["code"]
+            "volumed_item_errors",
+            "Failed items in 200 envelopes, by error code and its name",
+            ["code", "reason"],
         )
+        self._transfer_bytes = _Counter(
+            "volumed_transfer_bytes",
+            "Archive bytes moved by imports (received) and exports (sent)",
+            ["direction"],
+        )
+        self._transfer_bytes.inc(("import",), 0)
+        self._transfer_bytes.inc(("export",), 0)
+        self._in_flight = 0
         self._jobs = _Histogram(
             "volumed_job_duration_seconds",
             "Duration of job attempts, by kind and outcome",
             ["kind", "outcome"],
             _JOB_BUCKETS,
-        )
-        self._job_failures = _Counter(
-            "volumed_job_failures", "Job attempts that failed (retried or given up)", ["kind"]
         )
         self._store = _Histogram(
             "volumed_store_operation_duration_seconds",
@@ -180,7 +184,6 @@ class Metrics(Collector):
         self._connections_closed.inc(("over_limit",), 0)
         self._connections = 0
         for kind in JOB_KINDS:
-            self._job_failures.inc((kind,), 0)
             for outcome in JOB_OUTCOMES:
                 self._jobs.touch((kind, outcome))
         self._source: SnapshotSource | None = None
@@ -189,17 +192,24 @@ class Metrics(Collector):
 
     # ------------------------------------------------------------------ as things happen
 
+    def request_started(self) -> None:
+        self._in_flight += 1
+
     def request_done(
         self, method: str, route: str, status: int, seconds: float, item_errors: list[int]
     ) -> None:
+        """A request answered (its ``request_started`` came first)."""
+        self._in_flight -= 1
         self._requests.observe((method, route, str(status)), seconds)
         for code in item_errors:
-            self._item_errors.inc((str(code),))
+            self._item_errors.inc((str(code), _REASONS.get(code, "other")))
+
+    def transferred(self, direction: str, size: int) -> None:
+        """``size`` archive bytes received by an import or sent by an export."""
+        self._transfer_bytes.inc((direction,), size)
 
     def job_done(self, kind: str, seconds: float, outcome: str) -> None:
         self._jobs.observe((kind, outcome), seconds)
-        if outcome in ("retry", "failed", "parked"):
-            self._job_failures.inc((kind,))
 
     def connections_swept(self, connections: int, idle_closed: int, over_limit: int) -> None:
         """What a sweep of the connection guard saw and closed."""
@@ -235,10 +245,15 @@ class Metrics(Collector):
         info = GaugeMetricFamily("volumed_build_info", "volumed version", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
-        yield from self._requests.families(("volumed_http_requests", "HTTP requests answered"))
+        yield from self._requests.families()
+        yield _gauge(
+            "volumed_http_requests_in_flight",
+            "Requests received and not yet answered",
+            self._in_flight,
+        )
         yield self._item_errors.family()
+        yield self._transfer_bytes.family()
         yield from self._jobs.families()
-        yield self._job_failures.family()
         yield from self._store.families()
         yield self._connections_closed.family()
         yield _gauge(
@@ -264,6 +279,12 @@ def _snapshot_families(snap: Snapshot) -> Iterable[Metric]:
             "volumed_data_dir_free_bytes",
             "Free space on the data directory's file system",
             snap.free_bytes,
+        )
+    if snap.capacity_bytes is not None:
+        yield _gauge(
+            "volumed_data_dir_capacity_bytes",
+            "Size of the data directory's file system",
+            snap.capacity_bytes,
         )
     stats = snap.stats
     if stats is None:
@@ -301,6 +322,7 @@ def snapshot_source(
     stats: Callable[[], Awaitable[StoreStats]],
     free_bytes: Callable[[], int],
     running_jobs: Callable[[], int],
+    capacity_bytes: Callable[[], int] | None = None,
 ) -> SnapshotSource:
     """What :meth:`Metrics.render` reads: a failing store or disk leaves its gauges out
     (and ``volumed_store_up`` at 0) instead of failing the scrape."""
@@ -313,12 +335,31 @@ def snapshot_source(
             found = None
         try:
             free: int | None = free_bytes()
+            capacity = capacity_bytes() if capacity_bytes is not None else None
         except StorageError:
-            free = None
-        return Snapshot(found, free, running_jobs())
+            free = capacity = None
+        return Snapshot(found, free, running_jobs(), capacity)
 
     return read
 
+
+def _reason_names() -> dict[int, str]:
+    """Each per-item error code's name, from the domain error that carries it
+    (``NotFound`` → ``not_found``): the ``reason`` label beside ``code``."""
+    from volumed.domain.errors import VolumedError
+
+    names: dict[int, str] = {}
+    pending = list(VolumedError.__subclasses__())
+    while pending:
+        kind = pending.pop(0)
+        pending.extend(kind.__subclasses__())
+        code = getattr(kind, "code", None)
+        if isinstance(code, int) and code not in names:
+            names[code] = re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__).lower()
+    return names
+
+
+_REASONS = _reason_names()
 
 _UNTIMED = frozenset({"get_volume", "user_for_token"})
 """Point reads on the path of nearly every request, each a few microseconds: timing them

@@ -51,8 +51,9 @@ class Settings:
     idle_timeout_s: float = 10.0
     """A connection with no request in flight and no byte sent either way for this long
     is closed; so is one that never sends a byte."""
-    max_connections: int = 1024
-    """Connections served at once; more wait in the kernel's accept queue."""
+    max_connections: int = 4096
+    """Connections served at once (and the accept queue's length); lowered at start to
+    what the open-files limit leaves room for."""
     max_connections_per_address: int = 64
     """Connections one client address (an IPv6 /64) may hold; beyond it, its connections
     without a request in flight are closed, newest first."""
@@ -71,6 +72,10 @@ class Settings:
     worker_concurrency: int = 4
     worker_lease_s: float = 30.0
     worker_poll_s: float = 1.0
+    job_wait_s: float = 10.0
+    """How long a request waits for the data-plane work it starts (a create's format, a
+    clone's copy, a grow) or finds running on a volume it needs, before it answers with
+    the state at that moment (or error 24 naming the job); 0 does not wait."""
     worker_max_attempts: int = 5
     """A job that raises this often is parked until `volumed job retry`."""
     worker_retry_backoff_s: float = 1.0
@@ -164,8 +169,7 @@ class Settings:
             raise SettingsError("free_space_margin_mb must not be negative")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise SettingsError("sqlite_synchronous must be FULL, EXTRA or NORMAL")
-        if self.worker_lease_s < 1 or self.worker_poll_s <= 0:
-            raise SettingsError("worker_lease_s must be ≥ 1 and worker_poll_s > 0")
+        self._validate_jobs()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise SettingsError("log_level must be debug, info, warning or error")
         self._validate_operations()
@@ -175,6 +179,13 @@ class Settings:
         if self.token is not None and len(self.token) < 16:
             raise SettingsError("token must be at least 16 characters long")
         return self
+
+    def _validate_jobs(self) -> None:
+        """The worker and how long requests wait for it."""
+        if self.worker_lease_s < 1 or self.worker_poll_s <= 0:
+            raise SettingsError("worker_lease_s must be ≥ 1 and worker_poll_s > 0")
+        if not 0 <= self.job_wait_s <= 3600:
+            raise SettingsError("job_wait_s must be from 0 to 3600 seconds")
 
     def _validate_clients(self) -> None:
         """Timeouts for slow clients and the limit on failed authentication."""

@@ -22,7 +22,6 @@ from tests.api.lifecycle_helpers import (
     read_file,
     superblock_size_mb,
     unique,
-    wait_until,
 )
 from tests.conftest import LiveServer
 
@@ -160,8 +159,8 @@ def test_volume_from_template_holds_its_files(
             json={"name": name, "template": {"name": source["name"]}, "tags": ["made"]},
         )
     )
-    assert created["name"] == name and created["state"] in ("uninitialized", "initializing")
-    volume = wait_until(api, created["uuid"], ("available",))
+    assert created["name"] == name and created["state"] == "available"
+    volume = get(api, created["uuid"])
     assert (volume["size_mb"], volume["tags"], volume["quota_policy"]) == (16, ["made"], "dynamic")
     path = image(server, volume["uuid"])
     fsck_clean(path)
@@ -173,7 +172,8 @@ def test_volume_from_template_holds_its_files(
             json={"template": {"uuid": source["uuid"]}, "size_mb": 40, "quota_policy": "static"},
         )
     )
-    volume = wait_until(api, bigger["uuid"], ("available",))
+    assert bigger["state"] == "available"
+    volume = get(api, bigger["uuid"])
     assert (volume["size_mb"], volume["quota_policy"]) == (40, "static")
     assert superblock_size_mb(image(server, volume["uuid"])) == 40
     assert read_file(image(server, volume["uuid"]), "base.txt") == b"from the template\n"

@@ -119,3 +119,24 @@ def test_fsck_reports_and_repairs(fresh_server: Callable[..., LiveServer]) -> No
     broken = run_cli("fsck", "-o", "json", env=data)
     assert broken.code == 1
     assert [f["problem"] for f in broken.json()] == ["fs-error"]
+
+
+def test_fsck_removes_a_staged_image_no_job_owns(fresh_server: Callable[..., LiveServer]) -> None:
+    live = fresh_server()
+    created = run_cli("volume", "create", "--name", "s", "--size", "8", "--wait", server=live)
+    assert created.code == 0, created.err
+    uuid = run_cli("volume", "get", "s", "-o", "json", server=live).json()[0]["uuid"]
+    # What a format worker frozen past its lease (epoch 1), then killed, leaves; a staged
+    # image of a later epoch would be a job begun after fsck read the rows: left alone.
+    staged = live.data_dir / "images" / f"{uuid}.img.e1"
+    staged.write_bytes(b"x")
+    newer = live.data_dir / "images" / f"{uuid}.img.e9"
+    newer.write_bytes(b"x")
+    found = run_cli("fsck", "--no-e2fsck", "-o", "json", env=live.admin_env)
+    assert found.code == 1
+    assert [(f["problem"], f["repaired"]) for f in found.json()] == [("leftover", False)]
+    assert f"{uuid}.img.e1" in found.json()[0]["detail"]
+    assert run_cli("fsck", "--no-e2fsck", "--repair", env=live.admin_env).code == 1
+    assert not staged.exists() and newer.exists()
+    newer.unlink()
+    assert run_cli("fsck", env=live.admin_env).code == 0

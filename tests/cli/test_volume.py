@@ -68,7 +68,7 @@ def test_create_json_is_exactly_the_api_items(cli: Cli) -> None:
     name = unique("json")
     items = cli("volume", "create", "--name", name, "--size", "8", "-o", "json").json()
     assert items == [
-        {"status": "success", "uuid": items[0]["uuid"], "name": name, "state": "uninitialized"}
+        {"status": "success", "uuid": items[0]["uuid"], "name": name, "state": "available"}
     ]
 
 

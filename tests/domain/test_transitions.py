@@ -28,7 +28,9 @@ def test_every_operation_covers_every_state(op: Op) -> None:
         (Op.DELETE, VolumeState.AVAILABLE, GONE),
         (Op.DELETE, VolumeState.ERROR, GONE),
         (Op.DELETE, VolumeState.IDLE, errors.Attached),
-        (Op.DELETE, VolumeState.UNINITIALIZED, errors.CannotBeUsed),
+        (Op.DELETE, VolumeState.UNINITIALIZED, GONE),
+        (Op.DELETE, VolumeState.INITIALIZING, GONE),
+        (Op.DELETE, VolumeState.BUSY, errors.CannotBeUsed),
         (Op.MOUNT, VolumeState.IDLE, VolumeState.MOUNTED),
         (Op.UNMOUNT, VolumeState.MOUNTED, VolumeState.IDLE),
         (Op.MAKE_TEMPLATE, VolumeState.AVAILABLE, VolumeState.TEMPLATE),
@@ -47,7 +49,12 @@ def test_table_entries(op: Op, state: VolumeState, expected: object) -> None:
 
 
 def test_states_allowing_is_what_the_compare_and_set_expects() -> None:
-    assert states_allowing(Op.DELETE) == (VolumeState.AVAILABLE, VolumeState.ERROR)
+    assert states_allowing(Op.DELETE) == (
+        VolumeState.UNINITIALIZED,
+        VolumeState.INITIALIZING,
+        VolumeState.AVAILABLE,
+        VolumeState.ERROR,
+    )
     assert states_allowing(Op.ATTACH) == (VolumeState.AVAILABLE,)
 
 

@@ -197,6 +197,8 @@ def test_hostile_names_and_links_round_trip_and_touch_no_host_file(
         pytest.param(["-t", "ext2"], id="ext2-block-maps"),
         pytest.param(["-O", "meta_bg,^resize_inode"], id="meta_bg"),
         pytest.param(["-b", "4096", "-I", "256"], id="4k-blocks"),
+        # 64 KiB blocks: a directory entry's length 65536 is stored as 0.
+        pytest.param(["-b", "65536", "-N", "2048"], id="64k-blocks"),
     ],
 )
 def test_other_layouts_round_trip(
@@ -211,7 +213,7 @@ def test_other_layouts_round_trip(
     # 1 KiB blocks: past 12 + 256 blocks a block map needs a double indirect block.
     (tree / "big").write_bytes(os.urandom(3 * MIB))
     (tree / "link").symlink_to("t" * 300)
-    uuid, image = volume()
+    uuid, image = volume(64 if "65536" in options else 16)
     write_image(image, tree, *options)
     # e2fsck -D rebuilds every directory as an htree (indexed) directory.
     subprocess.run(["e2fsck", "-fyD", str(image)], capture_output=True, check=False)

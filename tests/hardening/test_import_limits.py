@@ -4,13 +4,17 @@ contents and no leftover stays in ``.transfer/``."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
+import lzma
 import os
 import signal
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,6 +147,28 @@ def test_a_path_through_a_symbolic_link_writes_nothing_outside(
     assert_unchanged(live, api, uuid, content)
 
 
+def test_no_setuid_bit_reaches_the_host(live: LiveServer, api: httpx.Client) -> None:
+    uuid = new_volume(api)
+    tool = entry("tool", data=b"#!/bin/sh\n")
+    tool[0].mode = 0o6755
+    stalled = StalledUpload(live, uuid, first=tar_of(tool)[:-1024])  # no end marker yet
+    try:
+        transfer = live.data_dir / "images" / ".transfer"
+        deadline = time.monotonic() + 10
+        while not list(transfer.glob("import-*/root/tool")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        on_host = list(transfer.glob("import-*/root/**/*"))
+        assert any(p.name == "tool" for p in on_host)
+        assert not [p for p in on_host if p.lstat().st_mode & 0o6000]
+    finally:
+        stalled.finish()
+    assert wait_for_state(api, uuid)["state"] == "available"
+    assert "error" not in upload(api, uuid, tar_of(tool))
+    with tarfile.open(fileobj=io.BytesIO(export(api, uuid)), mode="r:") as tar:
+        assert tar.getmember("./tool").mode == 0o6755
+        assert [n for n in tar.getnames() if "volumed" in n] == []
+
+
 def test_links_files_and_modes_still_round_trip(api: httpx.Client) -> None:
     uuid = new_volume(api)
     setuid = entry("bin/tool", data=b"#!/bin/sh\n")
@@ -248,13 +274,16 @@ def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 class StalledUpload:
     """An import that sends a header and then nothing, until released."""
 
-    def __init__(self, live: LiveServer, uuid: str) -> None:
+    def __init__(self, live: LiveServer, uuid: str, first: bytes = b"") -> None:
         self.release = threading.Event()
         self.answer: httpx.Response | Exception | None = None
+        self._first = first
         self._thread = threading.Thread(target=self._run, args=(live, uuid), daemon=True)
         self._thread.start()
 
     def _body(self) -> Iterator[bytes]:
+        if self._first:
+            yield self._first
         info = tarfile.TarInfo("slow.bin")
         info.size = MIB
         yield info.tobuf(format=tarfile.GNU_FORMAT)
@@ -353,3 +382,61 @@ def test_a_sparse_map_past_the_limit_is_error_7(live: LiveServer, api: httpx.Cli
     uuid, content = marked(api)
     refused(api, uuid, old_gnu_sparse(4000), 7, "is a sparse file of more than 65536 extents")
     assert_unchanged(live, api, uuid, content)
+
+
+def pax_sparse(name: str, real_size: int, extents: list[tuple[int, bytes]]) -> bytes:
+    """A pax (GNU 1.0) sparse member: the map, then each extent's bytes, holes left out
+    (what ``tar --sparse --posix`` and volumed's export write)."""
+    text = f"{len(extents)}\n" + "".join(f"{offset}\n{len(data)}\n" for offset, data in extents)
+    payload = _padded(text.encode()) + b"".join(data for _, data in extents)
+    info = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
+    info.size = len(payload)
+    info.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": name,
+        "GNU.sparse.realsize": str(real_size),
+    }
+    return info.tobuf(format=tarfile.PAX_FORMAT) + _padded(payload) + bytes(1024)
+
+
+def _padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 512)
+
+
+def test_a_sparse_file_keeps_its_holes(api: httpx.Client) -> None:
+    uuid = new_volume(api)
+    # 10 GB apparent, 8 KiB of data: fits an 8 MB volume, and is not inflated to 10 GB.
+    body = pax_sparse("big.img", 10 * 2**30, [(4096, b"a" * 4096), (2**33, b"b" * 4096)])
+    assert "error" not in upload(api, uuid, body)
+    with tarfile.open(fileobj=io.BytesIO(export(api, uuid)), mode="r:") as tar:
+        member = tar.getmember("./big.img")
+        assert member.size == 10 * 2**30
+        data = tar.extractfile(member)
+        assert data is not None
+        data.seek(4096)
+        assert data.read(4096) == b"a" * 4096
+        data.seek(2**33)
+        assert data.read(4097) == b"b" * 4096 + b"\0"
+    lying = pax_sparse("lie.img", 2**20, [(0, b"c" * 4096), (2**21, b"d" * 4096)])
+    refused(api, uuid, lying, 7, "has an invalid sparse map")
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2", "xz", "gz+gz"])
+def test_compressed_archives_of_each_kind(api: httpx.Client, kind: str) -> None:
+    uuid = new_volume(api)
+    content = os.urandom(300_000) + bytes(2 * MIB)  # past one 1 MiB inflating step
+    plain = tar_of(entry("a.bin", data=content), entry("b.txt", data=b"b"))
+    if kind == "gz+gz":  # two gzip members one after the other, as `cat a.gz b.gz` makes
+        half = len(plain) // 2
+        body = gzip.compress(plain[:half]) + gzip.compress(plain[half:])
+    else:
+        body = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](plain)
+    assert "error" not in upload(api, uuid, body)
+    with tarfile.open(fileobj=io.BytesIO(export(api, uuid)), mode="r:") as tar:
+        got = tar.extractfile("./a.bin")
+        assert got is not None and got.read() == content
+    refused(api, uuid, body[: len(body) // 2], 7, "not a valid tar archive")
+    corrupt = bytearray(body)
+    corrupt[len(body) // 2] ^= 0xFF
+    refused(api, uuid, bytes(corrupt), 7, "not a valid tar archive")

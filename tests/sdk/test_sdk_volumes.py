@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any, TypeVar
@@ -42,14 +41,11 @@ def run(server: LiveServer, body: Callable[[UnikraftCloud], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def available(ukc: UnikraftCloud, uuid: str, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        volume = await ukc.volumes.get(uuid=uuid)
-        if volume.state == "available" or time.monotonic() > deadline:
-            assert volume.state == "available", volume
-            return volume
-        await asyncio.sleep(0.05)
+async def available(ukc: UnikraftCloud, uuid: str) -> Any:
+    """The volume, read once: a create or clone answers once the volume is made."""
+    volume = await ukc.volumes.get(uuid=uuid)
+    assert volume.state == "available", volume
+    return volume
 
 
 def test_the_pinned_sdk_is_the_one_under_test() -> None:

@@ -65,3 +65,53 @@ def test_a_sparse_member_reads_back_with_its_holes() -> None:
         assert data is not None
         content = data.read()
     assert content == b"abc" + b"\0" * 4093 + b"defgh" + b"\0" * (10_000 - 4101)
+
+
+class _Zeros(io.RawIOBase):
+    """``head``, then ``zeros`` zero bytes, then ``tail``, without holding the zeros."""
+
+    def __init__(self, head: bytes, zeros: int, tail: bytes) -> None:
+        self._parts = (head, zeros, tail)
+        self._size = len(head) + zeros + len(tail)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = (0, self._pos, self._size)[whence]
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        head, zeros, tail = self._parts
+        start = self._pos
+        if start < len(head):
+            data = head[start : start + len(buffer)]
+        elif start < len(head) + zeros:
+            data = b"\0" * min(len(buffer), len(head) + zeros - start)
+        else:
+            offset = start - len(head) - zeros
+            data = tail[offset : offset + len(buffer)]
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def test_a_sparse_member_holding_more_than_8_gib_reads_back() -> None:
+    """Its stored size needs base-256: a pax "size" record would make tarfile take
+    the stored size for the real one and lose the next member."""
+    gib = 2**30
+    header, stored = sparse_entry(b"./vm.img", PLAIN, size=20 * gib, regions=[(0, 9 * gib)])
+    after = entry(b"./after", tarfile.REGTYPE, PLAIN, size=3) + b"abc" + padding(3) + END
+    archive = _Zeros(header, stored, padding(stored) + after)
+    with tarfile.open(fileobj=io.BufferedReader(archive), mode="r:") as tar:
+        members = tar.getmembers()
+    assert [(m.name, m.size) for m in members] == [("./vm.img", 20 * gib), ("./after", 3)]
+    assert members[0].sparse == [(0, 9 * gib), (20 * gib, 0)]

@@ -1,17 +1,19 @@
 """``POST /v1/volumes/clone`` and ``POST /v1/volumes/{uuid}/clone``: each item answers
-with the new volume (``uninitialized`` at first, ``available`` once copied)."""
+with the new volume once it is copied (``available``, or ``error`` with the reason), or
+as it is when the wait's bound runs out."""
 
 from __future__ import annotations
 
 import time
 
-from volumed.api import bodies, views
-from volumed.api.envelope import Item, items_envelope
+from volumed.api import bodies
+from volumed.api.envelope import items_envelope
 from volumed.api.http import Request
 from volumed.api.routing import Response, Router
-from volumed.api.volumes import KEY, each_item, path_ref
+from volumed.api.volumes import KEY, each_new_volume, path_ref
 from volumed.domain import rules
 from volumed.domain.clones import CloneService, CloneVolume
+from volumed.domain.model import Volume
 
 __all__ = ["CloneHandlers"]
 
@@ -38,11 +40,16 @@ class CloneHandlers:
         user = request.tenant()
         items = bodies.parse_items(request.body, bodies.CloneBody)
 
-        async def clone(body: bodies.CloneBody) -> Item:
+        async def clone(body: bodies.CloneBody) -> Volume:
             ref = rules.check_ref(body.uuid, body.name)
-            return views.volume_created(await self._service.clone(user, ref, _request(body)))
+            return await self._service.clone(user, ref, _request(body))
 
-        results = await each_item(items, clone, lambda b: {"uuid": b.uuid, "name": b.name})
+        results = await each_new_volume(
+            items,
+            clone,
+            lambda b: {"uuid": b.uuid, "name": b.name},
+            lambda made: self._service.settled(user, made),
+        )
         return Response(items_envelope(KEY, results, started))
 
     async def clone_one(self, request: Request) -> Response:
@@ -52,11 +59,13 @@ class CloneHandlers:
         items = bodies.parse_items(request.body, bodies.CloneByUuidBody, required=False)
         raw = request.path_params["uuid"]
 
-        async def clone(body: bodies.CloneByUuidBody) -> Item:
-            new = await self._service.clone(user, path_ref(request), _request(body))
-            return views.volume_created(new)
+        async def clone(body: bodies.CloneByUuidBody) -> Volume:
+            return await self._service.clone(user, path_ref(request), _request(body))
 
-        results = await each_item(
-            items or [bodies.CloneByUuidBody()], clone, lambda _: {"uuid": raw}
+        results = await each_new_volume(
+            items or [bodies.CloneByUuidBody()],
+            clone,
+            lambda _: {"uuid": raw},
+            lambda made: self._service.settled(user, made),
         )
         return Response(items_envelope(KEY, results, started))

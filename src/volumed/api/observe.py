@@ -30,6 +30,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UNMATCHED = "unmatched"
 """The route label of requests no route matched (404, 405): paths are not labels."""
+_TRANSFERS = "/volumed/v1/volumes/"
+"""Imports (``…/{uuid}/import``) and exports (``…/export``) live under this prefix; their
+archive bytes are counted as they pass (``volumed_transfer_bytes_total``)."""
 _PROBES = frozenset({"/healthz", "/readyz"})
 """Polled every few seconds by orchestrators: logged at DEBUG, counted as usual."""
 
@@ -52,6 +55,15 @@ class ObservedApp:
         started = time.perf_counter_ns()
         errors: list[int] = []
         token = item_errors.set(errors)
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.request_started()
+            path: str = scope["path"]
+            if path.startswith(_TRANSFERS):
+                if path.endswith("/import"):
+                    receive = _counting_receive(receive, metrics)
+                elif path.endswith("/export"):
+                    send = _counting_send(send, metrics)
         try:
             await self._app(scope, receive, send)
         finally:
@@ -80,3 +92,30 @@ class ObservedApp:
                 errors,
                 elapsed_ns,
             )
+
+
+def _counting_receive(receive: Receive, metrics: Metrics) -> Receive:
+    async def counted() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            metrics.transferred("import", len(message.get("body", b"")))
+        return message
+
+    return counted
+
+
+def _counting_send(send: Send, metrics: Metrics) -> Send:
+    archive = False  # a refused export answers an envelope, which is not counted
+
+    async def counted(message: Message) -> None:
+        nonlocal archive
+        if message["type"] == "http.response.start":
+            archive = any(
+                name.lower() == b"content-type" and value.startswith(b"application/x-tar")
+                for name, value in message.get("headers", ())
+            )
+        elif archive and message["type"] == "http.response.body":
+            metrics.transferred("export", len(message.get("body", b"")))
+        await send(message)
+
+    return counted

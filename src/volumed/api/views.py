@@ -22,12 +22,15 @@ def volume_item(volume: Volume, *, details: bool = True) -> AnyItem:
 
 
 def volume_created(volume: Volume) -> Item:
-    return {
+    item: Item = {
         "status": "success",
         "uuid": volume.uuid,
         "name": volume.name,
         "state": volume.state.value,
     }
+    if volume.message is not None:
+        item["message"] = volume.message  # why a new volume is in ``error``
+    return item
 
 
 def volume_ref(volume: Volume) -> Item:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from volumed.api import bodies, views
@@ -18,7 +18,7 @@ from volumed.api.http import Request, RequestError, query_bool, query_int
 from volumed.api.routing import Response, Router
 from volumed.domain import errors, rules
 from volumed.domain.listing import Page
-from volumed.domain.model import Ref
+from volumed.domain.model import Ref, Volume
 from volumed.domain.ports import ListQuery
 from volumed.domain.states import VolumeState
 from volumed.domain.volumes import CreateVolume, VolumeService
@@ -39,6 +39,25 @@ async def each_item(
         except errors.VolumedError as exc:
             results.append(failed_item(exc.code, exc.message, **ids(value)))
     return results
+
+
+async def each_new_volume(
+    values: list[Any],
+    action: Callable[[Any], Awaitable[Volume]],
+    ids: Callable[[Any], Item],
+    settled: Callable[[Sequence[Volume]], Awaitable[Sequence[Volume]]],
+) -> list[Item]:
+    """Run ``action`` per item, each recording a new volume with its job, then wait for
+    all those jobs at once (the worker runs them in parallel) and render every new
+    volume in the state it has then."""
+    outcomes: list[Volume | Item] = []
+    for value in values:
+        try:
+            outcomes.append(await action(value))
+        except errors.VolumedError as exc:
+            outcomes.append(failed_item(exc.code, exc.message, **ids(value)))
+    fresh = iter(await settled([o for o in outcomes if isinstance(o, Volume)]))
+    return [views.volume_created(next(fresh)) if isinstance(o, Volume) else o for o in outcomes]
 
 
 def ref_ids(body: bodies.RefBody) -> Item:
@@ -111,9 +130,9 @@ class VolumeHandlers:
         user = request.tenant()
         items = bodies.parse_items(request.body, bodies.CreateVolumeBody)
 
-        async def create_one(body: bodies.CreateVolumeBody) -> Item:
+        async def create_one(body: bodies.CreateVolumeBody) -> Volume:
             template = to_ref(body.template, "template") if body.template is not None else None
-            volume = await self._service.create(
+            return await self._service.create(
                 user,
                 CreateVolume(
                     name=body.name,
@@ -126,9 +145,13 @@ class VolumeHandlers:
                     host_path=body.host_path,
                 ),
             )
-            return views.volume_created(volume)
 
-        results = await each_item(items, create_one, lambda b: {"name": b.name or None})
+        results = await each_new_volume(
+            items,
+            create_one,
+            lambda b: {"name": b.name or None},
+            lambda made: self._service.settled(user, made),
+        )
         return Response(items_envelope(KEY, results, started))
 
     # ------------------------------------------------------------------ get

@@ -10,6 +10,7 @@ is there now.
 from __future__ import annotations
 
 from volumed.domain import errors, rules
+from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Instance, Ref, User, Volume
 from volumed.domain.ports import AttachOutcome, Store
 from volumed.domain.states import AccessMode
@@ -64,8 +65,9 @@ async def find_volume(store: Store, user: User, ref: Ref) -> Volume:
 
 
 class AttachmentService:
-    def __init__(self, store: Store, *, volumes_per_instance: int) -> None:
+    def __init__(self, store: Store, *, waits: JobWaits, volumes_per_instance: int) -> None:
         self._store = store
+        self._waits = waits
         self._max = volumes_per_instance
 
     async def attach(
@@ -78,6 +80,7 @@ class AttachmentService:
         instance = await find_instance(self._store, user, instance_ref)
         for _ in range(_ATTEMPTS):
             op = attach_op(volume)
+            volume = await self._waits.ready(user, volume, op)
             check(op, volume.state, label(volume))
             if any(a.uuid == instance.uuid for a in volume.attached_to):
                 raise errors.Attached(
@@ -119,6 +122,7 @@ class AttachmentService:
         volume = await find_volume(self._store, user, volume_ref)
         source = None if from_ref is None else await find_instance(self._store, user, from_ref)
         for _ in range(_ATTEMPTS):
+            volume = await self._waits.ready(user, volume, Op.DETACH)
             check(Op.DETACH, volume.state, label(volume))
             holders = [a.uuid for a in volume.attached_to]
             if source is not None:

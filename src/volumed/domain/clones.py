@@ -6,17 +6,19 @@ source: an ``available`` or ``idle`` source goes ``busy``, so nothing attaches, 
 grows or deletes it while its image is read; a template (immutable) or a volume that is
 mounted read-only only is copied as it is. The worker copies the image (a reflink where
 the file system has them, else a sparse copy) and, in one transaction, makes the clone
-``available`` and puts the source back in its previous state. The answer comes at once
-with the clone ``uninitialized``: clones are asynchronous on the hosted service too.
+``available`` and puts the source back in its previous state. The request waits for
+that (:mod:`~volumed.domain.job_waits`, within its bound) and answers with the clone's
+real state; a source held by a short job of its own is waited for first.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from volumed.domain import errors, rules
+from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.ports import (
     NameTaken,
@@ -66,15 +68,22 @@ class CloneService:
         storage: StorageDriver,
         quotas: QuotaService,
         *,
+        waits: JobWaits,
         wake_worker: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
+        self._waits = waits
         self._storage = storage
         self._quotas = quotas
         self._wake_worker = wake_worker
 
+    async def settled(self, user: User, clones: Sequence[Volume]) -> Sequence[Volume]:
+        """New clones as they are once copied, or when the bound runs out."""
+        return await self._waits.settled(user, clones)
+
     async def clone(self, user: User, ref: Ref, item: CloneVolume) -> Volume:
-        """Start copying the volume ``ref`` into a new volume; returns the new volume."""
+        """Start copying the volume ``ref`` into a new volume; returns the new volume
+        (``uninitialized``: the caller waits with ``VolumeService.settled``)."""
         source = await self._store.get_volume(user.id, ref)
         if source is None:
             raise errors.NotFound(f"No volume with {ref.describe()}")
@@ -126,6 +135,7 @@ class CloneService:
         mode = rules.check_access_mode(spec.access_mode or source.access_mode.value)
         limits = await self._quotas.limits_for(user)
         for _ in range(_ATTEMPTS):
+            source = await self._waits.ready(user, source, Op.CLONE)
             label = f"'{source.name}'"
             busy = check(Op.CLONE, source.state, label) is VolumeState.BUSY
             mounted = source.state is VolumeState.MOUNTED

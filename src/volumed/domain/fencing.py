@@ -43,7 +43,10 @@ async def publish(store: Store, storage: StorageDriver, uuid: str, lease: Lease)
         with contextlib.suppress(StorageError):
             await storage.discard_staged(uuid, lease.epoch)
         raise LeaseLost(uuid, lease)
-    await storage.publish(uuid, lease.epoch)
+    if not await storage.publish(uuid, lease.epoch):
+        # Someone else renamed it: a later claim rolled it forward, so this holder is
+        # stale. Never end the job as if the image were ours to describe.
+        raise LeaseLost(uuid, lease)
 
 
 async def roll_forward(storage: StorageDriver, job: Job) -> None:

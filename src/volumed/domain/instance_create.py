@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from volumed.domain import errors, rules
 from volumed.domain.attachments import attach_op, attach_readonly, find_volume, label
+from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Instance, Ref, User, Volume
 from volumed.domain.ports import AttachOutcome, NewAttachment, QuotaRefused, Store
 from volumed.domain.quotas import refusal
@@ -27,8 +28,6 @@ class InstanceLimits:
     min_memory_mb: int = 16
     max_memory_mb: int = 65_536
     max_vcpus: int = 64
-    settle_s: float = 30.0
-    """How long start and delete wait for attached volumes' jobs (formatting) to end."""
     wait_default_s: float = 30.0
     wait_max_s: float = 300.0
 
@@ -66,8 +65,11 @@ class CreateInstance:
 class InstanceFactory:
     """Builds and inserts new instances (their volumes' checks come from VolumeService)."""
 
-    def __init__(self, store: Store, volumes: VolumeService, limits: InstanceLimits) -> None:
+    def __init__(
+        self, store: Store, volumes: VolumeService, waits: JobWaits, limits: InstanceLimits
+    ) -> None:
         self._store = store
+        self._waits = waits
         self._volumes = volumes
         self._limits = limits
 
@@ -156,6 +158,7 @@ class InstanceFactory:
         if any(link.volume_uuid == volume.uuid for link in links):
             raise errors.Invalid(f"Volume {label(volume)} is listed twice")
         op = attach_op(volume)
+        volume = await self._waits.ready(user, volume, op)
         check(op, volume.state, label(volume))
         readonly = attach_readonly(volume, spec.readonly)
         return NewAttachment(volume.uuid, at, readonly, tuple(states_allowing(op))), None

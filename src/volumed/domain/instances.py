@@ -25,6 +25,7 @@ from volumed.domain.instance_create import (
     InstanceLimits,
     InstanceVolumeSpec,
 )
+from volumed.domain.job_waits import JOB_STATES, JobWaits
 from volumed.domain.model import Instance, Ref, User
 from volumed.domain.ports import (
     InstanceOutcome,
@@ -40,7 +41,7 @@ from volumed.domain.runtime import (
     InstanceRuntime,
     RuntimeFailure,
 )
-from volumed.domain.states import InstanceState, VolumeState
+from volumed.domain.states import InstanceState
 from volumed.domain.transitions import (
     GONE,
     KEEP,
@@ -64,8 +65,6 @@ __all__ = [
 ]
 
 _ATTEMPTS = 5
-_JOB_STATES = frozenset({VolumeState.UNINITIALIZED, VolumeState.INITIALIZING, VolumeState.BUSY})
-"""Volume states a background job moves out of by itself: start and delete wait them out."""
 _UNREACHABLE = frozenset({"draining", "standby", "template", "checkpoint"})
 """Instance states of the hosted service that volumed instances never enter."""
 DELETED = "deleted"
@@ -90,13 +89,15 @@ class InstanceService:
         runtime: InstanceRuntime,
         limits: InstanceLimits,
         *,
+        waits: JobWaits,
         wake_worker: Callable[[], None] = lambda: None,
         node: str = "local",
     ) -> None:
         self._node = node
         self._store = store
         self._storage = storage
-        self._factory = InstanceFactory(store, volumes, limits)
+        self._waits = waits
+        self._factory = InstanceFactory(store, volumes, waits, limits)
         self._runtime = runtime
         self._limits = limits
         self._wake_worker = wake_worker
@@ -122,6 +123,9 @@ class InstanceService:
         instance = await self._factory.insert(user, item)
         self._wake_worker()
         self._notify()
+        # Answer once the new volumes are formatted (within the bound), as for
+        # POST /v1/volumes: a start right after finds them ready.
+        await self._settle_volumes(user, await self.get(user, Ref(uuid=instance.uuid)))
         if not item.autostart:
             return Transition(await self.get(user, Ref(uuid=instance.uuid)), InstanceState.STOPPED)
         try:
@@ -182,21 +186,9 @@ class InstanceService:
         self._notify()
 
     async def _settle_volumes(self, user: User, instance: Instance) -> None:
-        """Wait, for at most ``settle_s``, until no attached volume is owned by a job (a
-        volume made with the instance is formatted just after it)."""
-        deadline = time.monotonic() + self._limits.settle_s
-        pause = 0.01
-        pending = [v.uuid for v in instance.volumes]
-        while pending and time.monotonic() < deadline:
-            still = []
-            for uuid in pending:
-                volume = await self._store.get_volume(user.id, Ref(uuid=uuid))
-                if volume is not None and volume.state in _JOB_STATES:
-                    still.append(uuid)
-            pending = still
-            if pending:
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.2)
+        """Wait, within the bound, until no attached volume is held by a job (a volume
+        made with the instance is formatted just after it)."""
+        await self._waits.settle(user, [v.uuid for v in instance.volumes])
 
     async def _refuse_unready(self, user: User, instance: Instance, op: Op) -> None:
         """Raise the refusal of the first attached volume ``op`` cannot carry along."""
@@ -205,11 +197,13 @@ class InstanceService:
             volume = await self._store.get_volume(user.id, Ref(uuid=attached.uuid))
             if volume is None:
                 continue
-            if volume.state in _JOB_STATES:
+            if volume.state in JOB_STATES:
                 # EBUSY: the hosted service's word, which its SDK retries on.
+                job = await self._store.job_holding(volume.uuid) or "background"
                 raise errors.CannotBeUsed(
                     f"Volume {label(volume)} of instance {label(instance)} is still "
-                    f"{volume.state} (EBUSY); try again shortly"
+                    f"{volume.state}: its {job} job did not end within "
+                    f"{self._waits.bound_s:g} s (EBUSY); try again shortly"
                 )
             check(op, volume.state, label(volume))
 

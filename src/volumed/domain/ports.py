@@ -389,7 +389,8 @@ class Store(Protocol):
         ...
 
     async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[str]) -> bool:
-        """Hide the volume and owe its deletion, if unlocked, unattached and in ``expected``."""
+        """Hide the volume and owe its deletion, if unlocked, unattached, in ``expected``
+        and held by no job, except a ``format`` no worker has claimed (it is cancelled)."""
         ...
 
     async def purge_volume(self, uuid: str) -> bool:
@@ -669,6 +670,11 @@ class Store(Protocol):
 
     async def has_active_clones(self, uuid: str) -> bool:
         """Whether a clone of this volume is still being copied."""
+        ...
+
+    async def job_holding(self, uuid: str) -> str | None:
+        """The kind of job that holds the volume: its own (``format``, ``grow``, ...) or
+        ``clone`` while a copy is made of it; None if none."""
         ...
 
     async def cursor_name(self, owner_id: str, uuid: str) -> str | None:

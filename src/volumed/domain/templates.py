@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from volumed.domain import errors, listing
+from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.ports import ListQuery, StorageDriver, StorageError, Store
 from volumed.domain.states import VolumeState
@@ -29,9 +30,11 @@ class TemplateService:
         store: Store,
         storage: StorageDriver,
         *,
+        waits: JobWaits,
         wake_worker: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
+        self._waits = waits
         self._storage = storage
         self._wake_worker = wake_worker
 
@@ -41,6 +44,7 @@ class TemplateService:
         if volume is None:
             raise errors.NotFound(f"No volume with {ref.describe()}")
         for _ in range(_ATTEMPTS):
+            volume = await self._waits.ready(user, volume, Op.MAKE_TEMPLATE)
             label = f"'{volume.name}'"
             if volume.state is VolumeState.TEMPLATE:
                 raise errors.CannotBeUsed(f"Volume {label} is a template already")

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator
 
 from volumed.domain import errors
 from volumed.domain.fencing import LeaseLost, publish
+from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.ports import (
     ImportRefused,
@@ -60,11 +61,13 @@ class TransferService:
         store: Store,
         storage: StorageDriver,
         *,
+        waits: JobWaits,
         worker_id: str,
         lease_us: int,
         max_imports: int = 2,
     ) -> None:
         self._store = store
+        self._waits = waits
         self._storage = storage
         self._worker_id = worker_id
         self._lease_us = lease_us
@@ -82,7 +85,7 @@ class TransferService:
 
     async def check_import(self, user: User, ref: Ref) -> Volume:
         """Refuse early what :meth:`import_archive` would refuse (before any byte is read)."""
-        volume = await self.get(user, ref)
+        volume = await self._waits.ready(user, await self.get(user, ref), Op.IMPORT)
         self._check_importable(volume)
         return volume
 
@@ -127,6 +130,7 @@ class TransferService:
         self, user: User, ref: Ref, volume: Volume, chunks: AsyncIterator[bytes]
     ) -> Volume:
         for _ in range(3):
+            volume = await self._waits.ready(user, volume, Op.IMPORT)
             self._check_importable(volume)
             lease = await self._store.begin_import(
                 user.id,
@@ -203,6 +207,7 @@ class TransferService:
         except StoreUnavailable as exc:
             log.warning("import of %s: could not end the job now (%s); the worker will", uuid, exc)
             return
+        self._waits.signals.ended(uuid)
         if not ended:
             log.warning("import of %s: lost the job before it ended", uuid)
 
@@ -245,7 +250,7 @@ class TransferService:
 
     async def export_archive(self, user: User, ref: Ref) -> tuple[Volume, AsyncIterator[bytes]]:
         """The volume and its tree as a tar stream, dumped now (errors raise here)."""
-        volume = await self.get(user, ref)
+        volume = await self._waits.ready(user, await self.get(user, ref), Op.EXPORT)
         check(Op.EXPORT, volume.state, f"'{volume.name}'")
         try:
             stream = await self._storage.export_tar(volume.uuid)

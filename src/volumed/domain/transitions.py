@@ -114,7 +114,11 @@ _TABLE: Final[dict[Op, dict[S, Outcome]]] = {
         S.AVAILABLE: GONE,
         S.IDLE: errors.Attached,
         S.MOUNTED: errors.Attached,
-        **{s: errors.CannotBeUsed for s in _BUSY_LIKE},
+        # A format no worker holds is cancelled; a running one (or a clone being
+        # copied in) is waited for by the service, then the volume is deleted.
+        S.UNINITIALIZED: GONE,
+        S.INITIALIZING: GONE,
+        S.BUSY: errors.CannotBeUsed,
         S.ERROR: GONE,
         # Templates are deleted through /v1/volumes/templates.
         S.TEMPLATE: errors.CannotBeUsed,

@@ -6,20 +6,20 @@
   job in one compare-and-set, the worker does the work (so a ``kill -9`` only delays it),
   and the volume returns to its previous state with the new size or policy.
 
-The call waits for such a job (up to ``job_wait_s``, after which it answers and the job
-carries on) so that the next read shows the change: the SDK's ``update()`` returns
-after the PATCH, and its callers read the volume again right away. Growing takes tens
-of milliseconds (dataplane-notes §3).
+The call waits for such a job (within the bound of :mod:`~volumed.domain.job_waits`,
+after which it answers and the job carries on) so that the next read shows the change:
+the SDK's ``update()`` returns after the PATCH, and its callers read the volume again
+right away. Growing takes tens of milliseconds (dataplane-notes §3). A volume that is
+held by another short job when the PATCH arrives is waited for first.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from volumed.domain import errors, rules
+from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.ports import QuotaRefused, StorageDriver, StorageError, Store
 from volumed.domain.quotas import QuotaService, refusal
@@ -48,14 +48,14 @@ class UpdateService:
         storage: StorageDriver,
         quotas: QuotaService,
         *,
+        waits: JobWaits,
         wake_worker: Callable[[], None] = lambda: None,
-        job_wait_s: float = 30.0,
     ) -> None:
         self._store = store
         self._storage = storage
         self._quotas = quotas
+        self._waits = waits
         self._wake_worker = wake_worker
-        self._job_wait_s = job_wait_s
 
     async def apply(
         self, user: User, ref: Ref, change: Change, *, template: bool = False
@@ -109,6 +109,7 @@ class UpdateService:
             raise errors.Invalid("The value of size_mb is a whole number of MB")
         limits = await self._quotas.limits_for(user)
         for _ in range(_ATTEMPTS):
+            volume = await self._waits.ready(user, volume, Op.GROW)
             label = _label(volume)
             if size_mb < volume.size_mb:
                 raise errors.Invalid(
@@ -144,6 +145,7 @@ class UpdateService:
         policy = rules.check_quota_policy(change.value or QuotaPolicy.STATIC.value)
         reserve = policy is QuotaPolicy.STATIC
         for _ in range(_ATTEMPTS):
+            volume = await self._waits.ready(user, volume, Op.RESERVE)
             label = _label(volume)
             if volume.quota_policy is policy:
                 return volume
@@ -170,21 +172,13 @@ class UpdateService:
         self, user: User, volume: Volume, done: Callable[[Volume], bool], what: str
     ) -> Volume:
         """Wait for the volume's job: the volume as it ends, or still ``busy`` at the
-        deadline (the job carries on); FailedOperation if the job did not do it."""
-        deadline = time.monotonic() + self._job_wait_s
-        delay = 0.005
-        while True:
-            fresh = await self._store.get_volume(user.id, Ref(uuid=volume.uuid))
-            if fresh is None:
-                raise errors.NotFound(f"No volume with uuid '{volume.uuid}'")
-            if fresh.state is not VolumeState.BUSY:
-                if done(fresh):
-                    return fresh
-                raise errors.FailedOperation(fresh.message or f"{what} failed")
-            if time.monotonic() >= deadline:
-                return fresh
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
+        bound (the job carries on); FailedOperation if the job did not do it."""
+        fresh = (await self._waits.settle(user, [volume.uuid])).get(volume.uuid)
+        if fresh is None:
+            raise errors.NotFound(f"No volume with uuid '{volume.uuid}'")
+        if fresh.state is VolumeState.BUSY or done(fresh):
+            return fresh
+        raise errors.FailedOperation(fresh.message or f"{what} failed")
 
     async def _allocated_mb(self, volume: Volume) -> int:
         try:

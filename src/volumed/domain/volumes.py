@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from volumed.domain import errors, listing, rules
+from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.ports import (
     ListQuery,
@@ -31,6 +32,7 @@ log = logging.getLogger("volumed.volumes")
 
 MIB = 1024 * 1024
 _NAME_ATTEMPTS = 20
+_BEING_MADE = (VolumeState.UNINITIALIZED, VolumeState.INITIALIZING)
 
 
 @dataclass(slots=True, frozen=True)
@@ -63,6 +65,7 @@ class VolumeService:
         storage: StorageDriver,
         limits: VolumeLimits,
         *,
+        waits: JobWaits,
         wake_worker: Callable[[], None] = lambda: None,
         worker_id: str = "api",
         lease_us: int = 30_000_000,
@@ -74,6 +77,7 @@ class VolumeService:
         self._limits = limits
         self._quotas = quotas
         self._from_template = from_template
+        self._waits = waits
         self._wake_worker = wake_worker
         self._worker_id = worker_id
         self._lease_us = lease_us
@@ -99,7 +103,15 @@ class VolumeService:
 
     # ------------------------------------------------------------------ create
 
+    async def settled(self, user: User, volumes: Sequence[Volume]) -> Sequence[Volume]:
+        """New volumes as they are once their first job (format, copy) has ended, or
+        when the bound runs out: a request creates all its items, then waits for them
+        together, so the worker formats them in parallel."""
+        return await self._waits.settled(user, volumes)
+
     async def create(self, user: User, item: CreateVolume) -> Volume:
+        """Insert the volume owing its format (or copy) and return it ``uninitialized``:
+        the caller waits with :meth:`settled`."""
         if item.template is not None and item.host_path is None and self._from_template:
             return await self._from_template(user, item)
         volume = await self.new_volume(user, item)
@@ -184,6 +196,7 @@ class VolumeService:
     async def delete(self, user: User, ref: Ref) -> Volume:
         volume = await self.get(user, ref)
         for _ in range(3):
+            volume = await self._waits.ready(user, volume, Op.DELETE)
             label = f"'{volume.name}'"
             target = check(Op.DELETE, volume.state, label)
             assert target is GONE
@@ -204,6 +217,9 @@ class VolumeService:
             fresh = await self._store.get_volume(user.id, Ref(uuid=volume.uuid))
             if fresh is None:
                 raise errors.NotFound(f"No volume with {ref.describe()}")
+            if fresh.state in _BEING_MADE:
+                # A worker holds its format (or a clone is copied in): wait for it.
+                fresh = await self._waits.after_job(user, fresh)
             volume = fresh
         raise errors.FailedOperation(f"Volume '{volume.name}' kept changing; try again")
 

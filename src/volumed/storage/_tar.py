@@ -34,12 +34,12 @@ import tarfile
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from volumed.storage._decompress import CpuExhausted, InflatingReader, Stopped, StreamTooLong
-from volumed.storage._tree import ArchiveError, TreeWriter, shown
+from volumed.storage._tree import ArchiveError, FileContent, TreeWriter, shown
 
 __all__ = ["ArchiveError", "ExtractStats", "ImportLimits", "TooLarge", "extract_stream"]
 
@@ -79,6 +79,10 @@ class ExtractStats:
     """False when counting stopped at the cap: the figures are lower bounds."""
     too_many_files: bool = False
     """More entries than the file system has inodes."""
+    marks: str = ""
+    """The directory of links to files whose setuid/setgid bits are in ``special_modes``
+    (see :mod:`volumed.storage._tree`); empty if there are none."""
+    special_modes: list[int] = field(default_factory=list)
 
 
 class TooLarge(Exception):
@@ -241,11 +245,12 @@ def _extract_all(
                     too_large = True
                 if too_large:
                     continue
-                data = archive.extractfile(member) if member.isreg() else None
-                writer.add(member, parts, data)
+                writer.add(member, parts, _content(archive, member) if member.isreg() else None)
         if too_large:
             raise TooLarge(stats)
         writer.close()
+        if writer.special_modes:
+            stats.marks, stats.special_modes = writer.marks, writer.special_modes
     finally:
         writer.abandon()
     return stats
@@ -340,7 +345,35 @@ def _check_type(member: tarfile.TarInfo) -> None:
         raise ArchiveError(f"Archive member {shown(member.name)} has an unsupported type")
 
 
+def _content(archive: tarfile.TarFile, member: tarfile.TarInfo) -> FileContent:
+    extents = _extents(member)
+    if extents is None:
+        data = archive.extractfile(member)
+        assert data is not None
+        return FileContent(data, [(0, member.size)])
+    # A sparse file: its extents are stored one after the other, holes left out; read
+    # them as they are instead of through tarfile, which would hand out every hole as
+    # zeros (a map may claim terabytes of them).
+    stored = archive.offset - member.offset_data
+    if sum(length for _, length in extents) > stored:
+        raise ArchiveError(f"Archive member {shown(member.name)} has an invalid sparse map")
+    return FileContent(cast("IO[bytes]", archive.fileobj), extents)
+
+
+def _extents(member: tarfile.TarInfo) -> list[tuple[int, int]] | None:
+    sparse: list[tuple[int, int]] | None = getattr(member, "sparse", None)
+    return list(sparse) if sparse else None
+
+
 def _needed(member: tarfile.TarInfo) -> int:
+    extents = _extents(member) if member.isreg() else None
+    if extents is not None:
+        # Blocks an extent touches; the holes take none.
+        return sum(
+            (-(-(offset + length) // _BLOCK) - offset // _BLOCK) * _BLOCK
+            for offset, length in extents
+            if length > 0
+        )
     if member.isreg():
         return -(-member.size // _BLOCK) * _BLOCK
     if member.isdir():

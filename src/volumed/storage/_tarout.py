@@ -127,7 +127,10 @@ def sparse_entry(
     info = tarfile.TarInfo("./GNUSparseFile.0/" + _text(name.rsplit(b"/", 1)[-1]))
     info.type = tarfile.REGTYPE
     info.mode, info.uid, info.gid, info.mtime = attrs
-    info.size = len(sparse_map) + stored
+    # The size goes in below: from 8 GiB on, tarfile would move it into a pax "size"
+    # record, which its own reader then lets override the real size (and loses the
+    # next member); GNU tar and tarfile both read a base-256 size field instead.
+    info.size = 0
     # Order matters to tarfile's reader: it applies records in turn, and the real name
     # and size must come after the placeholder path.
     info.pax_headers = {
@@ -137,7 +140,19 @@ def sparse_entry(
         "GNU.sparse.name": _text(name),
         "GNU.sparse.realsize": str(size),
     }
-    return info.tobuf(tarfile.PAX_FORMAT, _ENCODING, _ERRORS) + sparse_map, stored
+    headers = info.tobuf(tarfile.PAX_FORMAT, _ENCODING, _ERRORS)
+    main = bytearray(headers[-BLOCK:])
+    main[124:136] = _size_field(len(sparse_map) + stored)
+    main[_CHECKSUM] = b" " * 8
+    main[_CHECKSUM] = b"%06o\0 " % sum(main)
+    return headers[:-BLOCK] + bytes(main) + sparse_map, stored
+
+
+def _size_field(size: int) -> bytes:
+    """12 bytes: octal, or GNU base-256 (a leading 0x80) past 11 octal digits."""
+    if size < _LARGE:
+        return b"%011o\0" % size
+    return b"\x80" + size.to_bytes(11, "big")
 
 
 def padding(size: int) -> bytes:

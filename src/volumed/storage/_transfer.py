@@ -6,7 +6,8 @@ Import **replaces** the file system's contents, atomically:
 1. the archive is extracted, as it arrives, into ``.transfer/import-<uuid>/root`` on the
    data directory's own file system (see :mod:`volumed.storage._tar`);
 2. a new image ``.transfer/import-<uuid>.img`` of the same size is made from that tree
-   with ``mke2fs -d`` (the options of ``create``), checked with ``e2fsck -fn`` and, for
+   with ``mke2fs -d`` (the options of ``create``), setuid/setgid bits put back with
+   ``debugfs`` through links volumed named, checked with ``e2fsck -fn`` and, for
    a static volume, reserved;
 3. it is renamed over ``<uuid>.img`` after an ``fsync``; the directory is ``fsync``-ed.
 
@@ -37,6 +38,7 @@ from volumed.storage._tar import (
     TooLarge,
     extract_stream,
 )
+from volumed.storage._tree import special_bits_script
 
 __all__ = ["ImageTransfers"]
 
@@ -121,6 +123,8 @@ class ImageTransfers:
                             uuid, size, stats, inodes="inode" in exc.stderr
                         ) from None
                     raise
+                if stats.special_modes:
+                    await self._set_special_bits(tmp, stats, work / "modes.debugfs")
                 await run(["e2fsck", "-fn", str(tmp)], timeout=self._timeout)
                 if reserve:
                     await run_blocking(_allocate, tmp, size)
@@ -131,6 +135,15 @@ class ImageTransfers:
         finally:
             await run_blocking(self._discard_work, name)
         return stats
+
+    async def _set_special_bits(self, image: Path, stats: ExtractStats, script: Path) -> None:
+        """The setuid/setgid bits the host tree went without (see :mod:`._tree`)."""
+        text = special_bits_script(stats.marks, stats.special_modes)
+        await run_blocking(script.write_text, text, "ascii")
+        done = await run(["debugfs", "-w", "-f", str(script), str(image)], timeout=self._timeout)
+        problems = [line for line in done.stderr.splitlines()[1:] if line.strip()]
+        if problems:
+            raise StorageError(f"debugfs could not restore file modes: {problems[-1]}")
 
     async def _does_not_fit(
         self, uuid: str, size: int, stats: ExtractStats, *, inodes: bool = False

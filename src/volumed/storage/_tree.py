@@ -17,21 +17,26 @@ the path of the latest member are open (a stack as deep as the tree, not as wide
 memory does not grow with the number of entries. A member that comes back to a
 directory already left reopens it and puts its mode and mtime back afterwards.
 
-Owners are set (numeric) when running as root. Regular files keep their setuid and
-setgid bits on the host: they only ever sit in the private 0700 ``.transfer`` directory
-that only root can enter, for the time ``mke2fs -d`` copies them.
+Owners are set (numeric) when running as root. No file on the host gets a setuid or
+setgid bit: a regular file that has one in the archive is written without it and gets a
+second hard link, ``<marks>/<n>`` (``marks`` a random name at the root, ``n`` its number),
+and its mode goes in :attr:`TreeWriter.special_modes`. After ``mke2fs -d`` the caller sets
+each mode on the image's inode through that link and removes the links and the
+directory with ``debugfs`` (:func:`special_bits_script`): debugfs only ever sees names
+volumed made, never a tenant's.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
 import tarfile
 from dataclasses import dataclass
 from typing import IO
 
-__all__ = ["ArchiveError", "TreeWriter", "member_parts"]
+__all__ = ["ArchiveError", "FileContent", "TreeWriter", "member_parts", "special_bits_script"]
 
 _NAME_MAX = 255
 _COPY = 1 << 20
@@ -39,6 +44,7 @@ _ZEROS = bytes(_COPY)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _SHOWN = 80
+_SPECIAL = stat.S_ISUID | stat.S_ISGID
 _MAX_MTIME = 2**34 - 1
 """The last second ext4 can store (year 2446); a pax header may claim any number."""
 
@@ -80,6 +86,15 @@ def member_parts(path: str, member: str, *, max_depth: int, max_path_bytes: int)
     return parts
 
 
+@dataclass(frozen=True, slots=True)
+class FileContent:
+    """A regular file's bytes: ``source`` holds the ``extents`` (offset, length) one after
+    the other; one extent ``(0, size)`` unless the file is sparse."""
+
+    source: IO[bytes]
+    extents: list[tuple[int, int]]
+
+
 @dataclass(slots=True)
 class _Attrs:
     mode: int
@@ -95,14 +110,38 @@ class _OpenDir:
     """What to set when the archive leaves the directory (None: leave it as it is)."""
 
 
+_FILE_CAPABILITIES = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4)
+"""CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID: with these a service user writes
+the tree as root would (owners, modes, setgid bits, entries in directories it does not
+own). deploy/volumed.service grants exactly these to its dedicated user."""
+
+
+def _has_file_capabilities() -> bool:
+    """Whether this process holds all of :data:`_FILE_CAPABILITIES` (effective set)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    effective = int(line.split()[1], 16)
+                    return effective & _FILE_CAPABILITIES == _FILE_CAPABILITIES
+    except OSError:
+        return False
+    return False
+
+
 class TreeWriter:
     """Members written under ``root`` (an existing, empty, private directory)."""
 
     def __init__(self, root: str, *, max_depth: int, max_path_bytes: int) -> None:
         self._max_depth = max_depth
         self._max_path_bytes = max_path_bytes
-        self._as_root = os.geteuid() == 0
+        self._as_root = os.geteuid() == 0 or _has_file_capabilities()
         self._stack = [_OpenDir("", os.open(root, _DIR_FLAGS), None)]
+        self.marks = f".volumed-modes-{secrets.token_hex(16)}"
+        """The directory (at the root) of the links to files with setuid/setgid bits."""
+        self.special_modes: list[int] = []
+        """The mode of ``<marks>/<n>`` at index n."""
+        self._marks_fd: int | None = None
 
     def parts(self, member: tarfile.TarInfo) -> list[str]:
         return member_parts(
@@ -112,7 +151,7 @@ class TreeWriter:
             max_path_bytes=self._max_path_bytes,
         )
 
-    def add(self, member: tarfile.TarInfo, parts: list[str], data: IO[bytes] | None) -> None:
+    def add(self, member: tarfile.TarInfo, parts: list[str], data: FileContent | None) -> None:
         """Write ``member`` (its checked ``parts``); ``data`` is a regular file's content."""
         if not parts:
             if not member.isdir():
@@ -140,6 +179,9 @@ class TreeWriter:
         """Close every descriptor without touching anything (after a failure)."""
         while self._stack:
             os.close(self._stack.pop().fd)
+        if self._marks_fd is not None:
+            os.close(self._marks_fd)
+            self._marks_fd = None
 
     # ---- directories
 
@@ -209,18 +251,28 @@ class TreeWriter:
 
     # ---- files and links
 
-    def _file(self, parent: int, name: str, member: tarfile.TarInfo, data: IO[bytes]) -> None:
+    def _file(self, parent: int, name: str, member: tarfile.TarInfo, data: FileContent) -> None:
         fd = self._create(parent, name, member.name)
         try:
-            _copy(data, fd, member.size)
+            _copy(data, fd, member.size, member.name)
             attrs = self._attrs(member)
             if attrs.owner is not None:
                 os.fchown(fd, *attrs.owner)
-            # After the owner: changing it clears setuid and setgid.
-            os.fchmod(fd, attrs.mode)
+            os.fchmod(fd, attrs.mode & ~_SPECIAL)
             os.utime(fd, ns=(attrs.mtime_ns, attrs.mtime_ns))
         finally:
             os.close(fd)
+        if attrs.mode & _SPECIAL:
+            self._mark(parent, name, attrs.mode)
+
+    def _mark(self, parent: int, name: str, mode: int) -> None:
+        if self._marks_fd is None:
+            root = self._stack[0].fd
+            os.mkdir(self.marks, 0o700, dir_fd=root)
+            self._marks_fd = os.open(self.marks, _DIR_FLAGS, dir_fd=root)
+        os.link(name, str(len(self.special_modes)), src_dir_fd=parent,
+                dst_dir_fd=self._marks_fd, follow_symlinks=False)  # fmt: skip
+        self.special_modes.append(mode)
 
     def _create(self, parent: int, name: str, member: str) -> int:
         try:
@@ -304,15 +356,37 @@ class TreeWriter:
         return _Attrs(member.mode & 0o7777, mtime_ns, owner)
 
 
+def special_bits_script(marks: str, modes: list[int]) -> str:
+    """``debugfs -w -f`` commands: give each marked inode its mode, then drop the marks."""
+    lines = []
+    for number, mode in enumerate(modes):
+        lines.append(f"sif /{marks}/{number} mode 0{stat.S_IFREG | mode:o}")
+        lines.append(f"rm /{marks}/{number}")
+    lines.append(f"rmdir /{marks}")
+    return "\n".join(lines) + "\n"
+
+
 def _is_dir(parent: int, name: str) -> bool:
     return stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
 
 
-def _copy(data: IO[bytes], fd: int, size: int) -> None:
-    """Copy ``size`` bytes; blocks of zeros become holes (``mke2fs -d`` keeps them)."""
-    left = size
+def _copy(content: FileContent, fd: int, size: int, member: str) -> None:
+    """Write each extent at its offset (a sparse file's holes stay holes), blocks of zeros
+    as holes too (``mke2fs -d`` keeps them)."""
+    end = 0
+    for offset, length in content.extents:
+        if offset < end or length < 0 or offset + length > size:
+            raise ArchiveError(f"Archive member {shown(member)} has an invalid sparse map")
+        os.lseek(fd, offset, os.SEEK_SET)
+        _copy_run(content.source, fd, length)
+        end = offset + length
+    os.ftruncate(fd, size)
+
+
+def _copy_run(source: IO[bytes], fd: int, length: int) -> None:
+    left = length
     while left > 0:
-        chunk = data.read(min(_COPY, left))
+        chunk = source.read(min(_COPY, left))
         if not chunk:
             raise ArchiveError("The archive ends in the middle of a file")
         left -= len(chunk)
@@ -322,4 +396,3 @@ def _copy(data: IO[bytes], fd: int, size: int) -> None:
         view = memoryview(chunk)
         while view:
             view = view[os.write(fd, view) :]
-    os.ftruncate(fd, size)

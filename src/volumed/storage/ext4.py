@@ -439,6 +439,12 @@ class Ext4ImageDriver:
             st = os.statvfs(self._dir)
         return st.f_bavail * st.f_frsize
 
+    def capacity_bytes(self) -> int:
+        """Size of the data directory's file system."""
+        with storage_errors("Could not read the size of the image directory's file system"):
+            st = os.statvfs(self._dir)
+        return st.f_blocks * st.f_frsize
+
     # ---- files in and out (volumed extension); the work is in storage/_transfer.py
 
     async def import_tar(

@@ -492,12 +492,15 @@ class SqlStore:
                 f"{_NEW_JOB} "
                 f"WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND delete_lock = 0 "
                 f"AND state IN ({','.join('?' * len(expected))}) "
+                # No job, or a format no worker holds: it is cancelled (a running one
+                # is waited for by the caller instead).
+                "AND (job IS NULL OR (job = 'format' AND lease_until_us < ?)) "
                 "AND NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) "
                 # Not while a clone of it is being copied.
                 "AND NOT EXISTS (SELECT 1 FROM volumes c "
                 "WHERE c.clone_source = volumes.uuid AND c.job = 'clone') "
                 "RETURNING state",
-                (uuid, owner_id, *expected),
+                (uuid, owner_id, *expected, now_us()),
             )
             if won:
                 await self._events.record(
@@ -1532,6 +1535,15 @@ class SqlStore:
         )
         return row is not None
 
+    async def job_holding(self, uuid: str) -> str | None:
+        db: Queries = self._db
+        row = await db.fetchone(
+            "SELECT job FROM volumes WHERE uuid = ? AND job IS NOT NULL UNION ALL "
+            "SELECT job FROM volumes WHERE clone_source = ? AND job = 'clone' LIMIT 1",
+            (uuid, uuid),
+        )
+        return None if row is None else str(row[0])
+
     async def cursor_name(self, owner_id: str, uuid: str) -> str | None:
         db: Queries = self._db
         row = await db.fetchone(
@@ -1581,11 +1593,12 @@ class SqlStore:
 
     async def fsck_rows(self) -> list[dict[str, Any]]:
         """Every volume row, deleted-pending ones included: uuid, name, owner (user name),
-        state, deleted, job."""
+        state, deleted, job, lease_epoch."""
         db: Queries = self._db
         rows = await db.fetchall(
             "SELECT v.uuid, v.name, COALESCE(u.name, v.owner_id) AS owner, v.state, "
-            "v.deleted, v.job FROM volumes v LEFT JOIN users u ON u.id = v.owner_id "
+            "v.deleted, v.job, v.lease_epoch FROM volumes v "
+            "LEFT JOIN users u ON u.id = v.owner_id "
             "ORDER BY v.created_at_us"
         )
         return [dict(r) for r in rows]

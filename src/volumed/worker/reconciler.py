@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from volumed.domain.fencing import LeaseLost, committed_usage, publish, roll_forward
+from volumed.domain.job_waits import JobSignals
 from volumed.domain.ports import Job, StorageDriver, StorageError, Store, StoreUnavailable
 from volumed.domain.states import QuotaPolicy, VolumeState
 
@@ -60,8 +61,10 @@ class Reconciler:
         settings: WorkerSettings,
         *,
         on_job_done: JobObserver | None = None,
+        signals: JobSignals | None = None,
     ) -> None:
         self._store = store
+        self._signals = signals or JobSignals()
         self._storage = storage
         self._settings = settings
         self._on_job_done = on_job_done
@@ -101,6 +104,9 @@ class Reconciler:
                 self._slots.release()
                 return
             job = None
+            # Cleared before the look, not after it: a wake() arriving while the store
+            # is asked (a job inserted just then) still ends the idle wait at once.
+            self._wake.clear()
             try:
                 job = await self._store.claim_job(self.worker_id, self.lease_us)
             except StoreUnavailable as exc:  # the database restarts: try again later
@@ -116,7 +122,6 @@ class Reconciler:
             task.add_done_callback(self._running.discard)
 
     async def _idle(self) -> None:
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=self._settings.poll_s)
 
@@ -188,6 +193,9 @@ class Reconciler:
             self._gave_up.discard(job.uuid)
             if hold_slot:
                 self._slots.release()
+            # Requests waiting on the volume (or on the source a clone reads) look now.
+            source = job.args.get("source")
+            self._signals.ended(job.uuid, *([str(source)] if source else []))
             if self._on_job_done is not None and handler is not None:
                 self._on_job_done(job.kind, time.monotonic() - started, outcome)
 

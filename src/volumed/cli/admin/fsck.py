@@ -117,6 +117,22 @@ async def _check(  # noqa: C901 - one pass over rows, then files; reads top to b
             names = [p.name for p in (path, tmp) if p.exists() or repaired]
             found("orphan-image", uuid, f"{' and '.join(names)} without a volume row", repaired)
             continue
+        # A staged image of an epoch the row has moved past can never be committed
+        # (its holder is fenced off); a newer one belongs to a job begun since the read.
+        dead = [
+            p
+            for p in sorted(storage.images_dir.glob(f"{uuid}.img.e*"))
+            if p.name.rpartition(".e")[2].isdigit()
+            and int(p.name.rpartition(".e")[2]) <= int(owner["lease_epoch"])
+        ]
+        if dead and owner["job"] is None:
+            repaired = False
+            if repair:
+                for stale in dead:
+                    stale.unlink(missing_ok=True)
+                repaired = True
+            detail = f"{', '.join(p.name for p in dead)}: staged by a job that lost its lease"
+            found("leftover", f"{owner['name']} ({uuid})", detail, repaired)
         if tmp.exists() and owner["job"] is None:
             repaired = False
             if repair:

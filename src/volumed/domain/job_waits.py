@@ -1,0 +1,143 @@
+"""Waiting, within a bound, for the background jobs that hold volumes.
+
+A request that starts data-plane work (a create, a clone, a grow) records the job first,
+so the acknowledgement survives a crash, then waits here until the job has ended and
+answers with the volume's real state. A request that finds a volume held by a short job
+(formatting, a clone source, a grow, a quota-policy switch, the end of an import) waits
+here too, then does what was asked. Past the bound (``job_wait_s``) it answers as if it
+had not waited: with the state at that moment, or error 24 naming the job.
+
+Wake-ups are in process: whoever ends a job (the reconciler, an import) calls
+:meth:`JobSignals.ended` with the volumes it touched, and the waiters on them re-read
+their rows at once. A job run by another replica sends no signal here; waiters re-read
+the store every ``recheck_s`` for that case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from volumed.domain import errors
+from volumed.domain.model import Ref, User, Volume
+from volumed.domain.ports import Store
+from volumed.domain.states import VolumeState
+from volumed.domain.transitions import Op, is_allowed
+
+__all__ = ["JOB_STATES", "JobSignals", "JobWaits"]
+
+JOB_STATES = frozenset({VolumeState.UNINITIALIZED, VolumeState.INITIALIZING, VolumeState.BUSY})
+"""States a background job moves a volume out of by itself."""
+
+
+@dataclass(slots=True, eq=False)
+class _Watch:
+    """One waiter: the volumes whose jobs ended since it last looked."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: set[str] = field(default_factory=set)
+
+
+class JobSignals:
+    """In-process wake-ups, keyed by volume uuid."""
+
+    def __init__(self) -> None:
+        self._watches: dict[str, set[_Watch]] = {}
+
+    def ended(self, *uuids: str) -> None:
+        """A job on (or reading) these volumes ended, whatever its outcome."""
+        for uuid in uuids:
+            for watch in self._watches.get(uuid, ()):
+                watch.ended.add(uuid)
+                watch.event.set()
+
+    @contextlib.contextmanager
+    def watching(self, uuids: Sequence[str]) -> Iterator[_Watch]:
+        watch = _Watch()
+        for uuid in uuids:
+            self._watches.setdefault(uuid, set()).add(watch)
+        try:
+            yield watch
+        finally:
+            for uuid in uuids:
+                watchers = self._watches.get(uuid)
+                if watchers is not None:
+                    watchers.discard(watch)
+                    if not watchers:
+                        del self._watches[uuid]
+
+
+class JobWaits:
+    def __init__(
+        self,
+        store: Store,
+        signals: JobSignals,
+        *,
+        bound_s: float = 10.0,
+        recheck_s: float = 0.25,
+    ) -> None:
+        self._store = store
+        self.signals = signals
+        """Where the ends of jobs are announced (the reconciler, an import)."""
+        self.bound_s = bound_s
+        self._recheck_s = recheck_s
+
+    async def settle(self, user: User, uuids: Sequence[str]) -> dict[str, Volume | None]:
+        """Wait until none of these volumes is held by a job, or the bound runs out;
+        return each as it is then (None: gone)."""
+        deadline = time.monotonic() + self.bound_s
+        fresh: dict[str, Volume | None] = {}
+        pending = set(uuids)
+        with self.signals.watching(list(uuids)) as watch:
+            look = set(pending)
+            while True:
+                # Signals arriving while the rows are read are kept for the next round.
+                watch.event.clear()
+                watch.ended.difference_update(look)
+                for uuid in look:
+                    volume = await self._store.get_volume(user.id, Ref(uuid=uuid))
+                    fresh[uuid] = volume
+                    if volume is None or volume.state not in JOB_STATES:
+                        pending.discard(uuid)
+                remaining = deadline - time.monotonic()
+                if not pending or remaining <= 0:
+                    return fresh
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        watch.event.wait(), timeout=min(remaining, self._recheck_s)
+                    )
+                # Woken: re-read what ended. Timed out: re-read everything pending (a
+                # job on another replica sends no signal).
+                look = (watch.ended & pending) if watch.event.is_set() else set(pending)
+
+    async def settled(self, user: User, volumes: Sequence[Volume]) -> list[Volume]:
+        """``volumes`` (new ones, owing their first job) as they are once their jobs
+        ended, or at the bound. A volume deleted meanwhile is returned as it was."""
+        if not volumes:
+            return []
+        fresh = await self.settle(user, [v.uuid for v in volumes])
+        return [fresh.get(v.uuid) or v for v in volumes]
+
+    async def ready(self, user: User, volume: Volume, op: Op) -> Volume:
+        """The volume, re-read after its job ended if ``op`` must wait for that job.
+        Raises CannotBeUsed naming the job if it outlasts the bound, NotFound if the
+        volume went away meanwhile."""
+        if volume.state not in JOB_STATES or is_allowed(op, volume.state):
+            return volume
+        return await self.after_job(user, volume)
+
+    async def after_job(self, user: User, volume: Volume) -> Volume:
+        """The volume once the job holding it ended (see :meth:`ready`)."""
+        fresh = (await self.settle(user, [volume.uuid])).get(volume.uuid)
+        if fresh is None:
+            raise errors.NotFound(f"No volume with uuid '{volume.uuid}'")
+        if fresh.state in JOB_STATES:
+            job = await self._store.job_holding(fresh.uuid) or "background"
+            raise errors.CannotBeUsed(
+                f"Volume '{fresh.name}' is still {fresh.state}: its {job} job did not end "
+                f"within {self.bound_s:g} s; try again once it is done"
+            )
+        return fresh
