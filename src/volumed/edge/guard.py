@@ -41,7 +41,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _SWEEP_S = 0.2
 """How often connections are checked: how long an address can exceed its share."""
 _MAX_LOOP_SHARE = 20
-"""Sweeps take at most 1/20 of the event loop's time."""
+"""Sweeps take at most 1/20 of the event loop's time..."""
+_MAX_PAUSE_S = 1.0
+"""... unless that would leave more than this between sweeps (thousands of connections)."""
 _WARN_EVERY_S = 10.0
 """Closing over an address's share is logged at most this often (with the counts since)."""
 
@@ -96,9 +98,9 @@ class ConnectionGuard:
                 del busy[peer]
 
     async def run(self) -> None:
-        """Sweep until cancelled. A sweep costs ~10 µs per connection, in the event loop:
-        with many connections the sweeps space out, to take at most 1/_MAX_LOOP_SHARE of
-        the loop (1000 connections: a sweep every ~0.25 s)."""
+        """Sweep until cancelled. A sweep costs ~10-30 µs per connection, in the event
+        loop: with many connections the sweeps space out, to take at most
+        1/_MAX_LOOP_SHARE of the loop, but never more than _MAX_PAUSE_S apart."""
         pause = _SWEEP_S
         while True:
             await asyncio.sleep(pause)
@@ -107,7 +109,8 @@ class ConnectionGuard:
                 self.sweep()
             except Exception:
                 log.exception("connection sweep failed")
-            pause = max(_SWEEP_S, (time.perf_counter() - started) * _MAX_LOOP_SHARE)
+            spent = time.perf_counter() - started
+            pause = min(_MAX_PAUSE_S, max(_SWEEP_S, spent * _MAX_LOOP_SHARE))
 
     def sweep(self) -> Sweep:
         return self._close_surplus(api_connections(self._port))
