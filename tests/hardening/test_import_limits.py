@@ -134,6 +134,28 @@ def test_a_hard_link_to_a_missing_member_is_error_7(live: LiveServer, api: httpx
     assert_unchanged(live, api, uuid, content)
 
 
+def test_an_owner_beyond_32_bits_is_error_7(live: LiveServer, api: httpx.Client) -> None:
+    uuid, content = marked(api)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("owned")
+        info.uid = 2**40  # only a pax header can say that
+        tar.addfile(info)
+    refused(api, uuid, out.getvalue(), 7, "has an owner or group out of range")
+    assert_unchanged(live, api, uuid, content)
+
+
+def test_a_header_announcing_more_than_follows_is_error_7(
+    live: LiveServer, api: httpx.Client
+) -> None:
+    uuid, content = marked(api)
+    info = tarfile.TarInfo("huge")
+    info.pax_headers = {"size": str(10**26)}  # tarfile skipped it 64 KiB a time, for hours
+    body = info.tobuf(format=tarfile.PAX_FORMAT)
+    refused(api, uuid, body, 7, "the archive ends before the data its headers announce")
+    assert_unchanged(live, api, uuid, content)
+
+
 def test_a_path_through_a_symbolic_link_writes_nothing_outside(
     live: LiveServer, api: httpx.Client, tmp_path: Path
 ) -> None:
