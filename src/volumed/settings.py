@@ -51,8 +51,9 @@ class Settings:
     idle_timeout_s: float = 10.0
     """A connection with no request in flight and no byte sent either way for this long
     is closed; so is one that never sends a byte."""
-    max_connections: int = 1024
-    """Connections served at once; more wait in the kernel's accept queue."""
+    max_connections: int = 4096
+    """Connections served at once (and the accept queue's length); lowered at start to
+    what the open-files limit leaves room for."""
     max_connections_per_address: int = 64
     """Connections one client address (an IPv6 /64) may hold; beyond it, its connections
     without a request in flight are closed, newest first."""

@@ -31,14 +31,24 @@ def test_kraft_spellings_work(cli: Cli) -> None:
     assert listed.code == 0 and name in {v["name"] for v in listed.json()}
     web = f"web-{secrets.token_hex(3)}"
     assert cli("instance", "create", "--name", web, "--image", "nginx").code == 0
-    attached = cli("vol", "attach", name, "--to", web, "--at", "/data", "-r", "-o", "json")
+    attached = cli("vol", "attach", name, "--to", web, "--at", "/data", "-r")
     assert attached.code == 0, attached.err
+    assert f"attached to {web} at /data (read-only)" in attached.out
+    # `get` is a detail view, not the `ls` table.
+    detail = cli("volume", "get", name).out
+    assert "Name:" in detail and f"Attached to:  {web}" in detail and "Quota policy:" in detail
     shown = cli("instance", "get", web, "-o", "json").json()[0]
     assert shown["volumes"][0]["readonly"] is True
-    assert cli("vol", "detach", name).code == 0
+    detached = cli("vol", "detach", name)
+    assert detached.code == 0, detached.err
     assert cli("instance", "remove", web).code == 0
     removed = cli("vol", "remove", name)
     assert removed.code == 0, removed.err
+    # One result table for the commands that change volumes: NAME, UUID, RESULT.
+    for done, result in ((detached, "detached"), (removed, "deleted")):
+        header, row = done.out.splitlines()
+        assert header.split() == ["NAME", "UUID", "RESULT"]
+        assert row.split()[0] == name and row.rstrip().endswith(result), row
     assert name not in {v["name"] for v in cli("volume", "ls", "-o", "json").json()}
     helped = cli("volume", "--help")
     assert "ls (list)" in helped.out and "rm (remove, delete)" in helped.out

@@ -43,7 +43,8 @@ def test_files_written_by_one_guest_are_read_by_the_next(
         [{"uuid": volume["uuid"], "at": "/data"}],
         env={"PAYLOAD": payload},
     )
-    assert writer["state"] == "running", writer
+    # A workload this short may already have ended when the start answers.
+    assert writer["state"] in ("running", "stopped"), writer
     done = wait_state(gapi, writer["uuid"], "stopped")
     assert (done["stop_reason"], done["exit_code"]) == (APP_EXIT, 0), done
     assert done["boot_time_us"] > 0
@@ -159,7 +160,7 @@ def test_logs_through_the_sdk_and_the_cli(gapi: httpx.Client, guest_server: Live
     from unikraft_cloud import UnikraftCloud
 
     printer = guest(gapi, "echo first-line; echo second-line; sleep 1; echo last-line", [])
-    assert printer["state"] == "running", printer
+    assert printer["state"] in ("running", "stopped"), printer
     # --follow prints until the instance stops, then exits by itself.
     followed = run_cli("instance", "logs", printer["name"], "--follow", server=guest_server)
     assert followed.code == 0, followed.err

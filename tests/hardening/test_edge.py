@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -172,6 +173,19 @@ def test_connections_count_per_ipv4_address_or_ipv6_64() -> None:
     assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
     assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::9")
     assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
+
+
+def test_connections_are_fitted_to_the_open_files_limit() -> None:
+    # A child with a hard limit of 600 descriptors: the soft limit is raised to it, and
+    # 600 minus the spare descriptors are served, not the 4096 asked for.
+    code = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (300, 600))\n"
+        "from volumed.edge.listener import fit_open_files\n"
+        "print(fit_open_files(4096), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["344", "600"], done.stderr
 
 
 def test_guard_settings_are_checked() -> None:

@@ -72,11 +72,17 @@ async def _serve(settings: Settings) -> None:
     from volumed.edge import listener
     from volumed.edge.guard import ConnectionGuard
 
+    connections = listener.fit_open_files(settings.max_connections)
+    if connections < settings.max_connections:
+        logging.getLogger("volumed").warning(
+            "serving %d connections at once, not max_connections=%d: the open-files limit "
+            "leaves no room for more (raise it, e.g. systemd LimitNOFILE=)",
+            connections,
+            settings.max_connections,
+        )
     # Both addresses first: a second server must stop here, before it touches the store.
     try:
-        api_socket = listener.bind(
-            settings.host, settings.port, settings.max_connections, setting="--port"
-        )
+        api_socket = listener.bind(settings.host, settings.port, connections, setting="--port")
         metrics_socket = None
         if settings.metrics_port:
             metrics_socket = listener.bind(
@@ -87,7 +93,6 @@ async def _serve(settings: Settings) -> None:
             )
     except listener.AddressInUse as exc:
         raise click.ClickException(exc.strerror or str(exc)) from None
-    listener.raise_open_files_limit(settings.max_connections)
     services = await bootstrap(settings)
     logging.getLogger("volumed").info("instance runtime: %s", services.runtime_note)
     token = await ensure_default_user(services.store, settings)
@@ -136,8 +141,8 @@ async def _serve(settings: Settings) -> None:
         target=guard,
         address=settings.host,
         port=settings.port,
-        backlog=settings.max_connections,
-        backpressure=settings.max_connections,
+        backlog=connections,
+        backpressure=connections,
         interface=Interfaces.ASGINL,
         websockets=False,
         http1_settings=HTTP1Settings(header_read_timeout=int(settings.header_timeout_s * 1000)),

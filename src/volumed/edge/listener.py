@@ -13,7 +13,7 @@ import resource
 import socket
 from typing import Any
 
-__all__ = ["AddressInUse", "bind", "granian_server", "raise_open_files_limit"]
+__all__ = ["AddressInUse", "bind", "fit_open_files", "granian_server"]
 
 _SPARE_FILES = 256
 """Descriptors beyond the connections: database, images, logs, subprocess pipes."""
@@ -66,10 +66,16 @@ def granian_server(sock: socket.socket, **options: Any) -> Any:
     return _OnOurSocket(**options)
 
 
-def raise_open_files_limit(connections: int) -> None:
-    """Make room for ``connections`` sockets and the rest, within the hard limit."""
+def fit_open_files(connections: int) -> int:
+    """Raise the open-files limit (within its hard limit) to hold ``connections`` sockets
+    and the rest; the number of connections that fit. Serving more connections than there
+    are descriptors would fail the database's and the images' files, not just the
+    newest client's."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = connections + _SPARE_FILES
     if soft != resource.RLIM_INFINITY and soft < wanted:
-        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft == resource.RLIM_INFINITY:
+        return connections
+    return max(1, min(connections, soft - _SPARE_FILES))
