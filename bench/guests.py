@@ -23,6 +23,7 @@ Usage: ``.venv/bin/python bench/guests.py [--runs 3] [--mb 64] [--idle 2]``
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import re
 import secrets
@@ -88,8 +89,8 @@ def run_to_end(client: httpx.Client, script: str, volumes: list[str]) -> str:
     """Run ``script`` in a guest until it exits; return its console output."""
     uuid = new_instance(client, script, volumes)
     timed(client, "PUT", f"/v1/instances/{uuid}/start", {}, "running")
-    client.get(f"/v1/instances/{uuid}/wait", params={"state": "stopped", "timeout_s": 600})
-    import base64
+    while instance(client, uuid)["state"] != "stopped":
+        client.get(f"/v1/instances/{uuid}/wait", params={"state": "stopped", "timeout_s": 300})
 
     log = client.get(f"/v1/instances/{uuid}/log", params={"limit": 1_000_000}).json()
     client.delete(f"/v1/instances/{uuid}")
@@ -172,13 +173,21 @@ def report(client: httpx.Client, data: Path, args: argparse.Namespace) -> None:
           f"-> {extra * 1000:+.0f} ms per extra volume")  # fmt: skip
 
     volume = new_volume(client, args.mb + 32)
+    # busybox dd prints no rate and busybox date no %N: time with /proc/uptime (10 ms).
     script = (
-        f"dd if=/dev/zero of=/v0/f bs=1M count={args.mb} conv=fsync 2>&1; "
-        "echo 3 > /proc/sys/vm/drop_caches; dd if=/v0/f of=/dev/null bs=1M 2>&1"
+        'now() { read -r u _ < /proc/uptime; echo "${u%.*}${u#*.}"; }; '
+        "s=$(now); "
+        f"dd if=/dev/zero of=/v0/f bs=1M count={args.mb} conv=fsync 2>/dev/null; "
+        "echo write-cs=$(($(now)-s)); "
+        "echo 3 > /proc/sys/vm/drop_caches; s=$(now); "
+        "dd if=/v0/f of=/dev/null bs=1M 2>/dev/null; echo read-cs=$(($(now)-s))"
     )
     output = run_to_end(client, script, [volume])
-    rates = re.findall(r"\d+ bytes .*? copied, [\d.]+ s.*", output)
-    guest_write, guest_read = dd_rate(rates[0]), dd_rate(rates[1])
+    timings = dict(re.findall(r"(write|read)-cs=(\d+)", output))
+    if len(timings) < 2:
+        raise RuntimeError(f"no timings in the guest's output: {output[-800:]}")
+    guest_write = args.mb * 1.048576 / max(int(timings["write"]) / 100, 0.01)
+    guest_read = args.mb * 1.048576 / max(int(timings["read"]) / 100, 0.01)
     host_write, host_read = host_dd(data / "images", args.mb)
     print(f"write {args.mb} MB: guest {guest_write:.0f} MB/s, host dd {host_write:.0f} MB/s, "
           f"ratio {guest_write / host_write:.2f}")  # fmt: skip

@@ -31,14 +31,24 @@ def test_kraft_spellings_work(cli: Cli) -> None:
     assert listed.code == 0 and name in {v["name"] for v in listed.json()}
     web = f"web-{secrets.token_hex(3)}"
     assert cli("instance", "create", "--name", web, "--image", "nginx").code == 0
-    attached = cli("vol", "attach", name, "--to", web, "--at", "/data", "-r", "-o", "json")
+    attached = cli("vol", "attach", name, "--to", web, "--at", "/data", "-r")
     assert attached.code == 0, attached.err
+    assert f"attached to {web} at /data (read-only)" in attached.out
+    # `get` is a detail view, not the `ls` table.
+    detail = cli("volume", "get", name).out
+    assert "Name:" in detail and f"Attached to:  {web}" in detail and "Quota policy:" in detail
     shown = cli("instance", "get", web, "-o", "json").json()[0]
     assert shown["volumes"][0]["readonly"] is True
-    assert cli("vol", "detach", name).code == 0
+    detached = cli("vol", "detach", name)
+    assert detached.code == 0, detached.err
     assert cli("instance", "remove", web).code == 0
     removed = cli("vol", "remove", name)
     assert removed.code == 0, removed.err
+    # One result table for the commands that change volumes: NAME, UUID, RESULT.
+    for done, result in ((detached, "detached"), (removed, "deleted")):
+        header, row = done.out.splitlines()
+        assert header.split() == ["NAME", "UUID", "RESULT"]
+        assert row.split()[0] == name and row.rstrip().endswith(result), row
     assert name not in {v["name"] for v in cli("volume", "ls", "-o", "json").json()}
     helped = cli("volume", "--help")
     assert "ls (list)" in helped.out and "rm (remove, delete)" in helped.out
@@ -109,3 +119,20 @@ def test_quota_shows_the_callers_usage_and_limits(fresh_server: Callable[..., Li
     assert "VOLUMES" in shown.out and "2 / 7" in shown.out and "8 MiB" in shown.out
     as_json = run_cli("quota", "-o", "json", server=live).json()[0]
     assert as_json["used"]["volumes"] == 2 and as_json["hard"]["volumes"] == 7
+
+
+def test_errors_speak_in_flags_not_api_fields(cli: Cli) -> None:
+    too_big = cli("volume", "create", "-n", f"big-{secrets.token_hex(3)}", "-s", "99999999")
+    assert too_big.code == 1
+    assert "--size 99999999 exceeds the maximum volume size" in too_big.err
+    assert "size_mb" not in too_big.err
+    name = f"locked-{secrets.token_hex(3)}"
+    assert cli("volume", "create", "-n", name, "-s", "8", "--wait").code == 0
+    assert cli("volume", "update", name, "--delete-lock").code == 0
+    locked = cli("volume", "rm", name)
+    assert locked.code == 1 and "PATCH" not in locked.err
+    assert f"volumed volume update {name} --no-delete-lock" in locked.err
+    shrink = cli("volume", "update", name, "--size", "4")
+    assert shrink.code == 1 and "--size must be at least 8" in shrink.err
+    assert cli("volume", "update", name, "--no-delete-lock").code == 0
+    assert cli("volume", "rm", name).code == 0

@@ -150,7 +150,7 @@ def test_imported_images_run_as_docker_would(
         args=[script],
     )
     for made in (default, custom):
-        assert made["state"] == "running", made
+        assert made["state"] in ("running", "stopped"), made  # short workloads
         wait_state(gapi, made["uuid"], "stopped")
     out = console(gapi, default["uuid"])
     assert "hello from the image" in out and "GREETING=from-image" in out, out

@@ -197,6 +197,9 @@ def test_hostile_names_and_links_round_trip_and_touch_no_host_file(
         pytest.param(["-t", "ext2"], id="ext2-block-maps"),
         pytest.param(["-O", "meta_bg,^resize_inode"], id="meta_bg"),
         pytest.param(["-b", "4096", "-I", "256"], id="4k-blocks"),
+        # Small files, symlinks and directories inside their inodes, past 60 bytes
+        # in the system.data attribute.
+        pytest.param(["-O", "inline_data", "-I", "256"], id="inline_data"),
         # 64 KiB blocks: a directory entry's length 65536 is stored as 0.
         pytest.param(["-b", "65536", "-N", "2048"], id="64k-blocks"),
     ],
@@ -213,6 +216,11 @@ def test_other_layouts_round_trip(
     # 1 KiB blocks: past 12 + 256 blocks a block map needs a double indirect block.
     (tree / "big").write_bytes(os.urandom(3 * MIB))
     (tree / "link").symlink_to("t" * 300)
+    (tree / "link70").symlink_to("s" * 70)
+    small = tree / "small"
+    small.mkdir()
+    for n, size in enumerate((5, 59, 100, 150)):
+        (small / f"s{n}").write_bytes(bytes([65 + n]) * size)
     uuid, image = volume(64 if "65536" in options else 16)
     write_image(image, tree, *options)
     # e2fsck -D rebuilds every directory as an htree (indexed) directory.
@@ -319,6 +327,13 @@ def build_damaged(kind: str, image: Path, tree: Path) -> None:
         with open(image, "r+b") as handle:
             handle.seek(1024)
             handle.write(b"\0" * 1024)
+    elif kind == "unknown-feature":
+        # The top bit of s_feature_incompat: no ext4 feature has it yet.
+        with open(image, "r+b") as handle:
+            handle.seek(1024 + 0x63)
+            top = handle.read(1)[0] | 0x80
+            handle.seek(1024 + 0x63)
+            handle.write(bytes([top]))
     elif kind == "too-deep":
         name = "p" * 255
         debugfs(image, *(f"mkdir {name}\ncd {name}" for _ in range(130)))
@@ -336,6 +351,7 @@ def build_damaged(kind: str, image: Path, tree: Path) -> None:
         ("shared-blocks", "blocks shared between files"),
         ("too-deep", "longer than 32768 bytes"),
         ("no-superblock", "holds no ext4 file system"),
+        ("unknown-feature", "uses unknown features (0x80000000)"),
     ],
 )
 def test_a_damaged_image_answers_a_clear_error(

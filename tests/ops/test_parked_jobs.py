@@ -48,6 +48,10 @@ def test_a_delete_of_an_immutable_image_is_parked_then_retried(
             assert listed.code == 0, listed.err
             assert uuid in listed.out and "delete (deleted)" in listed.out
             assert "volumed job retry" in listed.out and "not permitted" in listed.out
+            as_json = run_cli("job", "list", "-o", "json", server=ops.live).json()
+            assert [(j["uuid"], j["job"], j["attempts"], j["deleted"]) for j in as_json] == [
+                (uuid, "delete", 3, True)
+            ]
             messages = [
                 r[0]
                 for r in ops.live.sql(
@@ -65,3 +69,5 @@ def test_a_delete_of_an_immutable_image_is_parked_then_retried(
         assert value(ops.scrape(), "volumed_jobs_parked") == 0
         again = run_cli("job", "retry", uuid, server=ops.live)
         assert again.code == 1 and "no parked job" in again.err
+        none = run_cli("job", "list", server=ops.live)
+        assert none.code == 0 and none.out == "" and "no parked jobs" in none.err

@@ -23,6 +23,7 @@ def start_replicas(tmp: Path, count: int, **env: Any) -> list[LiveServer]:
         "VOLUMED_WORKER_POLL_S": "0.2",
         "VOLUMED_WORKER_LEASE_S": str(LEASE_S),
         "VOLUMED_METRICS_PORT": "0",
+        "VOLUMED_RUNTIME": "record",
         **{k: str(v) for k, v in env.items()},
     }
     replicas = [

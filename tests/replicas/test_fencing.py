@@ -10,13 +10,14 @@ import os
 import signal
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.api.lifecycle_helpers import (
+    allocated_mb,
     fsck_clean,
     get,
     image,
@@ -62,12 +63,43 @@ def _in_background(call: object) -> threading.Thread:
     return thread
 
 
-def _job_lines(live: LiveServer, uuid: str) -> int:
-    return live.log().count(f"job grow on {uuid}")
+def _job_lines(live: LiveServer, kind: str, uuid: str) -> int:
+    return live.log().count(f"job {kind} on {uuid}")
 
 
 def _staged(live: LiveServer, uuid: str) -> list[str]:
     return [p.name for p in (live.data_dir / "images").glob(f"{uuid}.img.e*")]
+
+
+def _freeze_a_mid_job(
+    a: LiveServer,
+    b: LiveServer,
+    uuid: str,
+    kinds: tuple[str, ...],
+    starts: list[Callable[[], object]],
+) -> int:
+    """Start jobs with B frozen (so that A claims them) until A is frozen in the middle of
+    one; the index of that one. A stays frozen."""
+    assert a.process is not None
+    for n, start in enumerate(starts):
+        with frozen(b):
+            _in_background(start)
+            wait_for(lambda: _job_row(a, uuid)[1] is not None)
+            os.killpg(a.process.pid, signal.SIGSTOP)
+        if _job_row(a, uuid)[0] in kinds:
+            return n
+        os.killpg(a.process.pid, signal.SIGCONT)  # it finished first: again
+        with b.client() as cb:
+            wait_until(cb, uuid, ("available",))
+    raise AssertionError(f"no {' or '.join(kinds)} job was caught in the middle")
+
+
+def _resume_a(a: LiveServer, kind: str, uuid: str) -> None:
+    """SIGCONT A and wait until it ends its job (it logs the end in every case)."""
+    assert a.process is not None
+    logged = _job_lines(a, kind, uuid)
+    os.killpg(a.process.pid, signal.SIGCONT)
+    wait_for(lambda: _job_lines(a, kind, uuid) > logged, timeout=60)
 
 
 def test_a_replica_frozen_mid_grow_cannot_touch_the_volume_after_resuming(
@@ -78,18 +110,9 @@ def test_a_replica_frozen_mid_grow_cannot_touch_the_volume_after_resuming(
         volume = new_volume(ca, size_mb=64, quota_policy="dynamic")
         # Data makes the grow's copy and check long enough to be caught in the middle.
         put_file(image(a, volume["uuid"]), "data", os.urandom(24 * 2**20), tmp_path)
-        caught = False
-        for size in (96, 128, 160, 192, 224):
-            with frozen(b):  # so that A claims the grow
-                _in_background(lambda s=size: patch(ca, volume, "size_mb", value=s))
-                wait_for(lambda: _job_row(a, volume["uuid"])[1] is not None)
-                os.killpg(a.process.pid, signal.SIGSTOP)  # type: ignore[union-attr]
-            caught = _job_row(a, volume["uuid"])[0] == "grow"
-            if caught:
-                break
-            os.killpg(a.process.pid, signal.SIGCONT)  # type: ignore[union-attr]
-            wait_until(cb, volume["uuid"], ("available",))
-        assert caught, "the grow never was caught in the middle"
+        sizes = [96, 128, 160, 192, 224]
+        starts = [lambda s=s: patch(ca, volume, "size_mb", value=s) for s in sizes]
+        size = sizes[_freeze_a_mid_job(a, b, volume["uuid"], ("grow",), starts)]
         try:
             # B takes the job over once A's lease ran out, and finishes it; then grows more.
             grown = wait_until(cb, volume["uuid"], ("available",), timeout=10 * LEASE_S)
@@ -97,11 +120,9 @@ def test_a_replica_frozen_mid_grow_cannot_touch_the_volume_after_resuming(
             assert patch(cb, volume, "size_mb", value=size + 64)["status"] == "success"
             wait_until(cb, volume["uuid"], ("available",))
         finally:
-            logged = _job_lines(a, volume["uuid"])
-            os.killpg(a.process.pid, signal.SIGCONT)  # type: ignore[union-attr]
-        # A resumes in the middle of its grow and ends it (it logs the end in every case):
-        # it loses the fenced commit and drops its copy.
-        wait_for(lambda: _job_lines(a, volume["uuid"]) > logged, timeout=60)
+            # A resumes in the middle of its grow: it loses the fenced commit and drops
+            # its copy.
+            _resume_a(a, "grow", volume["uuid"])
         after = get(cb, volume["uuid"])
         assert (after["state"], after["size_mb"]) == ("available", size + 64)
         path = image(b, volume["uuid"])
@@ -110,6 +131,40 @@ def test_a_replica_frozen_mid_grow_cannot_touch_the_volume_after_resuming(
         assert len(read_file(path, "data")) == 24 * 2**20
         assert _staged(b, volume["uuid"]) == []
         assert "taken over by another worker" in a.log()
+
+
+def test_a_replica_frozen_mid_policy_switch_leaves_the_newer_policy_alone(
+    replicas: Replicas, tmp_path: Path
+) -> None:
+    a, b = replicas(2, VOLUMED_WORKER_CONCURRENCY=1)
+    with a.client() as ca, b.client() as cb:
+        volume = new_volume(ca, size_mb=64, quota_policy="dynamic")
+        put_file(image(a, volume["uuid"]), "data", os.urandom(24 * 2**20), tmp_path)
+        policies = ["static", "dynamic"] * 3
+        starts = [lambda p=p: patch(ca, volume, "quota_policy", value=p) for p in policies]
+        kinds = ("reserve", "release")
+        policy = policies[_freeze_a_mid_job(a, b, volume["uuid"], kinds, starts)]
+        kind = kinds[policies.index(policy)]
+        newer = "dynamic" if policy == "static" else "static"
+        try:
+            # B takes the switch over and finishes it, then switches back.
+            done = wait_until(cb, volume["uuid"], ("available",), timeout=10 * LEASE_S)
+            assert done["quota_policy"] == policy
+            assert patch(cb, volume, "quota_policy", value=newer)["status"] == "success"
+            wait_until(cb, volume["uuid"], ("available",))
+        finally:
+            # A resumes its stale switch: its reservation (or release) must not land.
+            _resume_a(a, kind, volume["uuid"])
+        after = get(cb, volume["uuid"])
+        assert (after["state"], after["quota_policy"]) == ("available", newer)
+        path = image(b, volume["uuid"])
+        if newer == "static":
+            assert allocated_mb(path) >= 64
+        else:
+            assert allocated_mb(path) < 48  # the 24 MB of data and metadata, no more
+        fsck_clean(path)
+        assert len(read_file(path, "data")) == 24 * 2**20
+        assert _staged(b, volume["uuid"]) == []
 
 
 def _archive(who: bytes) -> bytes:

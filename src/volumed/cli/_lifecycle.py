@@ -58,6 +58,13 @@ async def run_server(
         listener = MetricsListener(services.metrics, metrics_socket)
         await listener.start()
     worker = asyncio.create_task(services.worker.run())
+    node = (
+        asyncio.create_task(
+            services.instances.run_node(settings.worker_lease_s, settings.worker_poll_s)
+        )
+        if services.instances is not None
+        else None
+    )
     sweeper = asyncio.create_task(guard.run())
     serving = asyncio.ensure_future(server.serve())
     stopping: list[asyncio.Task[None]] = []
@@ -99,6 +106,8 @@ async def run_server(
         if failure is not None:
             raise failure
     finally:
+        if node is not None:
+            node.cancel()
         if not stopping:
             stopping.append(loop.create_task(services.worker.stop(timeout)))
         await stopping[0]

@@ -313,10 +313,60 @@ def volume_columns(app: App, *, uuid: bool = True) -> list[Column]:
     return columns
 
 
-def result_columns(app: App) -> list[Column]:
-    """For the short items of create, delete, attach, ... (status, uuid, name, state)."""
+def result_columns(app: App, result: str) -> list[Column]:
+    """The one result table of the commands that change volumes (create, rm, attach,
+    detach, clone, update, template): NAME, UUID and RESULT, what was done, with the
+    volume's state beside it when the answer carries one."""
+
+    def outcome(item: Item) -> str:
+        found = item.get("state")
+        return f"{result} ({state(app, str(found))})" if found else result
+
     return [
         ("NAME", lambda i: str(i.get("name", "-"))),
         ("UUID", lambda i: str(i.get("uuid", "-"))),
-        ("STATE", lambda i: state(app, i.get("state")) if i.get("state") else "-"),
+        ("RESULT", outcome),
     ]
+
+
+def print_details(app: App, items: Sequence[Item]) -> None:
+    """``volume get``: each volume as a block of labelled lines, every field shown."""
+    blocks = []
+    for item in items:
+        if item.get("status") == "error":
+            continue
+        attached = ", ".join(
+            a.get("name") or a.get("uuid", "") for a in item.get("attached_to") or []
+        )
+        mounted = ", ".join(
+            (m.get("name") or m.get("uuid", "")) + (" (read-only)" if m.get("readonly") else "")
+            for m in item.get("mounted_by") or []
+        )
+        rows = [
+            ("Name", str(item.get("name", "-"))),
+            ("UUID", str(item.get("uuid", "-"))),
+            ("State", state(app, item.get("state"))),
+            ("Size", human_mb(item.get("size_mb"))),
+            ("Used", usage(app, item)),
+            ("Free", human_mb(item.get("free_mb")) if item.get("free_mb") is not None else "-"),
+            ("Quota policy", str(item.get("quota_policy", "-"))),
+            ("Access mode", str(item.get("access_mode", "-"))),
+            ("Persistent", "yes" if item.get("persistent") else "no"),
+            ("Delete lock", "on" if item.get("delete_lock") else "off"),
+            ("File system", str(item.get("filesystem", "-"))),
+            ("Attached to", attached or "-"),
+            ("Mounted by", mounted or "-"),
+            ("Tags", ", ".join(item.get("tags") or []) or "-"),
+            ("Created", f"{item.get('created_at', '-')} ({age(item.get('created_at'))})"),
+        ]
+        if item.get("message"):
+            rows.append(("Message", str(item["message"])))
+        width = max(len(label) for label, _ in rows) + 1
+        blocks.append(
+            "\n".join(
+                app.style(f"{label + ':':<{width}}", bold=True) + f" {value}"
+                for label, value in rows
+            )
+        )
+    if blocks:
+        click.echo("\n\n".join(blocks))

@@ -51,10 +51,15 @@ async def publish(store: Store, storage: StorageDriver, uuid: str, lease: Lease)
 
 async def roll_forward(storage: StorageDriver, job: Job) -> None:
     """On a new claim: finish the rename a previous holder committed, and drop the
-    staged images of every earlier claim (their holders can no longer commit them)."""
+    staged images of the earlier claims of this job (their holders can no longer commit
+    them). Each claim took the next epoch, so those are the ``attempts`` epochs below
+    this one: a few unlinks, no listing of the image directory. (A staged image older
+    still, of a job a killed worker held long ago, is removed by the volume's delete or
+    reported by ``volumed fsck``.)"""
     if job.published is not None:
         await storage.publish(job.uuid, job.published)
-    await storage.discard_staged(job.uuid)
+    for stale in range(max(0, job.epoch - job.attempts - 1), job.epoch):
+        await storage.discard_staged(job.uuid, stale)
 
 
 async def committed_usage(storage: StorageDriver, job: Job) -> ImageUsage | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from volumed.domain.runtime import (
     GuestExit,
     InstanceRuntime,
     RuntimeFailure,
+    StopReason,
 )
 from volumed.domain.states import InstanceState
 from volumed.domain.transitions import (
@@ -67,6 +69,8 @@ __all__ = [
 _ATTEMPTS = 5
 _UNREACHABLE = frozenset({"draining", "standby", "template", "checkpoint"})
 """Instance states of the hosted service that volumed instances never enter."""
+_NODE_GONE = GuestExit(StopReason.PLATFORM)
+"""How an instance ends when the node running its guest is gone past its lease."""
 DELETED = "deleted"
 """A state one may wait for: the instance is gone."""
 
@@ -218,7 +222,8 @@ class InstanceService:
         drain_timeout_ms: int | None = None,
     ) -> Transition:
         instance = await self.get(user, ref)
-        self._check_node(instance)
+        if self._elsewhere(instance):
+            return await self._stop_through_owner(user, instance, force, drain_timeout_ms)
         for _ in range(_ATTEMPTS):
             target = check_instance(InstanceOp.STOP, instance.state, label(instance))
             if target is KEEP:
@@ -271,8 +276,10 @@ class InstanceService:
 
     async def delete(self, user: User, ref: Ref) -> Transition:
         instance = await self.get(user, ref)
-        self._check_node(instance)
         previous = instance.state
+        if self._elsewhere(instance) and instance.state is InstanceState.RUNNING:
+            await self._stop_through_owner(user, instance, False, None)
+            instance = await self.get(user, ref)
         for _ in range(_ATTEMPTS):
             target = check_instance(InstanceOp.DELETE, instance.state, label(instance))
             await self._settle_volumes(user, instance)
@@ -350,12 +357,72 @@ class InstanceService:
             and instance.node != self._node
         )
 
-    def _check_node(self, instance: Instance) -> None:
-        if self._elsewhere(instance):
-            raise errors.FailedOperation(
-                f"Instance {label(instance)} runs on node {instance.node}; send the "
-                "request to that server"
+    async def _stop_through_owner(
+        self, user: User, instance: Instance, force: bool, drain_timeout_ms: int | None
+    ) -> Transition:
+        """The guest runs on another node, which alone can stop it: leave the request in
+        the store for that node and wait until the instance is stopped (by the owner, or
+        by the sweep once the owner's lease has ended)."""
+        target = check_instance(InstanceOp.STOP, instance.state, label(instance))
+        if target is KEEP or instance.node is None:
+            return Transition(instance, instance.state)
+        request = json.dumps({"force": force, "drain_timeout_ms": drain_timeout_ms})
+        await self._store.request_stop(instance.uuid, instance.node, request)
+        try:
+            done = await self.wait(
+                user, Ref(uuid=instance.uuid), InstanceState.STOPPED.value, self._limits.wait_max_s
             )
+        except errors.TimedOut:
+            raise errors.FailedOperation(
+                f"Instance {label(instance)} runs on node {instance.node}, which has not "
+                "stopped it yet; its stop is requested"
+            ) from None
+        return Transition(done or instance, instance.state)
+
+    async def run_node(self, lease_s: float, poll_s: float) -> None:
+        """While serving (runtimes whose guests live on one node): keep this node's
+        lease, carry out the stops other replicas left for it, and record the running
+        instances of nodes whose lease has ended as stopped by the platform."""
+        if not self._runtime.node_bound:
+            return
+        halting: set[asyncio.Task[None]] = set()
+        while True:
+            try:
+                await self._node_round(lease_s, halting)
+            except Exception:  # noqa: BLE001 - a failed round must not end the loop
+                log.exception("node round failed; trying again")
+            await asyncio.sleep(poll_s)
+
+    async def _node_round(self, lease_s: float, halting: set[asyncio.Task[None]]) -> None:
+        now = time.time_ns() // 1000
+        await self._store.heartbeat_node(self._node, now + int(lease_s * 1_000_000))
+        for instance, raw in await self._store.stop_requests(self._node):
+            request = json.loads(raw)
+            outcome = await self._store.begin_stop(
+                instance.owner_id,
+                instance.uuid,
+                instance_states_leading(InstanceOp.STOP, InstanceState.STOPPING),
+            )
+            if outcome is InstanceOutcome.DONE:
+                task = asyncio.create_task(
+                    self._halt(
+                        instance,
+                        force=bool(request.get("force")),
+                        drain_timeout_ms=request.get("drain_timeout_ms"),
+                    )
+                )
+                halting.add(task)
+                task.add_done_callback(halting.discard)
+        expected = instance_states_leading(InstanceOp.EXIT, InstanceState.STOPPED)
+        for node in await self._store.dead_nodes(now):
+            if node == self._node:
+                continue
+            for instance in await self._store.running_instances(node):
+                # Fencing caveat (docs/guests.md): a partitioned node's guest may still
+                # be writing; its volumes are released all the same.
+                log.warning("node %s is gone: instance %s stopped", node, instance.uuid)
+                if await self._store.record_exit(instance.uuid, expected, _NODE_GONE):
+                    self._notify()
 
     async def _guest_exited(self, instance_uuid: str, outcome: GuestExit) -> None:
         """A guest ended by itself: the instance is stopped, its volumes idle."""
@@ -381,8 +448,8 @@ class InstanceService:
                 log.warning("after the guest of %s: %s", instance.uuid, exc)
 
     def console(self, instance: Instance, offset: int, limit: int) -> ConsoleSlice | None:
-        """Part of the instance's console log (None if none is kept here)."""
-        return self._runtime.console(instance.uuid, offset, limit)
+        """Part of the instance's console log (None if none is kept)."""
+        return self._runtime.console(instance.uuid, instance.node, offset, limit)
 
     async def recover(self) -> int:
         """Take back this node's running guests, record those gone as stopped, and

@@ -524,6 +524,23 @@ class Store(Protocol):
         ``outcome``; volumes no running instance holds go back to idle."""
         ...
 
+    async def heartbeat_node(self, node: str, alive_until_us: int) -> None:
+        """Record that ``node`` is alive until ``alive_until_us`` (its lease)."""
+        ...
+
+    async def dead_nodes(self, now_us: int) -> list[str]:
+        """Nodes whose lease ended before ``now_us``."""
+        ...
+
+    async def request_stop(self, instance_uuid: str, node: str, request: str) -> bool:
+        """Leave a stop ``request`` (JSON) for ``node``, which runs the instance's guest;
+        False if the instance is not running there any more."""
+        ...
+
+    async def stop_requests(self, node: str) -> list[tuple[Instance, str]]:
+        """The running instances of ``node`` with a stop request, and the request."""
+        ...
+
     async def instance_by_uuid(self, instance_uuid: str) -> Instance | None:
         """Any tenant's instance (for the runtime's reports, which know only the UUID)."""
         ...

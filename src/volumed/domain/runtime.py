@@ -143,9 +143,11 @@ class InstanceRuntime(Protocol):
         each of ``running`` whose guest is gone ended."""
         ...
 
-    def console(self, instance_uuid: str, offset: int, limit: int) -> ConsoleSlice | None:
-        """Up to ``limit`` bytes of the instance's console from ``offset`` (negative:
-        from the end), or None if this runtime keeps no console for it."""
+    def console(
+        self, instance_uuid: str, node: str | None, offset: int, limit: int
+    ) -> ConsoleSlice | None:
+        """Up to ``limit`` bytes of the instance's console (kept by ``node``, which ran
+        it) from ``offset`` (negative: from the end), or None if none is kept."""
         ...
 
     async def forget(self, instance_uuid: str) -> None:

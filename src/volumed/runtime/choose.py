@@ -10,13 +10,11 @@ from pathlib import Path
 from volumed.domain.runtime import InstanceRuntime
 from volumed.runtime.assets import AssetsMissing, prepare_assets
 from volumed.runtime.images import ImageCatalog
-from volumed.runtime.qemu import QemuRuntime, QemuSettings
+from volumed.runtime.qemu import QemuRuntime, QemuSettings, node_dir_name
 from volumed.runtime.record import RecordOnlyRuntime
 from volumed.settings import Settings, SettingsError
 
 __all__ = ["ChosenRuntime", "choose_runtime"]
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(slots=True, frozen=True)
@@ -39,7 +37,7 @@ def choose_runtime(settings: Settings) -> ChosenRuntime:
             raise SettingsError(f"runtime=qemu, but {exc}") from None
         return ChosenRuntime(RecordOnlyRuntime(), "none", f"no guests: {exc}")
     accel = settings.guest_accel if settings.guest_accel != "auto" else _usable_accel()
-    run_dir = settings.data_dir.resolve() / "guests" / _UNSAFE.sub("_", settings.node)
+    run_dir = settings.data_dir.resolve() / "guests" / node_dir_name(settings.node)
     runtime = QemuRuntime(
         assets,
         ImageCatalog(settings.guest_images_dir.resolve()),

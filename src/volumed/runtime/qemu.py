@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -45,8 +46,9 @@ from volumed.runtime.images import ImageCatalog
 
 log = logging.getLogger("volumed.runtime")
 
-__all__ = ["QemuRuntime", "QemuSettings", "classify_exit"]
+__all__ = ["QemuRuntime", "QemuSettings", "classify_exit", "node_dir_name"]
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _QEMU_OVERHEAD_MB = 64
 """Host memory a guest costs beyond its own RAM (QEMU itself), for the refusal check."""
 _STOP_GRACE_S = 15.0
@@ -270,13 +272,19 @@ class QemuRuntime:
 
     # ------------------------------------------------------------------ console
 
-    def console(self, instance_uuid: str, offset: int, limit: int) -> ConsoleSlice | None:
-        directory = self._settings.run_dir / instance_uuid
+    def console(
+        self, instance_uuid: str, node: str | None, offset: int, limit: int
+    ) -> ConsoleSlice | None:
+        guest = self._guests.get(instance_uuid)
+        if guest is not None:
+            return guest.console.read(offset, limit)
+        # Replicas share the data directory: another node's logs are read from its files.
+        run_dir = self._settings.run_dir
+        base = run_dir if node is None else run_dir.parent / node_dir_name(node)
+        directory = base / instance_uuid
         if not directory.is_dir():
             return None
-        guest = self._guests.get(instance_uuid)
-        log_ = guest.console if guest else ConsoleLog(directory, self._settings.console_limit_bytes)
-        return log_.read(offset, limit)
+        return ConsoleLog(directory, self._settings.console_limit_bytes).read(offset, limit)
 
     async def forget(self, instance_uuid: str) -> None:
         if instance_uuid in self._guests:
@@ -285,6 +293,12 @@ class QemuRuntime:
 
     def _paths(self, uuid: str) -> GuestPaths:
         return GuestPaths(self._settings.run_dir / uuid, self._sockets, uuid)
+
+
+def node_dir_name(node: str) -> str:
+    """A node's directory under ``<data>/guests/``: its name with anything but letters,
+    digits, ``.``, ``_`` and ``-`` replaced."""
+    return _UNSAFE.sub("_", node)
 
 
 def classify_exit(lines: Sequence[str], *, requested: bool, forced: bool) -> GuestExit:

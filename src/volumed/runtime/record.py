@@ -53,7 +53,9 @@ class RecordOnlyRuntime:
     async def adopt(self, running: Sequence[Instance]) -> dict[str, GuestExit]:
         return {}
 
-    def console(self, instance_uuid: str, offset: int, limit: int) -> ConsoleSlice | None:
+    def console(
+        self, instance_uuid: str, node: str | None, offset: int, limit: int
+    ) -> ConsoleSlice | None:
         return None
 
     async def forget(self, instance_uuid: str) -> None:

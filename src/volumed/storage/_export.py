@@ -333,7 +333,9 @@ def _check(fs: Ext4Image, limits: _Limits) -> _Summary:
     for member in _walk(fs, budget, summary, limits):
         summary.members += 1
         if member.inode.kind == stat.S_IFREG and not member.first_name:
-            _layout(fs, member.inode, budget, _shown(member.path))
+            where = _shown(member.path)
+            if fs.inline_data(member.inode, where) is None:
+                _layout(fs, member.inode, budget, where)
     return summary
 
 
@@ -371,6 +373,12 @@ def _member(fs: Ext4Image, member: _Member, budget: Budget) -> Iterator[bytes]:
         yield entry(member.path, tarfile.LNKTYPE, owner, link=member.first_name)
     else:
         where = _shown(member.path)
+        inline = fs.inline_data(inode, where)
+        if inline is not None:
+            yield entry(member.path, tarfile.REGTYPE, owner, size=inode.size)
+            yield inline
+            yield padding(len(inline))
+            return
         layout = _layout(fs, inode, budget, where)
         if layout.regions is None:
             yield entry(member.path, tarfile.REGTYPE, owner, size=inode.size)

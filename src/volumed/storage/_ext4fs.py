@@ -5,7 +5,8 @@ links ever sees the tree, no text output is parsed for names, and nothing is wri
 on the host. It reads what export needs and nothing more: the superblock, group
 descriptors (``meta_bg`` included), inodes, extent trees and the older block maps,
 directories (an htree directory is read linearly: its index blocks look like empty
-entries to a linear reader, by design of the format) and symlinks. Checksums are not
+entries to a linear reader, by design of the format), symlinks, and files and
+directories stored inside their inode (``inline_data``). Checksums are not
 verified and the journal is not replayed (``debugfs`` did neither).
 
 Every number read from the image is checked before it is used, and every walk is
@@ -68,6 +69,32 @@ _DIRENT = struct.Struct("<IHBB")  # inode, rec_len, name_len, file_type
 _INODE = struct.Struct("<HHIIIIIHHII4x60sI4xI")
 _INODE_OSD2 = struct.Struct("<HHHH")  # blocks_hi, file_acl_hi, uid_hi, gid_hi at 0x74
 _FAST_SYMLINK_MAX = 60
+_XATTR_MAGIC = 0xEA020000
+_XATTR_ENTRY = struct.Struct("<BBHIII")  # name_len, index, value_offs, value_inum, size, hash
+_XATTR_SYSTEM = 7
+
+
+def _system_data(raw: bytes, where: str) -> bytes:
+    """The value of the ``system.data`` extended attribute in the inode's own attribute
+    area (after ``i_extra_isize``), or b"" if there is none."""
+    if len(raw) < 0x84:
+        return b""
+    start = 128 + struct.unpack_from("<H", raw, 0x80)[0]
+    if start + 4 > len(raw) or struct.unpack_from("<I", raw, start)[0] != _XATTR_MAGIC:
+        return b""
+    first = pos = start + 4
+    while pos + _XATTR_ENTRY.size <= len(raw) and raw[pos : pos + 4] != b"\0\0\0\0":
+        name_len, index, value_at, value_inode, value_size, _hash = _XATTR_ENTRY.unpack_from(
+            raw, pos
+        )
+        name = raw[pos + _XATTR_ENTRY.size : pos + _XATTR_ENTRY.size + name_len]
+        if index == _XATTR_SYSTEM and name == b"data":
+            value = raw[first + value_at : first + value_at + value_size]
+            if value_inode or len(value) != value_size:
+                raise Corrupt(f"{where} has a damaged inline data attribute")
+            return value
+        pos += (_XATTR_ENTRY.size + name_len + 3) & ~3
+    return b""
 
 
 class Corrupt(Exception):
@@ -96,6 +123,9 @@ class Inode:
     flags: int
     block: bytes
     """``i_block``: the extent tree's root, a block map, or a fast symlink's target."""
+    inline: bytes | None = None
+    """With inline data: the ``system.data`` attribute, where what does not fit in
+    ``i_block`` goes on (b"" when all of it fits); None without inline data."""
 
     @property
     def kind(self) -> int:
@@ -263,7 +293,7 @@ class Ext4Image:
             )
         group, index = divmod(number - 1, self.inodes_per_group)
         offset = self._inode_table(group) * self.block_size + index * self.inode_size
-        raw = self._pread(min(self.inode_size, 160), offset, f"inode {number}")
+        raw = self._pread(self.inode_size, offset, f"inode {number}")
         (mode, uid, size_lo, _atime, _ctime, mtime, _dtime, gid, links, _blocks, flags) = (
             _INODE.unpack_from(raw, 0)[:11]
         )
@@ -283,6 +313,7 @@ class Ext4Image:
             links=links,
             flags=flags,
             block=block,
+            inline=_system_data(raw, f"inode {number}") if flags & _FL_INLINE_DATA else None,
         )
 
     # ------------------------------------------------------------------ data
@@ -290,8 +321,8 @@ class Ext4Image:
     def runs(self, inode: Inode, budget: Budget, where: str) -> Iterator[Run]:
         """The file's blocks that hold data, in file order (holes and unwritten
         extents left out), up to its size; block numbers checked, blocks spent."""
-        if inode.flags & _FL_INLINE_DATA:
-            raise Corrupt(f"{where} is stored inline (inline_data), which export cannot read")
+        if inode.inline is not None:
+            raise Corrupt(f"{where} has inline data but is read as blocks (a damaged inode)")
         if inode.flags & _FL_ENCRYPT:
             raise Corrupt(f"{where} is encrypted; export cannot read it")
         limit = -(-inode.size // self.block_size)
@@ -412,8 +443,22 @@ class Ext4Image:
 
     # ------------------------------------------------------------------ names
 
+    def inline_data(self, inode: Inode, where: str) -> bytes | None:
+        """A file's contents when it is stored in its inode (inline_data), else None."""
+        if inode.inline is None:
+            return None
+        data = (inode.block + inode.inline)[: inode.size]
+        if len(data) != inode.size:
+            raise Corrupt(f"{where} has damaged inline data (shorter than its size)")
+        return data
+
     def entries(self, inode: Inode, budget: Budget, where: str) -> Iterator[DirEntry]:
         """The directory's entries other than ``.`` and ``..``, in on-disk order."""
+        if inode.inline is not None:
+            # i_block: the parent's inode number, then entries; the attribute: more.
+            yield from self._block_entries(inode.block[4:], len(inode.block) - 4, where)
+            yield from self._block_entries(inode.inline, len(inode.inline), where)
+            return
         bs = self.block_size
         for run in self.runs(inode, budget, where):
             for n in range(run.count):
@@ -443,7 +488,10 @@ class Ext4Image:
     def symlink_target(self, inode: Inode, budget: Budget, where: str) -> bytes:
         if inode.size > self.block_size or inode.size == 0:
             raise Corrupt(f"{where} is a symbolic link of impossible length ({inode.size})")
-        if inode.size < _FAST_SYMLINK_MAX and not inode.flags & (_FL_EXTENTS | _FL_INLINE_DATA):
+        inline = self.inline_data(inode, where)
+        if inline is not None:
+            target = inline
+        elif inode.size < _FAST_SYMLINK_MAX and not inode.flags & _FL_EXTENTS:
             target = inode.block[: inode.size]
         else:
             target = b"".join(

@@ -1068,6 +1068,7 @@ class SqlStore:
         cur = await db.execute(
             "UPDATE instances SET state = 'running', node = ?, boot_time_us = ?, "
             "started_at_us = ?, stopped_at_us = NULL, stop_reason = NULL, exit_code = NULL, "
+            "stop_request = NULL, "
             "stop_code = NULL WHERE uuid = ? AND state = 'starting'",
             (node, boot_time_us, now_us(), instance_uuid),
         )
@@ -1077,6 +1078,43 @@ class SqlStore:
         self, instance_uuid: str, expected: Sequence[str], outcome: GuestExit
     ) -> bool:
         return await self._to_stopped(instance_uuid, expected, outcome)
+
+    async def heartbeat_node(self, node: str, alive_until_us: int) -> None:
+        async with self._db.transaction() as db:
+            cur = await db.execute(
+                "UPDATE nodes SET alive_until_us = ? WHERE name = ?", (alive_until_us, node)
+            )
+            if cur == 0:
+                await db.execute(
+                    "INSERT INTO nodes (name, alive_until_us) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET alive_until_us = excluded.alive_until_us",
+                    (node, alive_until_us),
+                )
+
+    async def dead_nodes(self, now_us: int) -> list[str]:
+        db: Queries = self._db
+        rows = await db.fetchall("SELECT name FROM nodes WHERE alive_until_us < ?", (now_us,))
+        return [r[0] for r in rows]
+
+    async def request_stop(self, instance_uuid: str, node: str, request: str) -> bool:
+        db: Queries = self._db
+        cur = await db.execute(
+            "UPDATE instances SET stop_request = ? WHERE uuid = ? AND node = ? "
+            "AND state = 'running'",
+            (request, instance_uuid, node),
+        )
+        return cur == 1
+
+    async def stop_requests(self, node: str) -> list[tuple[Instance, str]]:
+        db: Queries = self._db
+        rows = await db.fetchall(
+            "SELECT * FROM instances WHERE node = ? AND state = 'running' "
+            "AND stop_request IS NOT NULL",
+            (node,),
+        )
+        found = [(_instance_from_row(r), str(r["stop_request"])) for r in rows]
+        await self._fill_instance_volumes(db, [i for i, _ in found])
+        return found
 
     async def instance_by_uuid(self, instance_uuid: str) -> Instance | None:
         db: Queries = self._db
@@ -1124,7 +1162,8 @@ class SqlStore:
         )
         async with self._db.transaction() as db:
             cur = await db.execute(
-                "UPDATE instances SET state = 'stopped', stopped_at_us = ?, stop_reason = ?, "
+                "UPDATE instances SET state = 'stopped', stop_request = NULL, stopped_at_us = ?, "
+                "stop_reason = ?, "
                 f"exit_code = ?, stop_code = ? WHERE uuid = ? AND state IN ({_marks(from_states)})",
                 (now_us(), *ended, instance_uuid, *from_states),
             )

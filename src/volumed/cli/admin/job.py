@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from volumed.cli.application import App, admin_options, pass_app
+from volumed.cli.application import App, admin_options, output_option, pass_app
 
 
 @click.group(
@@ -19,25 +19,31 @@ def job() -> None:
     cannot be removed, say) waits for an operator instead of being retried for ever."""
 
 
-@job.command(name="list", epilog="\b\nExamples:\n  volumed job list\n")
+@job.command(
+    name="list",
+    epilog="\b\nExamples:\n  volumed job list\n  volumed job list -o json\n",
+)
 @admin_options
+@output_option
 @pass_app
 def list_jobs(app: App) -> None:
     """Show the parked jobs: volume, job, attempts, and the last error."""
     from volumed.cli.admin._store import open_store, run
+    from volumed.cli.output import print_items
 
     store = open_store(app)
     try:
         rows = run(store.parked_jobs())
     finally:
         run(store.close())
-    if not rows:
-        click.echo("no parked jobs")
-        return
-    for row in rows:
-        deleted = " (deleted)" if row["deleted"] else ""
-        click.echo(f"{row['uuid']}  {row['job']}{deleted}  {row['attempts']} attempts")
-        click.echo(f"    {row['reason'] or ''}")
+    items = [{**row, "deleted": bool(row["deleted"])} for row in rows]
+    columns = [
+        ("VOLUME", lambda r: str(r["uuid"])),
+        ("JOB", lambda r: f"{r['job']}{' (deleted)' if r['deleted'] else ''}"),
+        ("ATTEMPTS", lambda r: str(r["attempts"])),
+        ("LAST ERROR", lambda r: str(r["reason"] or "")),
+    ]
+    print_items(app, items, columns, empty="no parked jobs")
 
 
 @job.command(

@@ -35,7 +35,8 @@ def attach(app: App, volume: str, instance: str, at: str, read_only: bool) -> No
     if read_only:
         body["readonly"] = True
     items = app.client().items("PUT", "/v1/volumes/attach", json=[body])
-    report(app, items, result_columns(app), refs=[ref(volume)])
+    done = f"attached to {instance} at {at}" + (" (read-only)" if read_only else "")
+    report(app, items, result_columns(app, done), refs=[ref(volume)])
     app.finish()
 
 
@@ -61,5 +62,6 @@ def detach(app: App, volume: str, instance: str | None) -> None:
     if instance:
         body["from"] = ref(instance)
     items = app.client().items("PUT", "/v1/volumes/detach", json=[body])
-    report(app, items, result_columns(app), refs=[ref(volume)])
+    done = f"detached from {instance}" if instance else "detached"
+    report(app, items, result_columns(app, done), refs=[ref(volume)])
     app.finish()

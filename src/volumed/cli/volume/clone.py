@@ -51,5 +51,5 @@ def clone(
         ok = [i for i in items if i.get("status") != "error"]
         report(app, wait_for(app, ok, timeout), volume_columns(app))
     else:
-        report(app, items, result_columns(app), refs=[ref(source)])
+        report(app, items, result_columns(app, "cloned"), refs=[ref(source)])
     app.finish()

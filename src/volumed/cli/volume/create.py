@@ -65,5 +65,5 @@ def create(
         items = [i for i in items if i.get("status") != "error"]
         report(app, wait_for(app, items, timeout), volume_columns(app))
     else:
-        report(app, items, result_columns(app), refs=[body])
+        report(app, items, result_columns(app, "created"), refs=[body])
     app.finish()

@@ -24,11 +24,20 @@ NAME|UUID: an argument that parses as a UUID is sent as one, else as a name.
 @output_option
 @pass_app
 def get(app: App, volumes: tuple[str, ...]) -> None:
-    """Show volumes (exit 1 if any is missing)."""
-    from volumed.cli.output import volume_columns
+    """Show volumes in detail (exit 1 if any is missing)."""
+    from volumed.cli.client import describe
+    from volumed.cli.output import print_details, print_items, volume_columns
     from volumed.cli.refs import ref
-    from volumed.cli.volume._common import report
 
     refs = [ref(v) for v in volumes]
-    report(app, app.client().volumes(refs), volume_columns(app), refs=refs)
+    items = app.client().volumes(refs)
+    for index, item in enumerate(items):
+        if item.get("status") == "error":
+            app.item_error(
+                f"volume {describe(item, refs[index] if index < len(refs) else None)}", item
+            )
+    if app.output == "table":
+        print_details(app, items)  # a detail view; `volume ls` is the table
+    else:
+        print_items(app, items, volume_columns(app))
     app.finish()

@@ -50,5 +50,5 @@ def rm(app: App, volumes: tuple[str, ...], all_: bool, yes: bool) -> None:
     else:
         refs = [ref(v) for v in volumes]
     items = client.batched("DELETE", "/v1/volumes", refs)
-    report(app, items, result_columns(app), refs=refs)
+    report(app, items, result_columns(app, "deleted"), refs=refs)
     app.finish()

@@ -41,7 +41,7 @@ def create_template(app: App, volumes: tuple[str, ...]) -> None:
 
     refs = [ref(v) for v in volumes]
     items = app.client().batched("POST", "/v1/volumes/templates", refs)
-    report(app, items, result_columns(app), refs=refs)
+    report(app, items, result_columns(app, "made a template"), refs=refs)
     app.finish()
 
 
@@ -75,5 +75,5 @@ def delete_templates(app: App, templates: tuple[str, ...]) -> None:
 
     refs = [ref(t) for t in templates]
     items = app.client().batched("DELETE", "/v1/volumes/templates", refs)
-    report(app, items, result_columns(app), refs=refs, what="template")
+    report(app, items, result_columns(app, "deleted"), refs=refs, what="template")
     app.finish()

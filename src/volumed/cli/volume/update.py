@@ -77,5 +77,5 @@ def update(
     elif app.output == "table":
         report(app, app.client().volumes([target]), volume_columns(app))
     else:
-        report(app, items, result_columns(app))
+        report(app, items, result_columns(app, "updated"))
     app.finish()
