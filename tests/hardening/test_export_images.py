@@ -327,6 +327,13 @@ def build_damaged(kind: str, image: Path, tree: Path) -> None:
         with open(image, "r+b") as handle:
             handle.seek(1024)
             handle.write(b"\0" * 1024)
+    elif kind == "unknown-feature":
+        # The top bit of s_feature_incompat: no ext4 feature has it yet.
+        with open(image, "r+b") as handle:
+            handle.seek(1024 + 0x63)
+            top = handle.read(1)[0] | 0x80
+            handle.seek(1024 + 0x63)
+            handle.write(bytes([top]))
     elif kind == "too-deep":
         name = "p" * 255
         debugfs(image, *(f"mkdir {name}\ncd {name}" for _ in range(130)))
@@ -344,6 +351,7 @@ def build_damaged(kind: str, image: Path, tree: Path) -> None:
         ("shared-blocks", "blocks shared between files"),
         ("too-deep", "longer than 32768 bytes"),
         ("no-superblock", "holds no ext4 file system"),
+        ("unknown-feature", "uses unknown features (0x80000000)"),
     ],
 )
 def test_a_damaged_image_answers_a_clear_error(
