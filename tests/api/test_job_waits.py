@@ -9,6 +9,7 @@ job running elsewhere, until the lease runs out and its own worker redoes the jo
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -180,3 +181,22 @@ def test_delete_cancels_a_format_no_worker_holds(impatient: LiveServer) -> None:
         assert impatient.sql("SELECT count(*) FROM volumes WHERE uuid = ?", (volume["uuid"],)) == [
             (0,)
         ]
+
+
+def test_template_delete_waits_for_a_copy_being_made(waiting: LiveServer) -> None:
+    """A copy of the template is being made by a replica that is gone; once its lease
+    runs out this server's worker makes it, and the template delete waiting on it goes
+    through."""
+    with waiting.client() as api:
+        source = new_volume(api, size_mb=8)
+        ok(api.post("/v1/volumes/templates", json={"uuid": source["uuid"]}))
+        copy = ok(api.post("/v1/volumes", json={"template": {"uuid": source["uuid"]}}))
+        until = int((time.time() + 0.3) * 1_000_000)
+        args = json.dumps({"source": source["uuid"], "source_state": None})
+        waiting.sql(
+            "UPDATE volumes SET state = 'uninitialized', job = 'clone', job_args = ?, "
+            "lease_owner = 'replica-gone', lease_until_us = ?, job_attempts = 1 WHERE uuid = ?",
+            (args, until, copy["uuid"]),
+        )
+        ok(api.delete(f"/v1/volumes/templates/{source['uuid']}"))
+        assert get(api, copy["uuid"])["state"] == "available"

@@ -119,3 +119,20 @@ def test_quota_shows_the_callers_usage_and_limits(fresh_server: Callable[..., Li
     assert "VOLUMES" in shown.out and "2 / 7" in shown.out and "8 MiB" in shown.out
     as_json = run_cli("quota", "-o", "json", server=live).json()[0]
     assert as_json["used"]["volumes"] == 2 and as_json["hard"]["volumes"] == 7
+
+
+def test_errors_speak_in_flags_not_api_fields(cli: Cli) -> None:
+    too_big = cli("volume", "create", "-n", f"big-{secrets.token_hex(3)}", "-s", "99999999")
+    assert too_big.code == 1
+    assert "--size 99999999 exceeds the maximum volume size" in too_big.err
+    assert "size_mb" not in too_big.err
+    name = f"locked-{secrets.token_hex(3)}"
+    assert cli("volume", "create", "-n", name, "-s", "8", "--wait").code == 0
+    assert cli("volume", "update", name, "--delete-lock").code == 0
+    locked = cli("volume", "rm", name)
+    assert locked.code == 1 and "PATCH" not in locked.err
+    assert f"volumed volume update {name} --no-delete-lock" in locked.err
+    shrink = cli("volume", "update", name, "--size", "4")
+    assert shrink.code == 1 and "--size must be at least 8" in shrink.err
+    assert cli("volume", "update", name, "--no-delete-lock").code == 0
+    assert cli("volume", "rm", name).code == 0

@@ -70,6 +70,15 @@ def test_kill_9_of_volumed_finds_its_guests_again(tmp_path: Path) -> None:
             clean, report = fsck_clean(image_of(server, b["uuid"]))
             assert clean, report
 
+        # A graceful shutdown of volumed leaves the guest running too (docs/guests.md).
+        assert server.stop() == 0
+        assert alive(kept_pid)
+        server.restart()
+
+        with server.client() as api:
+            api.timeout = httpx.Timeout(300)
+            found = api.get(f"/v1/instances/{kept['uuid']}").json()["data"]["instances"][0]
+            assert found["state"] == "running", found
             # The adopted guest is still ours: it stops cleanly through the API.
             api.put(f"/v1/instances/{kept['uuid']}/stop", json={"drain_timeout_ms": 2000})
             stopped = wait_state(api, kept["uuid"], "stopped")

@@ -112,11 +112,21 @@ def test_rox_is_read_by_two_guests_at_once_and_never_written(gapi: httpx.Client)
 
 def test_exit_codes_and_a_drain_that_times_out(gapi: httpx.Client) -> None:
     exits, stubborn = in_parallel(
-        lambda: guest(gapi, "exit 3", []),
+        lambda: guest(
+            gapi,
+            "echo cpus=$(grep -c ^processor /proc/cpuinfo); grep MemTotal /proc/meminfo; exit 3",
+            [],
+            vcpus=2,
+            memory_mb=256,
+        ),
         lambda: guest(gapi, "trap '' TERM; echo armed; while :; do sleep 1; done", []),
     )
     done = wait_state(gapi, exits["uuid"], "stopped")
     assert (done["stop_reason"], done["exit_code"], done["stop_code"]) == (APP_EXIT, 3, 0)
+    output = console(gapi, exits["uuid"])
+    assert "cpus=2" in output, output  # vcpus and memory_mb are the guest's
+    total_kb = int(output.split("MemTotal:")[1].split()[0])
+    assert 200_000 < total_kb <= 256 * 1024, output
 
     assert stubborn["state"] == "running", stubborn
     wait_console(gapi, stubborn["uuid"], "armed")

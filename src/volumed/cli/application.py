@@ -52,10 +52,10 @@ class App:
         self.failed += 1
         code = item.get("error")
         suffix = f" (error {code})" if code is not None else ""
-        click.echo(
-            self.style(f"error: {what}: {item.get('message', 'failed')}{suffix}", fg="red"),
-            err=True,
-        )
+        from volumed.cli.wording import in_cli_words
+
+        message = in_cli_words(str(item.get("message", "failed")))
+        click.echo(self.style(f"error: {what}: {message}{suffix}", fg="red"), err=True)
 
     def finish(self) -> None:
         """Exit 1 if any item failed, else return (click then exits 0)."""

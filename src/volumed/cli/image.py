@@ -25,7 +25,14 @@ def image() -> None:
     """Manage the images instances run (busybox is built in)."""
 
 
-@image.command(name="import")
+@image.command(
+    name="import",
+    epilog="""\b
+Examples:
+  docker save alpine:3.20 -o alpine.tar && volumed image import alpine:3.20 alpine.tar
+  volumed image import redis:7 redis-oci.tar
+""",
+)
 @click.argument("name")
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @admin_options
@@ -44,7 +51,7 @@ def import_(app: App, name: str, archive: Path) -> None:
     click.echo(f"imported {made.name} ({made.size_bytes // 1_048_576} MiB root file system)")
 
 
-@image.command(name="ls")
+@image.command(name="ls", epilog="\b\nExamples:\n  volumed image ls\n")
 @admin_options
 @pass_app
 def ls(app: App) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from volumed.domain import errors
@@ -88,8 +88,31 @@ class JobWaits:
     async def settle(self, user: User, uuids: Sequence[str]) -> dict[str, Volume | None]:
         """Wait until none of these volumes is held by a job, or the bound runs out;
         return each as it is then (None: gone)."""
-        deadline = time.monotonic() + self.bound_s
         fresh: dict[str, Volume | None] = {}
+
+        async def held(uuid: str) -> bool:
+            volume = fresh[uuid] = await self._store.get_volume(user.id, Ref(uuid=uuid))
+            return volume is not None and volume.state in JOB_STATES
+
+        await self._until_free(uuids, held)
+        return fresh
+
+    async def copies_done(self, volume: Volume) -> None:
+        """Wait until no copy is being made of ``volume`` (a template, or a volume
+        mounted read-only, stays in its state meanwhile); CannotBeUsed past the bound."""
+        if await self._until_free([volume.uuid], self._store.has_active_clones):
+            raise errors.CannotBeUsed(
+                f"Volume '{volume.name}' is being copied into a new volume: its clone job "
+                f"did not end within {self.bound_s:g} s; try again once it is done"
+            )
+
+    async def _until_free(
+        self, uuids: Sequence[str], held: Callable[[str], Awaitable[bool]]
+    ) -> bool:
+        """Look at each volume with ``held`` again whenever a job on it ends (and every
+        ``recheck_s``: a job on another replica sends no signal here) until none is held
+        or the bound runs out. Returns whether any is still held."""
+        deadline = time.monotonic() + self.bound_s
         pending = set(uuids)
         with self.signals.watching(list(uuids)) as watch:
             look = set(pending)
@@ -98,19 +121,15 @@ class JobWaits:
                 watch.event.clear()
                 watch.ended.difference_update(look)
                 for uuid in look:
-                    volume = await self._store.get_volume(user.id, Ref(uuid=uuid))
-                    fresh[uuid] = volume
-                    if volume is None or volume.state not in JOB_STATES:
+                    if not await held(uuid):
                         pending.discard(uuid)
                 remaining = deadline - time.monotonic()
                 if not pending or remaining <= 0:
-                    return fresh
+                    return bool(pending)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         watch.event.wait(), timeout=min(remaining, self._recheck_s)
                     )
-                # Woken: re-read what ended. Timed out: re-read everything pending (a
-                # job on another replica sends no signal).
                 look = (watch.ended & pending) if watch.event.is_set() else set(pending)
 
     async def settled(self, user: User, volumes: Sequence[Volume]) -> list[Volume]:

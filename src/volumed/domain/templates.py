@@ -79,10 +79,7 @@ class TemplateService:
                     f"Template {label} has a delete lock; remove it with PATCH first"
                 )
             if await self._store.has_active_clones(template.uuid):
-                raise errors.CannotBeUsed(
-                    f"Template {label} is being copied into a new volume; delete it once "
-                    "that volume is available"
-                )
+                await self._waits.copies_done(template)
             expected = states_allowing(Op.DELETE_TEMPLATE)
             if await self._store.begin_delete(user.id, template.uuid, expected):
                 await self._purge(template.uuid)

@@ -207,9 +207,7 @@ class VolumeService:
             if volume.attached_to:
                 raise errors.Attached(f"Volume {label} is attached to an instance")
             if await self._store.has_active_clones(volume.uuid):
-                raise errors.CannotBeUsed(
-                    f"Volume {label} is being cloned; delete it once its clone is available"
-                )
+                await self._waits.copies_done(volume)
             if await self._store.begin_delete(user.id, volume.uuid, states_allowing(Op.DELETE)):
                 await self._purge(volume.uuid)
                 return volume
