@@ -23,6 +23,8 @@ from tests.conftest import LiveServer
 
 KEY = "instances"
 
+JSON = {"Content-Type": "application/json"}
+
 
 def test_create_with_defaults_and_get(api: httpx.Client) -> None:
     name = unique("web")
@@ -149,6 +151,11 @@ def test_list_all_with_pagination(fresh_server: Callable[..., LiveServer]) -> No
         desc = items(api.get("/v1/instances", params={"order": "desc", "details": "false"}), KEY)
         assert [i["name"] for i in desc] == ["p4", "p3", "p2", "p1", "p0"]
         assert set(desc[0]) == {"status", "uuid", "name"}
+        # Logs with no instance named: one item per instance, as the listing has them.
+        logs = items(api.get("/v1/instances/log", params={"limit": 16}), KEY)
+        assert [i["uuid"] for i in logs] == [i["uuid"] for i in made]
+        empty = api.request("GET", "/v1/instances/log", content=b"[]", headers=JSON)
+        assert empty.status_code == 400 and "Name the instances" in empty.json()["message"]
 
 
 def test_start_stop_are_idempotent_and_report_previous_state(api: httpx.Client) -> None:

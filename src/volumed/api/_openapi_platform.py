@@ -129,7 +129,10 @@ def _log_paths() -> Paths:
                 "Get instances' console output (also by uuid/name/offset/limit in the query)",
                 "instances",
                 results("InstanceLogResult", "The console output", _INSTANCES),
-                body=json_body(one_or_many(ref("GetInstancesLogsRequestItem")), required=False),
+                # Named in the query or the body; an empty array names none (400).
+                body=json_body(
+                    one_or_many(ref("GetInstancesLogsRequestItem"), min_items=1), required=False
+                ),
             )
         },
         "/v1/instances/{uuid}/log": {

@@ -52,8 +52,10 @@ def string_enum(*values: str, description: str | None = None) -> Schema:
     return schema
 
 
-def array(items: Schema, *, max_items: int | None = None) -> Schema:
+def array(items: Schema, *, max_items: int | None = None, min_items: int | None = None) -> Schema:
     schema: Schema = {"type": "array", "items": items}
+    if min_items is not None:
+        schema["minItems"] = min_items
     if max_items is not None:
         schema["maxItems"] = max_items
     return schema
@@ -94,9 +96,9 @@ def open_object(properties: dict[str, Schema], *, description: str = "") -> Sche
     return schema
 
 
-def one_or_many(item: Schema) -> Schema:
+def one_or_many(item: Schema, *, min_items: int | None = None) -> Schema:
     """A global-scope body: a single item object, or an array of up to 253 of them."""
-    return {"oneOf": [item, array(item, max_items=MAX_ITEMS)]}
+    return {"oneOf": [item, array(item, max_items=MAX_ITEMS, min_items=min_items)]}
 
 
 def _string_map() -> Schema:

@@ -21,6 +21,7 @@ from volumed.api.volumes import each_item, path_ref
 from volumed.domain import errors, rules
 from volumed.domain.instances import InstanceService
 from volumed.domain.model import Ref, User
+from volumed.domain.ports import ListQuery
 
 __all__ = ["InstanceLogHandlers"]
 
@@ -41,9 +42,14 @@ class InstanceLogHandlers:
     async def get_many(self, request: Request) -> Response:
         started = time.perf_counter_ns()
         user = request.tenant()
-        items = _query_items(request.query_values(_PARAMS))
+        values = request.query_values(_PARAMS)
+        items = _query_items(values)
         items += bodies.parse_items(request.body, bodies.LogsInstanceBody, required=False)
-        if not items:
+        if not items and not request.body.strip():
+            # Nothing named, as GET /v1/instances lists them all: every instance's log
+            # (each bounded by ``limit``), oldest instance first, up to MAX_ITEMS.
+            items = await self._every_instance(user, values)
+        elif not items:
             raise RequestError(400, "Name the instances whose logs to get (uuid or name)")
         if len(items) > bodies.MAX_ITEMS:
             raise RequestError(400, f"Too many items: at most {bodies.MAX_ITEMS}")
@@ -54,6 +60,19 @@ class InstanceLogHandlers:
 
         results = await each_item(items, one, lambda b: {"uuid": b.uuid, "name": b.name})
         return Response(items_envelope(KEY, results, started))
+
+    async def _every_instance(
+        self, user: User, values: dict[str, list[str]]
+    ) -> list[bodies.LogsInstanceBody]:
+        offsets = [_number("offset", v) for v in values.get("offset", [])]
+        limits = [_number("limit", v) for v in values.get("limit", [])]
+        listed = await self._service.list_instances(user, ListQuery(count=bodies.MAX_ITEMS))
+        return [
+            bodies.LogsInstanceBody(
+                uuid=instance.uuid, offset=_pick(offsets, 0), limit=_pick(limits, 0)
+            )
+            for instance in listed
+        ]
 
     async def get_one(self, request: Request) -> Response:
         started = time.perf_counter_ns()
