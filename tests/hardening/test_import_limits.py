@@ -16,7 +16,7 @@ import tarfile
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -453,7 +453,12 @@ def test_compressed_archives_of_each_kind(api: httpx.Client, kind: str) -> None:
         half = len(plain) // 2
         body = gzip.compress(plain[:half]) + gzip.compress(plain[half:])
     else:
-        body = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](plain)
+        compressors: dict[str, Callable[[bytes], bytes]] = {
+            "gz": gzip.compress,
+            "bz2": bz2.compress,
+            "xz": lzma.compress,
+        }
+        body = compressors[kind](plain)
     assert "error" not in upload(api, uuid, body)
     with tarfile.open(fileobj=io.BytesIO(export(api, uuid)), mode="r:") as tar:
         got = tar.extractfile("./a.bin")
