@@ -10,6 +10,7 @@ job running elsewhere, until the lease runs out and its own worker redoes the jo
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -200,3 +201,27 @@ def test_template_delete_waits_for_a_copy_being_made(waiting: LiveServer) -> Non
         )
         ok(api.delete(f"/v1/volumes/templates/{source['uuid']}"))
         assert get(api, copy["uuid"])["state"] == "available"
+
+
+def test_a_job_finished_by_another_replica_is_noticed(waiting: LiveServer) -> None:
+    """No signal comes from a job another replica ends: the waiting attach notices the
+    row change by re-reading the store, and goes through."""
+    with waiting.client() as api:
+        volume, inst = new_volume(api), new_instance(api)
+        owe_format(waiting, volume["uuid"], owner="replica-elsewhere", lease_s=600)
+
+        def finish_elsewhere() -> None:
+            waiting.sql(
+                "UPDATE volumes SET state = 'available', job = NULL, job_args = NULL, "
+                "lease_owner = NULL, lease_until_us = 0 WHERE uuid = ?",
+                (volume["uuid"],),
+            )
+
+        timer = threading.Timer(0.3, finish_elsewhere)
+        timer.start()
+        try:
+            body = {"attach_to": {"uuid": inst["uuid"]}, "at": "/data"}
+            ok(api.put(f"/v1/volumes/{volume['uuid']}/attach", json=body))
+        finally:
+            timer.join()
+        assert get(api, volume["uuid"])["state"] == "idle"

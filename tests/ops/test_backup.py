@@ -51,10 +51,20 @@ def test_restore_brings_back_every_volume_as_it_was_at_the_backup(
             trees[name] = small_tree(tmp_path / "src" / name, files=12, seed=name)
             ok(run_cli("volume", "import", name, "--source", str(trees[name]), server=live))
     before = names_of(live)
+    # An image instances boot from (as `volumed image import` leaves it), and an import
+    # of one still in progress, which is not copied.
+    guest = live.data_dir / "guest-images" / "0123456789abcdef0123456789abcdef"
+    guest.mkdir(parents=True)
+    with open(guest / "rootfs.img", "wb") as rootfs:
+        rootfs.truncate(4 * 2**20)
+        rootfs.seek(2**20)
+        rootfs.write(b"root file system bytes")
+    (guest / "image.json").write_text('{"name": "alpine:3.20"}')
+    (live.data_dir / "guest-images" / ".import-unfinished").mkdir()
 
     backup = tmp_path / "backup"
     taken = ok(run_cli("backup", str(backup), server=live))
-    assert f"{len(trees)} image(s)" in taken.out
+    assert f"{len(trees)} volume image(s) and 1 imported guest image(s)" in taken.out
     manifest = json.loads((backup / "backup.json").read_text())
     assert len(manifest["static"]) == 2
     # Changes after the backup are not in it.
@@ -76,6 +86,10 @@ def test_restore_brings_back_every_volume_as_it_was_at_the_backup(
     refused = run_cli("restore", str(backup), env=restore_env)
     assert refused.code == 1 and "restore into a new one" in refused.err
 
+    back = restored.data_dir / "guest-images"
+    assert [p.name for p in back.iterdir()] == [guest.name]
+    for name in ("rootfs.img", "image.json"):
+        assert (back / guest.name / name).read_bytes() == (guest / name).read_bytes()
     restored.start()
     try:
         assert names_of(restored) == before

@@ -32,7 +32,12 @@ def volume_paths() -> Paths:
                 "create_volume",
                 "Create one or more volumes",
                 "volumes",
-                results("VolumeStateResult", "The created volumes"),
+                results(
+                    "VolumeStateResult",
+                    "The created volumes, answered once formatted (or copied from the "
+                    "template): available, or error with a message; past the server's "
+                    "job_wait_s, in the state they have then",
+                ),
                 body=items_body("CreateVolumeRequest"),
             ),
             "get": operation(
@@ -91,7 +96,11 @@ def volume_paths() -> Paths:
                 "clone_volumes",
                 "Clone volumes",
                 "volumes",
-                results("VolumeStateResult", "The new volumes"),
+                results(
+                    "VolumeStateResult",
+                    "The new volumes, answered once copied (or, past the server's "
+                    "job_wait_s, in the state they have then)",
+                ),
                 body=items_body("CloneVolumesRequestItem"),
             )
         },

@@ -38,12 +38,12 @@ import tarfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from volumed.domain.ports import StorageError
-from volumed.storage._ext4fs import ROOT_INO, Budget, Corrupt, Ext4Image, Inode, Run
+from volumed.storage._ext4fs import ROOT_INO, Budget, Corrupt, DirEntry, Ext4Image, Inode, Run
 from volumed.storage._process import storage_errors
 from volumed.storage._tarout import END, Attrs, entry, padding, sparse_entry
 
@@ -241,6 +241,25 @@ class _FirstNames:
         return b""
 
 
+@dataclass(slots=True)
+class _Directory:
+    """A directory being walked: the rest of its entries and its symlinks' names."""
+
+    path: bytes
+    entries: Iterator[DirEntry]
+    links: set[bytes] = field(default_factory=set)
+
+    def child(self, name: bytes) -> bytes:
+        """The child's path; a name that repeats a symlink's is refused, since a tar
+        tool would write what follows through that link (on the client's side)."""
+        if name in self.links:
+            raise Corrupt(
+                f"{_shown(self.path + b'/' + name)} is named twice in its directory, once "
+                "as a symbolic link (a damaged file system)"
+            )
+        return self.path + b"/" + name
+
+
 def _walk(fs: Ext4Image, budget: Budget, summary: _Summary, limits: _Limits) -> Iterator[_Member]:
     """Every member in archive order (a directory before what it holds), depth first
     with an explicit stack: no recursion, whatever the depth."""
@@ -251,15 +270,15 @@ def _walk(fs: Ext4Image, budget: Budget, summary: _Summary, limits: _Limits) -> 
     seen_dirs[ROOT_INO >> 3] |= 1 << (ROOT_INO & 7)
     first_names = _FirstNames()
     yield _Member(b".", root)
-    stack = [(b".", fs.entries(root, budget, "the root directory"))]
+    stack = [_Directory(b".", fs.entries(root, budget, "the root directory"))]
     while stack:
         limits.check(summary.members + summary.skipped)
-        parent, entries = stack[-1]
-        found = next(entries, None)
+        parent = stack[-1]
+        found = next(parent.entries, None)
         if found is None:
             stack.pop()
             continue
-        path = parent + b"/" + found.name
+        path = parent.child(found.name)
         where = _shown(path)
         if len(path) > MAX_PATH_BYTES:
             raise Corrupt(f"the path {where} is longer than {MAX_PATH_BYTES} bytes")
@@ -274,15 +293,16 @@ def _walk(fs: Ext4Image, budget: Budget, summary: _Summary, limits: _Limits) -> 
                     f"the directory {where} has a second name (a loop or a damaged file system)"
                 )
             seen_dirs[inode.number >> 3] |= bit
-            if parent == b"." and found.name == b"lost+found" and _is_empty(fs, inode, where):
+            if path == b"./lost+found" and _is_empty(fs, inode, where):
                 continue
             yield _Member(path, inode)
-            stack.append((path, fs.entries(inode, budget, where)))
+            stack.append(_Directory(path, fs.entries(inode, budget, where)))
         elif kind == stat.S_IFREG:
             yield _Member(path, inode, first_name=first_names.first(inode, path))
         elif kind == stat.S_IFLNK:
             # At most one block, read for each name: its own budget, not the tree's.
             target = fs.symlink_target(inode, Budget(_BUDGET_SLACK), where)
+            parent.links.add(found.name)
             yield _Member(path, inode, target=target)
         else:
             summary.skipped += 1

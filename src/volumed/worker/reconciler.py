@@ -256,13 +256,14 @@ class Reconciler:
                     return
                 raise
             await publish(self._store, self._storage, job.uuid, job.lease)
-        await self._store.finish_job(
+        if not await self._store.finish_job(
             job.uuid,
             job.lease,
             (VolumeState.INITIALIZING.value,),
             VolumeState.AVAILABLE.value,
             free_mb=usage.free_mb,
-        )
+        ):
+            raise LeaseLost(job.uuid, job.lease)
 
     async def _fail(self, job: Job, expected: tuple[str, ...], message: str) -> None:
         """Put the volume in ``error`` with a message, leaving no partial image behind.

@@ -67,14 +67,15 @@ class VolumeJobs:
                 await self._fail_clone(job, source, restore, exc.message)
                 return
             raise
-        await self._store.finish_clone(
+        if not await self._store.finish_clone(
             job.uuid,
             job.lease,
             VolumeState.AVAILABLE.value,
             source_uuid=source,
             source_state=restore,
             free_mb=usage.free_mb,
-        )
+        ):
+            raise LeaseLost(job.uuid, job.lease)
 
     async def _clone_image(self, job: Job, source: str) -> ImageUsage:
         """Copy (then grow, for a copy of a smaller template) into the staged image,
@@ -154,9 +155,10 @@ class VolumeJobs:
                 )
                 return
             raise
-        await self._store.finish_grow(
+        if not await self._store.finish_grow(
             job.uuid, job.lease, previous, size_mb=size_mb, free_mb=usage.free_mb
-        )
+        ):
+            raise LeaseLost(job.uuid, job.lease)
 
     # ------------------------------------------------------------------ reserve / release
 
@@ -196,6 +198,7 @@ class VolumeJobs:
                 )
                 return
             raise
-        await self._store.finish_reservation(
+        if not await self._store.finish_reservation(
             job.uuid, job.lease, previous, quota_policy=policy.value, free_mb=usage.free_mb
-        )
+        ):
+            raise LeaseLost(job.uuid, job.lease)

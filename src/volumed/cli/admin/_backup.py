@@ -18,7 +18,9 @@ How (rounds, each ending in a database snapshot at an instant T):
    again; so is one that a job other than an import held at T (a grow rewrites the
    image in place; an import only renames a new one over it). Then the next round;
 4. when a round finds nothing to redo, the backup is consistent: the copies of images
-   whose rows are not in the snapshot are dropped, and ``backup.json`` is written last.
+   whose rows are not in the snapshot are dropped, the images instances boot from
+   (``guest-images/``, made by ``volumed image import``) are copied, and ``backup.json``
+   is written last.
 
 Each round is short on a quiet server (the second one finds nothing); a server that
 keeps changing images makes the backup give up after ``wait_s`` with a clear error.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -40,6 +43,7 @@ from volumed.store.snapshot import SnapshotRow
 __all__ = ["BackupError", "BackupReport", "ImageCopier", "take_backup"]
 
 MANIFEST = "backup.json"
+GUEST_IMAGES = "guest-images"
 FORMAT = 1
 _IMG = ".img"
 _SAFE_JOBS = frozenset({"import"})
@@ -146,6 +150,7 @@ class BackupReport:
     rounds: int
     bytes_allocated: int
     seconds: float
+    guest_images: int = 0
 
 
 def take_backup(
@@ -156,6 +161,7 @@ def take_backup(
     store: str,
     version: str,
     wait_s: float = 60.0,
+    guest_images: Path | None = None,
 ) -> BackupReport:
     """Write a consistent backup into ``dest`` (absent or empty): ``snapshot(dest)``
     writes the database copy into ``dest`` and returns its rows."""
@@ -186,6 +192,7 @@ def take_backup(
         if held:
             time.sleep(0.2)  # a job holds an image: give it a moment to finish
     kept = copier.keep_only(r.uuid for r in rows)
+    guests = copy_guest_images(guest_images, dest / GUEST_IMAGES) if guest_images else []
     manifest = {
         "format": FORMAT,
         "volumed": version,
@@ -193,9 +200,38 @@ def take_backup(
         "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "images": kept,
         "static": sorted(r.uuid for r in rows if r.static and r.uuid in set(kept)),
+        "guest_images": guests,
     }
     _write_json(dest / MANIFEST, manifest)
-    return BackupReport(kept, rounds, copier.bytes_allocated, time.monotonic() - started)
+    took = time.monotonic() - started
+    return BackupReport(kept, rounds, copier.bytes_allocated, took, len(guests))
+
+
+def copy_guest_images(source: Path, target: Path, attempts: int = 5) -> list[str]:
+    """Copy every complete imported image (``<dir>/rootfs.img`` + ``image.json``, made by
+    ``volumed image import``); returns the directory names copied. An image replaced
+    while it is copied (a re-import swaps its directory) is copied again."""
+    if not source.is_dir():
+        return []
+    copied = []
+    for entry in sorted(source.iterdir()):
+        if entry.name.startswith(".") or not (entry / "image.json").is_file():
+            continue  # an import in progress, or not an image
+        for _ in range(attempts):
+            before = identity(entry), identity(entry / "rootfs.img")
+            out = target / entry.name
+            out.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                copy_sparse(entry / "rootfs.img", out / "rootfs.img")
+                shutil.copy2(entry / "image.json", out / "image.json")
+            except FileNotFoundError:
+                continue
+            if (identity(entry), identity(entry / "rootfs.img")) == before:
+                copied.append(entry.name)
+                break
+        else:
+            raise BackupError(f"the imported image {entry.name} kept changing while copied")
+    return copied
 
 
 def read_manifest(source: Path) -> dict[str, object]:

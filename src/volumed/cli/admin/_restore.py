@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from volumed.cli.admin._backup import BackupError, copy_sparse
+from volumed.cli.admin._backup import GUEST_IMAGES, BackupError, copy_sparse
 from volumed.settings import Settings
 from volumed.store import snapshot as snap
 
@@ -38,6 +38,12 @@ def restore_backup(settings: Settings, source: Path, manifest: dict[str, object]
     for uuid in images:
         copy_sparse(source / "images" / f"{uuid}.img", settings.images_dir / f"{uuid}.img")
     asyncio.run(_reserve(settings, [str(u) for u in _list(manifest, "static")]))
+    for name in (str(n) for n in _list(manifest, "guest_images")):
+        image = source / GUEST_IMAGES / name
+        target = settings.guest_images_dir / name
+        target.mkdir(parents=True, exist_ok=True)
+        copy_sparse(image / "rootfs.img", target / "rootfs.img")
+        shutil.copy2(image / "image.json", target / "image.json")
     if (source / "token").is_file():
         fd = os.open(settings.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle, open(source / "token", "rb") as token:

@@ -62,13 +62,15 @@ def backup(app: App, dest: Path, wait_s: float) -> None:
             store="sqlite" if settings.is_sqlite else "postgresql",
             version=__version__,
             wait_s=wait_s,
+            guest_images=settings.guest_images_dir,
         )
     except (BackupError, StoreUnavailable) as exc:
         app.abort(f"backup failed: {exc}")
     if settings.token_file.exists():
         shutil.copy2(settings.token_file, dest / "token")
     click.echo(
-        f"Backed up the database and {len(report.images)} image(s) "
+        f"Backed up the database, {len(report.images)} volume image(s) "
+        f"and {report.guest_images} imported guest image(s) "
         f"({report.bytes_allocated / 2**20:.1f} MiB on disk) into {dest} "
         f"in {report.seconds:.1f} s ({report.rounds} round(s))."
     )
