@@ -191,3 +191,16 @@ def test_logs_through_the_sdk_and_the_cli(gapi: httpx.Client, guest_server: Live
     assert base64.b64decode(tail.output) == text.encode()[end - 13 : end - 8]
     last = run_cli("instance", "logs", printer["uuid"], "--tail", "13", server=guest_server)
     assert last.code == 0 and last.out == text[-13:], last
+
+
+def test_a_volume_that_does_not_mount_fails_the_start_per_item(
+    gapi: httpx.Client, guest_server: LiveServer
+) -> None:
+    volume = new_volume(gapi)
+    with image_of(guest_server, volume["uuid"]).open("r+b") as image:
+        image.write(b"\0" * 8192)  # no superblock: not ext4 any more
+    made = guest(gapi, "true", [{"uuid": volume["uuid"], "at": "/data"}])
+    assert made["state"] == "stopped", made
+    assert "cannot mount the volume at /data" in made["message"], made
+    after = gapi.get(f"/v1/volumes/{volume['uuid']}").json()["data"]["volumes"][0]
+    assert after["state"] == "idle", after

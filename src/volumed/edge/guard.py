@@ -12,10 +12,11 @@ apart when there are very many connections, see :meth:`ConnectionGuard.run`):
 * for each address holding more than ``per_address`` connections, closes the excess among
   those with no request in flight, newest first.
 
-A connection with a request in flight is never closed by the guard: its request is bounded
-by the body timeout and the handler. The request path pays one dict update on the way in
-and one on the way out (:meth:`ConnectionGuard.__call__`); the sweeps read the kernel's
-view of the connections (:mod:`volumed.edge.tcp`) and never touch a request.
+A connection with a request in flight (or one that returned less than _FLUSH_GRACE_S ago)
+is never closed by the guard: its request is bounded by the body timeout and the handler.
+The request path pays a few dict updates (:meth:`ConnectionGuard.__call__`); the sweeps
+read the kernel's view of the connections (:mod:`volumed.edge.tcp`) and never touch a
+request.
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _SWEEP_S = 0.2
 """How often connections are checked: how long an address can exceed its share."""
 _MAX_LOOP_SHARE = 20
-"""Sweeps take at most 1/20 of the event loop's time."""
+"""Sweeps take at most 1/20 of the event loop's time..."""
+_FLUSH_GRACE_S = 1.0
+"""How long after its request returned a connection still counts as in flight."""
+_MAX_PAUSE_S = 1.0
+"""... unless that would leave more than this between sweeps (thousands of connections)."""
 _WARN_EVERY_S = 10.0
 """Closing over an address's share is logged at most this often (with the counts since)."""
 
@@ -74,6 +79,10 @@ class ConnectionGuard:
         self._idle_ms = int(idle_timeout_s * 1000)
         self._per_address = per_address
         self._busy: dict[tuple[str, str], int] = {}
+        self._done_at: dict[tuple[str, str], float] = {}
+        """When each peer's last request returned: granian writes the response's bytes
+        from its own thread after that, so a connection quiet for long (a slow request)
+        is spared for _FLUSH_GRACE_S more."""
         self._first_seen: dict[tuple[str, str], float] = {}
         self._unreported: dict[str, int] = {}
         self._reported_at = 0.0
@@ -94,11 +103,12 @@ class ConnectionGuard:
                 busy[peer] = left
             else:
                 del busy[peer]
+            self._done_at[peer] = time.monotonic()
 
     async def run(self) -> None:
-        """Sweep until cancelled. A sweep costs ~10 µs per connection, in the event loop:
-        with many connections the sweeps space out, to take at most 1/_MAX_LOOP_SHARE of
-        the loop (1000 connections: a sweep every ~0.25 s)."""
+        """Sweep until cancelled. A sweep costs ~10-30 µs per connection, in the event
+        loop: with many connections the sweeps space out, to take at most
+        1/_MAX_LOOP_SHARE of the loop, but never more than _MAX_PAUSE_S apart."""
         pause = _SWEEP_S
         while True:
             await asyncio.sleep(pause)
@@ -107,7 +117,8 @@ class ConnectionGuard:
                 self.sweep()
             except Exception:
                 log.exception("connection sweep failed")
-            pause = max(_SWEEP_S, (time.perf_counter() - started) * _MAX_LOOP_SHARE)
+            spent = time.perf_counter() - started
+            pause = min(_MAX_PAUSE_S, max(_SWEEP_S, spent * _MAX_LOOP_SHARE))
 
     def sweep(self) -> Sweep:
         return self._close_surplus(api_connections(self._port))
@@ -116,10 +127,13 @@ class ConnectionGuard:
         now = time.monotonic()
         first_seen = {c.peer: self._first_seen.get(c.peer, now) for c in connections}
         self._first_seen = first_seen
+        recent = now - _FLUSH_GRACE_S
+        self._done_at = {p: t for p, t in self._done_at.items() if t > recent}
+        active = self._busy.keys() | self._done_at.keys()
         idle_closed = 0
         by_address: dict[str, list[Connection]] = {}
         for connection in connections:
-            if connection.peer not in self._busy and connection.quiet_ms >= self._idle_ms:
+            if connection.peer not in active and connection.quiet_ms >= self._idle_ms:
                 idle_closed += connection.shut()
             else:
                 by_address.setdefault(address_key(connection.peer[0]), []).append(connection)
@@ -128,7 +142,7 @@ class ConnectionGuard:
             surplus = len(held) - self._per_address
             if surplus <= 0:
                 continue
-            closable = [c for c in held if c.peer not in self._busy]  # nothing in flight
+            closable = [c for c in held if c.peer not in active]  # nothing in flight
             closable.sort(key=lambda c: first_seen[c.peer], reverse=True)  # newest first
             closed = sum(connection.shut() for connection in closable[:surplus])
             if closed:
