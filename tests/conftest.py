@@ -61,7 +61,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     others = (
         ("postgresql_only",) if TEST_STORE == "sqlite" else ("sqlite_only", "store_independent")
     )
-    deselected, kept = [], []
+    deselected: list[pytest.Item] = []
+    kept: list[pytest.Item] = []
     for item in items:
         (deselected if any(item.get_closest_marker(o) for o in others) else kept).append(item)
     if deselected:

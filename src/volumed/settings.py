@@ -115,7 +115,8 @@ class Settings:
     """Imports one server unpacks at once, each on a thread of the import pool; one
     more is refused (error 5) until one ends."""
     import_idle_timeout_s: float = 30.0
-    """An import whose body sends nothing for this long is ended with HTTP 408."""
+    """An import body that brings less than 64 KiB in this much waiting for it (silent, or
+    trickling) is ended with HTTP 408."""
     import_cpu_s: float = 3600.0
     """CPU seconds one import may spend unpacking (inflating, writing files)."""
     import_max_depth: int = 256

@@ -527,7 +527,8 @@ def test_official_sdk_attach_detach_and_instance_calls(
             await ukc.instances.get(name=inst_name).start()
             await ukc.instances.get(name=inst_name).wait(state="running", timeout_seconds=5)
             got = await ukc.volumes.get(name=vol_name)
-            assert got.state == "mounted" and got.attached_to[0].name == inst_name
+            assert got.state == "mounted" and got.attached_to is not None
+            assert got.attached_to[0].name == inst_name
             await ukc.instances.get(name=inst_name).stop()
             await ukc.volumes.get(name=vol_name).detach(from_=inst_name)
             await ukc.instances.get(name=inst_name).delete()

@@ -47,11 +47,11 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live.stop()
 
 
-def _patch_in(live: LiveServer, volume: Item, answers: list[Item], **value: object) -> None:
+def _patch_in(live: LiveServer, volume: Item, answers: list[Item], value: int) -> None:
     """A PATCH of size_mb from another thread (it waits for the job)."""
     try:
         with live.client() as client:
-            answers.append(patch(client, volume, "size_mb", **value))
+            answers.append(patch(client, volume, "size_mb", value=value))
     except httpx.HTTPError:
         pass  # the server was killed under it
 

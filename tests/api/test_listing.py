@@ -55,7 +55,7 @@ def test_order_count_and_inclusive_from(listing: tuple[LiveServer, list[Item]]) 
         assert uuids(api.get("/v1/volumes", params={"order": "desc"})) == order[::-1]
         desc = uuids(api.get("/v1/volumes", params={"order": "desc", "from": order[5], "count": 3}))
         assert desc == [order[5], order[4], order[3]]
-        explicit = {"sortby": "create_time", "order": "asc", "count": 0}
+        explicit: dict[str, str | int] = {"sortby": "create_time", "order": "asc", "count": 0}
         assert uuids(api.get("/v1/volumes", params=explicit)) == order
         assert uuids(api.get("/v1/volumes", params={"from": order[3].upper()}))[0] == order[3]
 
@@ -209,7 +209,7 @@ def page_all(api: httpx.Client, count: int) -> list[str]:
     seen: list[str] = []
     start: str | None = None
     while True:
-        params: dict[str, object] = {"count": count if start is None else count + 1}
+        params: dict[str, str | int] = {"count": count if start is None else count + 1}
         if start is not None:
             params["from"] = start
         page = uuids(api.get("/v1/volumes", params=params))

@@ -289,6 +289,7 @@ def test_get_by_uuid_name_query_and_body(api: httpx.Client) -> None:
     name = unique("get")
     item = create(api, name=name)
     uid = item["uuid"]
+    assert isinstance(uid, str)
     assert items(api.get(f"/v1/volumes/{uid}"))[0]["name"] == name
     assert items(api.get("/v1/volumes", params={"uuid": uid}))[0]["name"] == name
     assert items(api.get("/v1/volumes", params={"name": name}))[0]["uuid"] == uid
@@ -320,8 +321,9 @@ def test_get_unknown_volume_is_error_8_inside_http_200(api: httpx.Client) -> Non
 
 
 def test_mixed_lookup_is_partial_success_in_request_order(api: httpx.Client) -> None:
-    item = create(api)
-    response = api.get("/v1/volumes", params=[("uuid", item["uuid"]), ("name", "nope-x")])
+    uid = create(api)["uuid"]
+    assert isinstance(uid, str)
+    response = api.get("/v1/volumes", params=[("uuid", uid), ("name", "nope-x")])
     body = response.json()
     assert body["status"] == "partial_success"
     assert [v["status"] for v in body["data"]["volumes"]] == ["success", "error"]

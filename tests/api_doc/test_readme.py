@@ -19,7 +19,7 @@ DOCUMENTED_URL = "http://127.0.0.1:8080"
 
 def fenced(language: str, containing: str) -> str:
     """The one ``language`` block of the README that contains ``containing``."""
-    blocks = re.findall(rf"^```{language}\n(.*?)^```$", README.read_text(), re.M | re.S)
+    blocks: list[str] = re.findall(rf"^```{language}\n(.*?)^```$", README.read_text(), re.M | re.S)
     found = [b for b in blocks if containing in b]
     assert len(found) == 1, f"expected one {language} block with {containing!r}"
     return found[0]

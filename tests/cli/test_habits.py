@@ -94,7 +94,12 @@ def test_events_follow_prints_what_happens_next(server: LiveServer, cli: Cli) ->
     )
     assert follow.stdout is not None
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in follow.stdout or []])
+
+    def read_lines() -> None:
+        for line in follow.stdout or []:
+            lines.put(line)
+
+    reader = threading.Thread(target=read_lines)
     reader.start()
     try:
         actions = [json.loads(lines.get(timeout=20))["action"]]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, expect
 
 from tests.conftest import LiveServer
 from tests.console.conftest import Watched
@@ -37,7 +37,7 @@ def _tar(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def _state(watched: Watched) -> object:
+def _state(watched: Watched) -> Locator:
     return watched.page.locator("#volume-facts .state")
 
 

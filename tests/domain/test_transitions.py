@@ -40,6 +40,7 @@ def test_every_operation_covers_every_state(op: Op) -> None:
 )
 def test_table_entries(op: Op, state: VolumeState, expected: object) -> None:
     if isinstance(expected, type):
+        assert issubclass(expected, errors.VolumedError)
         with pytest.raises(expected) as raised:
             check(op, state, "'v'")
         assert raised.value.code == expected.code

@@ -9,10 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import kill_guests
+from tests.conftest import REPO, kill_guests
 from tests.guests.guest_helpers import (
     BOOT_TIMEOUT_S,
-    REPO,
     console,
     guest,
     new_volume,

@@ -32,7 +32,7 @@ def raw_request(live: LiveServer, data: bytes, *, timeout: float = 10) -> bytes:
     """Send ``data`` as it is on a new connection; everything the server answers."""
     with socket.create_connection(("127.0.0.1", live.port), timeout=timeout) as sock:
         sock.sendall(data)
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = sock.recv(65536)
             if not chunk:

@@ -16,7 +16,7 @@ import tarfile
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -453,7 +453,12 @@ def test_compressed_archives_of_each_kind(api: httpx.Client, kind: str) -> None:
         half = len(plain) // 2
         body = gzip.compress(plain[:half]) + gzip.compress(plain[half:])
     else:
-        body = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](plain)
+        compressors: dict[str, Callable[[bytes], bytes]] = {
+            "gz": gzip.compress,
+            "bz2": bz2.compress,
+            "xz": lzma.compress,
+        }
+        body = compressors[kind](plain)
     assert "error" not in upload(api, uuid, body)
     with tarfile.open(fileobj=io.BytesIO(export(api, uuid)), mode="r:") as tar:
         got = tar.extractfile("./a.bin")
@@ -462,3 +467,31 @@ def test_compressed_archives_of_each_kind(api: httpx.Client, kind: str) -> None:
     corrupt = bytearray(body)
     corrupt[len(body) // 2] ^= 0xFF
     refused(api, uuid, bytes(corrupt), 7, "not a valid tar archive")
+
+
+def test_a_trickling_import_body_times_out_too(busy: LiveServer) -> None:
+    """1 KiB every 0.2 s never leaves the server 2 s without a byte, but brings far less
+    than 64 KiB per 2 s: it must not keep an import thread for good."""
+    stop = threading.Event()
+
+    def trickle() -> Iterator[bytes]:
+        info = tarfile.TarInfo("slow.bin")
+        info.size = 100 * MIB
+        yield info.tobuf(format=tarfile.GNU_FORMAT)
+        for _ in range(75):  # 15 s at most: a server that lets it run gets an end
+            if stop.wait(0.2):
+                return
+            yield bytes(1024)
+
+    with busy.client() as api:
+        uuid = new_volume(api)
+        try:
+            answer = api.put(f"/volumed/v1/volumes/{uuid}/import", content=trickle())
+        except httpx.HTTPError:
+            answer = None
+        finally:
+            stop.set()
+        if answer is not None:
+            assert answer.status_code == 408, answer.text
+            assert "less than 64 KiB in 2 s" in answer.text
+        assert wait_for_state(api, uuid)["state"] == "available"

@@ -10,7 +10,7 @@ import os
 import signal
 import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -76,7 +76,7 @@ def _freeze_a_mid_job(
     b: LiveServer,
     uuid: str,
     kinds: tuple[str, ...],
-    starts: list[Callable[[], object]],
+    starts: Sequence[Callable[[], object]],
 ) -> int:
     """Start jobs with B frozen (so that A claims them) until A is frozen in the middle of
     one; the index of that one. A stays frozen."""

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import httpx
@@ -53,16 +54,17 @@ def test_same_name_on_two_replicas_has_one_winner(replicas: Replicas) -> None:
     a, b = replicas(2)
     with a.client() as ca, b.client() as cb:
         for _ in range(15):
-            body = {"name": unique("same"), "size_mb": 4, "quota_policy": "dynamic"}
+            name = unique("same")
+            body = {"name": name, "size_mb": 4, "quota_policy": "dynamic"}
             answers = race(
-                lambda c=ca, body=body: c.post("/v1/volumes", json=body),
-                lambda c=cb, body=body: c.post("/v1/volumes", json=body),
+                partial(ca.post, "/v1/volumes", json=body),
+                partial(cb.post, "/v1/volumes", json=body),
             )
             outcomes = sorted(item(r).get("status", "?") for r in answers)
             assert outcomes == ["error", "success"], [r.text for r in answers]
             assert all(r.status_code < 500 for r in answers)
-            listed = ca.get("/v1/volumes", params={"name": body["name"]}).json()
-            named = [v for v in listed["data"]["volumes"] if v.get("name") == body["name"]]
+            listed = ca.get("/v1/volumes", params={"name": name}).json()
+            named = [v for v in listed["data"]["volumes"] if v.get("name") == name]
             assert len(named) == 1
 
 
@@ -75,8 +77,8 @@ def test_same_volume_attached_via_two_replicas_has_one_winner(replicas: Replicas
             first = [{"uuid": vol["uuid"], "attach_to": {"uuid": one["uuid"]}, "at": "/d"}]
             second = [{"uuid": vol["uuid"], "attach_to": {"uuid": two["uuid"]}, "at": "/d"}]
             answers = race(
-                lambda c=ca, b=first: c.put("/v1/volumes/attach", json=b),
-                lambda c=cb, b=second: c.put("/v1/volumes/attach", json=b),
+                partial(ca.put, "/v1/volumes/attach", json=first),
+                partial(cb.put, "/v1/volumes/attach", json=second),
             )
             outcomes = sorted(item(r).get("status", "?") for r in answers)
             assert outcomes == ["error", "success"], [r.text for r in answers]

@@ -114,4 +114,6 @@ def test_a_sparse_member_holding_more_than_8_gib_reads_back() -> None:
     with tarfile.open(fileobj=io.BufferedReader(archive), mode="r:") as tar:
         members = tar.getmembers()
     assert [(m.name, m.size) for m in members] == [("./vm.img", 20 * gib), ("./after", 3)]
-    assert members[0].sparse == [(0, 9 * gib), (20 * gib, 0)]
+    # typeshed types TarInfo.sparse as bytes | None; tarfile keeps the (offset, size) list.
+    sparse: object = members[0].sparse
+    assert sparse == [(0, 9 * gib), (20 * gib, 0)]

@@ -7,7 +7,7 @@ envelope. Neither holds an archive in memory:
 * ``PUT …/import`` is a streaming route: the app does not buffer its body, the handler
   hands the ASGI receive channel, chunk by chunk, to the service (which enforces the
   limits, derived from the volume's size) and answers the volumes envelope. A body
-  that stalls for ``import_idle_timeout_s`` is answered 408.
+  that brings less than 64 KiB in ``import_idle_timeout_s`` is answered 408.
 * ``GET …/export`` answers ``application/x-tar`` streamed chunk by chunk, or, when the
   volume cannot be exported, the volumes envelope with an error item.
 """
@@ -30,6 +30,8 @@ KEY = "volumes"
 IMPORT_PATH = "/volumed/v1/volumes/{uuid}/import"
 EXPORT_PATH = "/volumed/v1/volumes/{uuid}/export"
 _NO_PARAMS: frozenset[str] = frozenset()
+_PROGRESS_BYTES = 64 * 1024
+"""What an import body must bring in each ``import_idle_timeout_s``."""
 _DRAIN_MAX = 256 * 2**20
 """After a refusal, the rest of the upload is read and dropped (so the client gets the
 answer instead of a broken pipe), up to this much; past it the connection is dropped."""
@@ -37,7 +39,8 @@ answer instead of a broken pipe), up to this much; past it the connection is dro
 
 class _Body:
     """The request body of a streaming route as an async iterator of chunks. A body
-    that sends nothing for ``idle_s`` ends with HTTP 408 (and is not drained)."""
+    that brings less than ``_PROGRESS_BYTES`` in ``idle_s`` (nothing at all, or a trickle
+    meant to hold an import slot) ends with HTTP 408 (and is not drained)."""
 
     def __init__(self, request: Request, idle_s: float) -> None:
         assert request.receive is not None, "import must be registered with streaming=True"
@@ -46,21 +49,31 @@ class _Body:
         self.done = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        # Only time spent waiting for the client counts, not time the server took.
+        budget, progress = self._idle_s, 0
         while not self.done:
+            started = loop.time()
             try:
-                async with asyncio.timeout(self._idle_s):
+                async with asyncio.timeout(max(budget, 0)):
                     message = await self._receive()
             except TimeoutError:
                 self.done = True
                 raise RequestError(
-                    408, f"The import body sent nothing for {self._idle_s:g} s"
+                    408,
+                    f"The import body sent less than {_PROGRESS_BYTES // 1024} KiB in "
+                    f"{self._idle_s:g} s",
                 ) from None
+            budget -= loop.time() - started
             if message["type"] == "http.disconnect":
                 self.done = True
                 raise RequestError(400, "Client disconnected before sending the whole body")
             body = message.get("body", b"")
             self.done = not message.get("more_body", False)
             if isinstance(body, bytes) and body:
+                progress += len(body)
+                if progress >= _PROGRESS_BYTES:
+                    budget, progress = self._idle_s, 0
                 yield body
 
     async def drain(self) -> None:
