@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import LiveServer, kill_guests
 from tests.guests.guest_helpers import (
@@ -19,6 +20,11 @@ from tests.guests.guest_helpers import (
     wait_console,
     wait_state,
 )
+
+# Runs in the SQLite pass only: the QEMU runtime is what these test; instance and volume
+# transitions run on both stores in tests/api, and guests on PostgreSQL replicas in
+# test_guest_replicas.py.
+pytestmark = pytest.mark.store_independent
 
 KERNEL_CRASH = 1
 WRITER = "i=0; echo armed; while :; do echo $i > /d/n; i=$((i+1)); sleep 0.1; done"

@@ -13,6 +13,7 @@ import tarfile
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.cli.conftest import run_cli
 from tests.conftest import LiveServer
@@ -26,6 +27,11 @@ from tests.guests.guest_helpers import (
     wait_console,
     wait_state,
 )
+
+# Runs in the SQLite pass only: the QEMU runtime is what these test; instance and volume
+# transitions run on both stores in tests/api, and guests on PostgreSQL replicas in
+# test_guest_replicas.py.
+pytestmark = pytest.mark.store_independent
 
 APP_EXIT = 3  # ---AK: the application exited
 USER_CLEAN = 15  # -UPAK: user stop, the workload exited

@@ -13,10 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.cli.conftest import run_cli
 from tests.conftest import LiveServer
 from tests.guests.guest_helpers import console, guest, new_volume, wait_state
+
+# Runs in the SQLite pass only: the QEMU runtime is what these test; instance and volume
+# transitions run on both stores in tests/api, and guests on PostgreSQL replicas in
+# test_guest_replicas.py.
+pytestmark = pytest.mark.store_independent
 
 BUSYBOX = Path("/bin/busybox")
 

@@ -26,6 +26,10 @@ import pytest
 from tests.api.lifecycle_helpers import failed, new_volume, ok
 from tests.conftest import LiveServer
 
+# Runs in the SQLite pass only: export reads the image file; the store only supplies one state
+# check, covered on both stores by tests/cli/test_transfer.py.
+pytestmark = pytest.mark.store_independent
+
 MIB = 2**20
 EXPORT = "/volumed/v1/volumes/{}/export"
 IMPORT = "/volumed/v1/volumes/{}/import"

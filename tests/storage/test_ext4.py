@@ -15,6 +15,9 @@ import pytest
 from volumed.domain.ports import StorageDriver, StorageError
 from volumed.storage import Ext4ImageDriver
 
+# Runs in the SQLite pass only: the image driver alone: no metadata store is involved.
+pytestmark = pytest.mark.store_independent
+
 run = asyncio.run
 NewUuid = Callable[[], str]
 

@@ -10,8 +10,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.storage.test_ext4 import debugfs_cat, debugfs_write, fsck_clean
 from volumed.storage import Ext4ImageDriver
+
+# Runs in the SQLite pass only: the image driver alone: no metadata store is involved.
+pytestmark = pytest.mark.store_independent
 
 run = asyncio.run
 NewUuid = Callable[[], str]

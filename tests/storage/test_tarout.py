@@ -10,6 +10,9 @@ import pytest
 
 from volumed.storage._tarout import END, Attrs, entry, padding, sparse_entry
 
+# Runs in the SQLite pass only: tar writing alone: no metadata store is involved.
+pytestmark = pytest.mark.store_independent
+
 PLAIN = Attrs(0o4755, 1000, 100, 1_700_000_000)
 
 
