@@ -86,7 +86,8 @@ async def per_request_us(app: Any, call: Call, count: int, rounds: int) -> float
 async def main(args: argparse.Namespace) -> None:
     data = Path(tempfile.mkdtemp(prefix="volumed-inproc-"))
     logging.basicConfig(stream=open("/dev/null", "w"), level=logging.INFO)  # noqa: SIM115
-    settings = Settings.load({"data_dir": data, "metrics_port": 9}, {})
+    # No worker runs here: creates must not wait for their formats (job_wait_s).
+    settings = Settings.load({"data_dir": data, "metrics_port": 9, "job_wait_s": 0}, {})
     services = await bootstrap(settings)
     token = await ensure_default_user(services.store, settings)
     assert token is not None
