@@ -152,10 +152,20 @@ def run_sql(database_url: str, data_dir: Path, sql: str, params: tuple[Any, ...]
     return asyncio.run(go())
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, never one this process handed out before: a server's
+    API and metrics ports are chosen one after the other, and the kernel may offer a just
+    closed port twice (the server then refuses to start: the ports must differ)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass
