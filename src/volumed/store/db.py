@@ -220,7 +220,13 @@ class PostgresDatabase(_PgQueries):
 
         with _pg_errors():
             pool = await asyncpg.create_pool(
-                url, min_size=min_size, max_size=max_size, command_timeout=30
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=30,
+                server_settings={
+                    "idle_in_transaction_session_timeout": str(_IDLE_IN_TRANSACTION_MS)
+                },
             )
         return cls(pool)
 
@@ -265,6 +271,11 @@ class PostgresDatabase(_PgQueries):
             self._pool.terminate()
 
 
+_IDLE_IN_TRANSACTION_MS = 5_000
+"""PostgreSQL ends a session that sits inside a transaction this long between two
+statements. Ours take milliseconds; a replica frozen (SIGSTOP, a paused VM) between the
+statements of a claim kept its row locks, and every other replica skipped or waited for
+that volume until the frozen one came back. Its lease is fenced; its locks now are too."""
 _PING_TIMEOUT_S = 3.0
 _PAGE = 8192
 _CLOSE_TIMEOUT_S = 5.0
