@@ -25,7 +25,7 @@ start)
         as_pg "$bindir/initdb" -D "$dir" -A trust -U postgres -E UTF8 >/dev/null
     fi
     as_pg "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=600" start >/dev/null
     echo "postgresql://postgres@127.0.0.1:$port/postgres"
     ;;
 stop)
