@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 from volumed.api.envelope import Item, failed_item, items_envelope
 from volumed.api.http import Request
+from volumed.api.items import path_ref
 from volumed.api.routing import Response, Router
-from volumed.api.volumes import path_ref
 from volumed.domain import errors
 from volumed.domain.audit import VolumeEvent
 from volumed.domain.events import EventService
