@@ -218,7 +218,7 @@ class SqlBase:
         self,
         db: Queries,
         volume: Volume,
-        job: str,
+        job: str | None,
         job_args: dict[str, Any],
         clone_source: str | None = None,
     ) -> None:
@@ -226,7 +226,7 @@ class SqlBase:
             await db.execute(
                 f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args, clone_source) "
                 f"VALUES ({_marks(range(17))})",
-                (*_volume_values(volume), job, json.dumps(job_args), clone_source),
+                (*_volume_values(volume), job, json.dumps(job_args) if job else None, clone_source),
             )
         except UniqueViolation:
             raise NameTaken(volume.name) from None

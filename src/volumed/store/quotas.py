@@ -56,10 +56,11 @@ class SqlQuotas(SqlBase):
         return QuotaUsage(volumes, total_mb, int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
     async def insert_volume_within_quota(
-        self, volume: Volume, job: str, job_args: dict[str, Any], limits: QuotaLimits
+        self, volume: Volume, job: str | None, job_args: dict[str, Any], limits: QuotaLimits
     ) -> None:
         """Count and insert in one write transaction, so concurrent creates of a tenant
-        are serialised and cannot overshoot its limits together."""
+        are serialised and cannot overshoot its limits together. Raises NameTaken if the
+        tenant already uses the name; ``job`` None: the volume owes no job."""
         async with self._db.transaction() as db:
             await self._check_room(db, volume.owner_id, limits, 1, volume.size_mb)
             await self._insert_row(db, volume, job, job_args)

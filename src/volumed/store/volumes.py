@@ -10,16 +10,15 @@ from typing import Any
 
 from volumed.domain.audit import EventAction, EventResult
 from volumed.domain.model import InstanceRef, Mount, Ref, Volume
-from volumed.domain.ports import ListQuery, NameTaken
+from volumed.domain.ports import ListQuery
 from volumed.store._base import _NEW_JOB, SqlBase, now_us
 from volumed.store._rows import (
     _RUNNING_STATES,
     _VOLUME_COLUMNS,
     _chunks,
     _volume_from_row,
-    _volume_values,
 )
-from volumed.store.db import Queries, UniqueViolation
+from volumed.store.db import Queries
 
 __all__ = ["SqlVolumes"]
 
@@ -140,21 +139,6 @@ class SqlVolumes(SqlBase):
             "FROM volumes WHERE job IS NOT NULL"
         )
         return int(row[0])
-
-    async def insert_volume(
-        self, volume: Volume, job: str | None, job_args: dict[str, Any]
-    ) -> None:
-        """Insert a new volume; raises NameTaken if the tenant already uses the name."""
-        try:
-            async with self._db.transaction() as db:
-                await db.execute(
-                    f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (*_volume_values(volume), job, json.dumps(job_args) if job else None),
-                )
-                await self._created_event(db, volume)
-        except UniqueViolation:
-            raise NameTaken(volume.name) from None
 
     async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[str]) -> bool:
         """Compare-and-set: hide the volume and owe its deletion, if it is in an expected
