@@ -1,7 +1,8 @@
 """What the layer tests (tests/store, tests/worker) share: ``async def`` tests run on one
 event loop per test, and the store built as ``volumed serve`` builds it
 (:func:`volumed.bootstrap.open_store`) on the database ``VOLUMED_TEST_STORE`` names: a
-SQLite file under the test's directory, or a fresh database of the throwaway PostgreSQL.
+SQLite file under the test's directory, or a database of the throwaway PostgreSQL,
+emptied before each test.
 
 A conftest takes these in with ``from tests.store.harness import ...``: the hook and
 the fixtures then apply to its directory.
@@ -22,7 +23,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.conftest import new_database_url
+from tests.conftest import TEST_STORE, new_database_url
 from volumed.bootstrap import open_store
 from volumed.domain.model import Instance, User, Volume
 from volumed.domain.ports import QuotaLimits
@@ -32,7 +33,9 @@ from volumed.store.sql import SqlStore
 
 __all__ = [
     "ROOMY",
+    "database_url",
     "instance",
+    "open_empty",
     "pytest_pyfunc_call",
     "runner",
     "settings",
@@ -66,15 +69,57 @@ def runner() -> Iterator[asyncio.Runner]:
         yield loop
 
 
+_shared = ""
+"""The PostgreSQL database of this test process's layer tests (migrated by the first)."""
+
+
+def database_url() -> str:
+    """The database a test's store opens (call it outside the test's loop): for SQLite
+    a new file in the data directory; on PostgreSQL one database for the whole process,
+    emptied by :func:`open_empty` before each test (a new database per test costs a
+    copy of the template, several times the test itself on a busy disk)."""
+    global _shared
+    if TEST_STORE != "postgresql":
+        return new_database_url()
+    if not _shared:
+        _shared = new_database_url()
+    return _shared
+
+
+async def open_empty(settings: Settings) -> SqlStore:
+    """The store of ``settings`` as bootstrap opens it, holding no row."""
+    if not settings.is_sqlite:
+        await _empty(settings.store_url)
+    return await open_store(settings)
+
+
+async def _empty(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            # As a replica applies changes: foreign keys and triggers are not checked,
+            # so the tables can be emptied in any order.
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            for row in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'schema_migrations'"
+            ):
+                await conn.execute(f'DELETE FROM "{row[0]}"')
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """A data directory of the test's own and a fresh database."""
-    return Settings(data_dir=tmp_path / "data", database_url=new_database_url(), runtime="record")
+    """A data directory of the test's own and a database holding no row."""
+    return Settings(data_dir=tmp_path / "data", database_url=database_url(), runtime="record")
 
 
 @pytest.fixture
 def store(runner: asyncio.Runner, settings: Settings) -> Iterator[SqlStore]:
-    opened = runner.run(open_store(settings))
+    opened = runner.run(open_empty(settings))
     yield opened
     runner.run(opened.close())
 

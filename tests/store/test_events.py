@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import new_database_url
-from tests.store.harness import tenant, volume
-from volumed.bootstrap import open_store
+from tests.store.harness import database_url, open_empty, tenant, volume
 from volumed.domain.audit import WORKER, VolumeEvent
 from volumed.domain.states import VolumeState
 from volumed.settings import Settings
@@ -67,11 +65,11 @@ async def test_the_trail_is_its_owners_and_outlives_the_volume(store: SqlStore) 
 def capped(tmp_path: Path) -> Settings:
     """Settings that keep three events per volume (made outside the test's loop: a new
     PostgreSQL database is made on a loop of its own)."""
-    return Settings(data_dir=tmp_path, database_url=new_database_url(), events_per_volume=3)
+    return Settings(data_dir=tmp_path, database_url=database_url(), events_per_volume=3)
 
 
 async def test_the_trail_keeps_its_newest_events(capped: Settings) -> None:
-    store = await open_store(capped)
+    store = await open_empty(capped)
     try:
         owner = await tenant(store)
         item = volume(owner)
