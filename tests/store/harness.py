@@ -34,6 +34,7 @@ from volumed.store.sql import SqlStore
 __all__ = [
     "ROOMY",
     "database_url",
+    "empty",
     "instance",
     "open_empty",
     "pytest_pyfunc_call",
@@ -88,15 +89,17 @@ def database_url() -> str:
 
 async def open_empty(settings: Settings) -> SqlStore:
     """The store of ``settings`` as bootstrap opens it, holding no row."""
-    if not settings.is_sqlite:
-        await _empty(settings.store_url)
+    await empty(settings)
     return await open_store(settings)
 
 
-async def _empty(url: str) -> None:
+async def empty(settings: Settings) -> None:
+    """Remove every row a previous test left in the shared PostgreSQL database."""
+    if settings.is_sqlite:
+        return
     import asyncpg
 
-    conn = await asyncpg.connect(url)
+    conn = await asyncpg.connect(settings.store_url)
     try:
         async with conn.transaction():
             # As a replica applies changes: foreign keys and triggers are not checked,
