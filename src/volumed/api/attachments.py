@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from volumed.api import bodies, views
-from volumed.api.envelope import Item
+from volumed.api.envelope import AnyItem
 from volumed.api.items import each_named, on_path, to_ref
 from volumed.api.routing import Router
 from volumed.domain import errors, rules
@@ -42,7 +42,7 @@ class AttachmentHandlers:
         router.add("PUT", "/v1/volumes/detach", self.detach_many)
         router.add("PUT", "/v1/volumes/{uuid}/detach", self.detach_one)
 
-    async def _attach(self, user: User, ref: Ref, body: bodies.AttachByUuidBody) -> Item:
+    async def _attach(self, user: User, ref: Ref, body: bodies.AttachByUuidBody) -> AnyItem:
         volume = await self._service.attach(
             user, ref, _attach_to(body.attach_to), body.at, body.readonly
         )
@@ -51,7 +51,7 @@ class AttachmentHandlers:
     attach_many = each_named(KEY, bodies.AttachBody)(_attach)
     attach_one = on_path(KEY, bodies.AttachByUuidBody)(_attach)
 
-    async def _detach(self, user: User, ref: Ref, body: bodies.DetachByUuidBody) -> Item:
+    async def _detach(self, user: User, ref: Ref, body: bodies.DetachByUuidBody) -> AnyItem:
         volume = await self._service.detach(user, ref, instance_ref(body.from_))
         return views.volume_ref(volume)
 

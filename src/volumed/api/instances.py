@@ -10,7 +10,7 @@ import math
 import time
 
 from volumed.api import bodies, views
-from volumed.api.envelope import Item, failed_item, items_envelope
+from volumed.api.envelope import AnyItem, Item, failed_item, items_envelope
 from volumed.api.http import Request, RequestError, query_bool
 from volumed.api.items import each, each_item, each_named, named_ids, on_path, path_ref, to_ref
 from volumed.api.listing import GET_PARAMS, details_only, named, parse_list_query
@@ -101,12 +101,9 @@ class InstanceHandlers:
     # ------------------------------------------------------------------ create
 
     @each(KEY, bodies.CreateInstanceBody, ids=_new_ids)
-    async def create(self, user: User, body: bodies.CreateInstanceBody) -> Item:
+    async def create(self, user: User, body: bodies.CreateInstanceBody) -> AnyItem:
         done = await self._service.create(user, _to_create(body))
-        item = views.instance_item(done.instance)
-        if done.message:
-            item["message"] = done.message
-        return item
+        return views.instance_item(done.instance, message=done.message or None)
 
     # ------------------------------------------------------------------ get
 
@@ -121,7 +118,7 @@ class InstanceHandlers:
             listed = [views.instance_item(i, details=details) for i in instances]
             return Response(items_envelope(KEY, listed, started))
 
-        async def get_one(body: bodies.RefBody) -> Item:
+        async def get_one(body: bodies.RefBody) -> AnyItem:
             instance = await self._service.get(user, to_ref(body, "instance"))
             return views.instance_item(instance, details=details)
 
@@ -129,19 +126,19 @@ class InstanceHandlers:
         return Response(items_envelope(KEY, results, started))
 
     @on_path(KEY, details_only)
-    async def get_one(self, user: User, ref: Ref, details: bool) -> Item:
+    async def get_one(self, user: User, ref: Ref, details: bool) -> AnyItem:
         return views.instance_item(await self._service.get(user, ref), details=details)
 
     # ------------------------------------------------------------------ start / stop / delete
 
-    async def _start(self, user: User, ref: Ref, body: bodies.StartByUuidBody) -> Item:
+    async def _start(self, user: User, ref: Ref, body: bodies.StartByUuidBody) -> AnyItem:
         done = await self._service.start(user, ref)
         return views.instance_transition(done.instance, done.previous)
 
     start_many = each_named(KEY, bodies.StartInstanceBody, kind="instance")(_start)
     start_one = on_path(KEY, bodies.StartByUuidBody)(_start)
 
-    async def _stop(self, user: User, ref: Ref, body: bodies.StopByUuidBody) -> Item:
+    async def _stop(self, user: User, ref: Ref, body: bodies.StopByUuidBody) -> AnyItem:
         if body.drain_timeout_ms is not None and body.drain_timeout_ms < 0:
             raise errors.Invalid("drain_timeout_ms must not be negative")
         done = await self._service.stop(
@@ -152,9 +149,9 @@ class InstanceHandlers:
     stop_many = each_named(KEY, bodies.StopInstanceBody, kind="instance")(_stop)
     stop_one = on_path(KEY, bodies.StopByUuidBody)(_stop)
 
-    async def _delete(self, user: User, ref: Ref, body: bodies.DeleteInstanceByUuidBody) -> Item:
+    async def _delete(self, user: User, ref: Ref, body: bodies.DeleteInstanceByUuidBody) -> AnyItem:
         done: Transition = await self._service.delete(user, ref)
-        return views.instance_transition(done.instance, done.previous, with_state=False)
+        return views.instance_deleted(done.instance, done.previous)
 
     delete_many = each_named(KEY, bodies.DeleteInstanceBody, kind="instance")(_delete)
     delete_one = on_path(KEY, bodies.DeleteInstanceByUuidBody)(_delete)
@@ -172,7 +169,7 @@ class InstanceHandlers:
         if len(items) > bodies.MAX_ITEMS:
             raise RequestError(400, f"Too many items: at most {bodies.MAX_ITEMS}")
 
-        async def one(body: bodies.WaitInstanceBody) -> Item:
+        async def one(body: bodies.WaitInstanceBody) -> AnyItem:
             try:
                 ref = to_ref(body, "instance")
             except errors.VolumedError as exc:
@@ -202,7 +199,7 @@ class InstanceHandlers:
         result = await self._wait(user, ref, merged, {"uuid": raw})
         return Response(_wait_envelope([result], started))
 
-    async def _wait(self, user: User, ref: Ref, body: bodies.WaitByUuidBody, ids: Item) -> Item:
+    async def _wait(self, user: User, ref: Ref, body: bodies.WaitByUuidBody, ids: Item) -> AnyItem:
         state = body.state or _DEFAULT_WAIT_STATE
         try:
             instance = await self._service.wait(
@@ -257,8 +254,8 @@ def _query_number(key: str, raw: str | None) -> int | None:
         raise RequestError(400, f"Query parameter '{key}' must be an integer") from None
 
 
-def _wait_envelope(items: list[Item], started: int) -> bytes:
+def _wait_envelope(items: list[AnyItem], started: int) -> bytes:
     """As any envelope, but a lapsed wait says so: clients look for "timed out"."""
-    if any(item.get("error") == errors.TimedOut.code for item in items):
+    if any(isinstance(i, dict) and i.get("error") == errors.TimedOut.code for i in items):
         return items_envelope(KEY, items, started, message=TIMED_OUT)
     return items_envelope(KEY, items, started)

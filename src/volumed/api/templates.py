@@ -9,7 +9,7 @@ import time
 import msgspec
 
 from volumed.api import bodies, views
-from volumed.api.envelope import AnyItem, Item, items_envelope
+from volumed.api.envelope import AnyItem, items_envelope
 from volumed.api.http import Request, RequestError, query_bool
 from volumed.api.items import each_item, each_named, named_ids, on_path, to_ref
 from volumed.api.listing import GET_PARAMS, details_only, named, parse_list_query
@@ -57,7 +57,7 @@ class TemplateHandlers:
         router.add("PATCH", base + "/{uuid}", self.update_one)
 
     @each_named(KEY, parse_template_refs)
-    async def make(self, user: User, ref: Ref, body: bodies.RefBody) -> Item:
+    async def make(self, user: User, ref: Ref, body: bodies.RefBody) -> AnyItem:
         return views.volume_created(await self._templates.make(user, ref))
 
     async def get_many(self, request: Request) -> Response:
@@ -82,13 +82,13 @@ class TemplateHandlers:
     async def get_one(self, user: User, ref: Ref, details: bool) -> AnyItem:
         return views.volume_item(await self._templates.get(user, ref), details=details)
 
-    async def _delete(self, user: User, ref: Ref, body: bodies.Body) -> Item:
+    async def _delete(self, user: User, ref: Ref, body: bodies.Body) -> AnyItem:
         return views.volume_ref(await self._templates.delete(user, ref))
 
     delete_many = each_named(KEY, bodies.RefBody, kind="template")(_delete)
     delete_one = on_path(KEY, bodies.Body)(_delete)
 
-    async def _update(self, user: User, ref: Ref, body: ChangeBody) -> Item:
+    async def _update(self, user: User, ref: Ref, body: ChangeBody) -> AnyItem:
         return await apply_change(self._updates, user, ref, body, template=True)
 
     update_many = each_named(KEY, bodies.UpdateTemplateBody, kind="template", echo=echo_id)(_update)

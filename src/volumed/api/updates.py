@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from volumed.api import bodies, views
-from volumed.api.envelope import Item
+from volumed.api.envelope import AnyItem, Item
 from volumed.api.http import Request
 from volumed.api.items import each_named, on_path
 from volumed.api.routing import Router
@@ -39,7 +39,7 @@ def changes(kind: type[ChangeBody]) -> Callable[[Request], list[ChangeBody]]:
 
 async def apply_change(
     service: UpdateService, user: User, ref: Ref, body: ChangeBody, *, template: bool
-) -> Item:
+) -> AnyItem:
     volume = await service.apply(
         user, ref, Change(body.prop, body.op, body.value), template=template
     )
@@ -54,7 +54,7 @@ class UpdateHandlers:
         router.add("PATCH", "/v1/volumes", self.update_many)
         router.add("PATCH", "/v1/volumes/{uuid}", self.update_one)
 
-    async def _update(self, user: User, ref: Ref, body: ChangeBody) -> Item:
+    async def _update(self, user: User, ref: Ref, body: ChangeBody) -> AnyItem:
         return await apply_change(self._service, user, ref, body, template=False)
 
     update_many = each_named(KEY, bodies.UpdateBody, echo=echo_id)(_update)

@@ -116,10 +116,10 @@ class VolumeHandlers:
         query = ListQuery(persistent=persistent, states=states)
         volumes = await self._service.list(user, query)
         # The seed lists bare {uuid, name} items, without a per-item status.
-        results: list[Item] = [{"uuid": v.uuid, "name": v.name} for v in volumes]
+        results: list[AnyItem] = [views.volume_entry(v) for v in volumes]
         return Response(items_envelope(KEY, results, started))
 
-    async def _delete(self, user: User, ref: Ref, body: bodies.Body) -> Item:
+    async def _delete(self, user: User, ref: Ref, body: bodies.Body) -> AnyItem:
         return views.volume_ref(await self._service.delete(user, ref))
 
     delete_many = each_named(KEY, bodies.RefBody)(_delete)
