@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.store.harness import database_url, open_empty, tenant, volume
+from tests.store.harness import ROOMY, database_url, open_empty, tenant, volume
 from volumed.domain.audit import WORKER, VolumeEvent
 from volumed.domain.states import VolumeState
 from volumed.settings import Settings
@@ -23,7 +23,7 @@ def _steps(events: list[VolumeEvent]) -> list[tuple[str, str, str, str | None, s
 async def test_a_format_leaves_its_trail_in_order(store: SqlStore) -> None:
     owner = await tenant(store, "alice")
     item = volume(owner, state=VolumeState.UNINITIALIZED)
-    await store.insert_volume(item, "format", {})
+    await store.insert_volume_within_quota(item, "format", {}, ROOMY)
     job = await store.claim_job("w", 60_000_000)
     assert job is not None
     assert await store.set_job_state(item.uuid, job.lease, NEW, VolumeState.INITIALIZING)
@@ -44,7 +44,7 @@ async def test_a_format_leaves_its_trail_in_order(store: SqlStore) -> None:
 async def test_a_lost_compare_and_set_writes_no_event(store: SqlStore) -> None:
     owner = await tenant(store)
     item = volume(owner)
-    await store.insert_volume(item, None, {})
+    await store.insert_volume_within_quota(item, None, {}, ROOMY)
     assert not await store.begin_delete(owner.id, item.uuid, [VolumeState.IDLE])
     assert not await store.make_template(owner.id, item.uuid, VolumeState.ERROR)
     assert [e.action for e in await store.volume_events(owner.id, item.uuid)] == ["create"]
@@ -53,7 +53,7 @@ async def test_a_lost_compare_and_set_writes_no_event(store: SqlStore) -> None:
 async def test_the_trail_is_its_owners_and_outlives_the_volume(store: SqlStore) -> None:
     owner, other = await tenant(store), await tenant(store)
     item = volume(owner)
-    await store.insert_volume(item, None, {})
+    await store.insert_volume_within_quota(item, None, {}, ROOMY)
     assert await store.begin_delete(owner.id, item.uuid, [VolumeState.AVAILABLE])
     assert await store.purge_volume(item.uuid)
     assert await store.volume_events(other.id, item.uuid) == []
@@ -73,7 +73,7 @@ async def test_the_trail_keeps_its_newest_events(capped: Settings) -> None:
     try:
         owner = await tenant(store)
         item = volume(owner)
-        await store.insert_volume(item, None, {})
+        await store.insert_volume_within_quota(item, None, {}, ROOMY)
         for n in range(5):
             await store.add_volume_event(item.uuid, "format", "error", f"attempt {n}")
         trail = await store.volume_events(owner.id, item.uuid)

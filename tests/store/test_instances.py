@@ -18,7 +18,7 @@ MOUNTABLE = (VolumeState.IDLE, VolumeState.MOUNTED)
 
 async def _volume(store: SqlStore, owner: User, *, persistent: bool = True) -> Volume:
     item = volume(owner, persistent=persistent)
-    await store.insert_volume(item, None, {})
+    await store.insert_volume_within_quota(item, None, {}, ROOMY)
     return item
 
 

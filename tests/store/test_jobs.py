@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.store.harness import tenant, volume
+from tests.store.harness import ROOMY, tenant, volume
 from volumed.domain.model import Ref, User
 from volumed.domain.ports import Job, Lease
 from volumed.domain.states import QuotaPolicy, VolumeState
@@ -21,7 +21,7 @@ NEW = (VolumeState.UNINITIALIZED, VolumeState.INITIALIZING)
 
 async def _owing(store: SqlStore, owner: User, job: str = "format") -> str:
     item = volume(owner, state=VolumeState.UNINITIALIZED)
-    await store.insert_volume(item, job, {})
+    await store.insert_volume_within_quota(item, job, {}, ROOMY)
     return item.uuid
 
 
@@ -35,7 +35,7 @@ async def test_the_oldest_job_is_claimed_once_while_its_lease_lasts(store: SqlSt
     owner = await tenant(store)
     assert await store.claim_job("w-a", MINUTE_US) is None
     first, second = await _owing(store, owner), await _owing(store, owner)
-    await store.insert_volume(volume(owner), None, {})  # owes nothing
+    await store.insert_volume_within_quota(volume(owner), None, {}, ROOMY)  # owes nothing
     a = await _claim(store, "w-a")
     assert (a.uuid, a.kind, a.state, a.attempts, a.lease_owner) == (
         first,
@@ -149,7 +149,7 @@ async def test_released_leases_are_claimable_at_once(store: SqlStore) -> None:
 async def test_an_import_is_leased_to_its_streamer(store: SqlStore) -> None:
     owner = await tenant(store)
     item = volume(owner)
-    await store.insert_volume(item, None, {})
+    await store.insert_volume_within_quota(item, None, {}, ROOMY)
     assert await store.begin_import(owner.id, item.uuid, [VolumeState.IDLE], "w", 1) is None
     lease = await store.begin_import(owner.id, item.uuid, [VolumeState.AVAILABLE], "w", MINUTE_US)
     assert isinstance(lease, Lease) and lease.owner == "w"
@@ -165,13 +165,13 @@ async def test_an_import_is_leased_to_its_streamer(store: SqlStore) -> None:
 async def test_host_space_promised_to_pending_jobs(store: SqlStore) -> None:
     owner = await tenant(store)
     assert await store.pending_reserved_mb() == 0
-    await store.insert_volume(
-        volume(owner, state=VolumeState.UNINITIALIZED, size_mb=100), "format", {}
+    await store.insert_volume_within_quota(
+        volume(owner, state=VolumeState.UNINITIALIZED, size_mb=100), "format", {}, ROOMY
     )
     static = volume(
         owner, state=VolumeState.UNINITIALIZED, size_mb=30, quota_policy=QuotaPolicy.STATIC
     )
-    await store.insert_volume(static, "format", {})
+    await store.insert_volume_within_quota(static, "format", {}, ROOMY)
     # Only the static one reserves host space.
     assert await store.pending_reserved_mb() == 30
 
@@ -180,7 +180,7 @@ async def test_stats_count_live_volumes_tenants_and_jobs(store: SqlStore) -> Non
     owner = await tenant(store)
     await tenant(store)
     await _owing(store, owner)
-    await store.insert_volume(volume(owner, size_mb=10, free_mb=4), None, {})
+    await store.insert_volume_within_quota(volume(owner, size_mb=10, free_mb=4), None, {}, ROOMY)
     stats = await store.stats()
     assert stats.volumes_by_state == {VolumeState.UNINITIALIZED: 1, VolumeState.AVAILABLE: 1}
     assert (stats.provisioned_mb, stats.used_mb, stats.tenants, stats.jobs) == (26, 6, 2, 1)

@@ -56,9 +56,11 @@ async def test_usage_follows_inserts_grows_deletes_and_purges(store: SqlStore) -
     owner = await tenant(store)
     kept, gone, grown = volume(owner), volume(owner), volume(owner)
     for item in (kept, gone, grown):
-        await store.insert_volume(item, None, {})
+        await store.insert_volume_within_quota(item, None, {}, ROOMY)
     assert await store.quota_usage(owner.id) == QuotaUsage(3, 48)
-    await store.insert_volume(volume(owner, state=VolumeState.TEMPLATE, size_mb=4), None, {})
+    await store.insert_volume_within_quota(
+        volume(owner, state=VolumeState.TEMPLATE, size_mb=4), None, {}, ROOMY
+    )
     assert await store.quota_usage(owner.id) == QuotaUsage(4, 52)
     assert await store.begin_grow(owner.id, grown.uuid, VolumeState.AVAILABLE, 16, 40, ROOMY)
     assert await store.quota_usage(owner.id) == QuotaUsage(4, 76)

@@ -19,7 +19,7 @@ MINUTE_US = 60_000_000
 
 async def _available(store: SqlStore, owner: User, **fields: Any) -> Volume:
     item = volume(owner, **fields)
-    await store.insert_volume(item, None, {})
+    await store.insert_volume_within_quota(item, None, {}, ROOMY)
     return item
 
 
@@ -147,7 +147,7 @@ async def test_a_missing_image_puts_an_idle_row_in_error(store: SqlStore) -> Non
     owner = await tenant(store)
     item = await _available(store, owner)
     busy = volume(owner, state=VolumeState.UNINITIALIZED)
-    await store.insert_volume(busy, "format", {})
+    await store.insert_volume_within_quota(busy, "format", {}, ROOMY)
     assert not await store.mark_image_missing(busy.uuid, "gone")  # a job holds it
     assert await store.mark_image_missing(item.uuid, "gone")
     marked = await _read(store, owner, item.uuid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.store.harness import tenant, volume
+from tests.store.harness import ROOMY, tenant, volume
 from volumed.domain.model import User
 from volumed.domain.ports import NameTaken
 from volumed.domain.tokens import new_token, token_digest
@@ -51,7 +51,7 @@ async def test_a_user_who_owns_a_volume_is_not_deleted(store: SqlStore) -> None:
     owner, idle = await tenant(store), await tenant(store)
     digest = token_digest(new_token())
     await store.add_token("t", idle.id, digest, "x")
-    await store.insert_volume(volume(owner), None, {})
+    await store.insert_volume_within_quota(volume(owner), None, {}, ROOMY)
     assert not await store.delete_user(owner.id)
     assert await store.find_user(owner.name) == owner
     assert await store.delete_user(idle.id)

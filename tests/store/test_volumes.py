@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from tests.store.harness import tenant, volume
+from tests.store.harness import ROOMY, tenant, volume
 from volumed.domain.model import Ref, Volume
 from volumed.domain.ports import ListQuery, NameTaken
 from volumed.domain.states import AccessMode, QuotaPolicy, VolumeState
@@ -29,7 +29,7 @@ async def test_a_volume_reads_back_as_it_was_written(store: SqlStore) -> None:
         tags=["a", "b c"],
         message="went wrong",
     )
-    await store.insert_volume(written, None, {})
+    await store.insert_volume_within_quota(written, None, {}, ROOMY)
     by_uuid = await store.get_volume(owner.id, Ref(uuid=written.uuid))
     by_name = await store.get_volume(owner.id, Ref(name="data"))
     assert by_uuid == written
@@ -39,9 +39,9 @@ async def test_a_volume_reads_back_as_it_was_written(store: SqlStore) -> None:
 async def test_a_tenant_sees_only_its_own_volumes(store: SqlStore) -> None:
     alice, bob = await tenant(store), await tenant(store)
     mine = volume(alice, "same")
-    await store.insert_volume(mine, None, {})
+    await store.insert_volume_within_quota(mine, None, {}, ROOMY)
     # The same name is free for another tenant.
-    await store.insert_volume(volume(bob, "same"), None, {})
+    await store.insert_volume_within_quota(volume(bob, "same"), None, {}, ROOMY)
     assert await store.get_volume(bob.id, Ref(uuid=mine.uuid)) is None
     listed = await store.list_volumes(bob.id, ListQuery())
     assert [v.owner_id for v in listed] == [bob.id]
@@ -50,9 +50,9 @@ async def test_a_tenant_sees_only_its_own_volumes(store: SqlStore) -> None:
 async def test_a_name_is_taken_once_per_tenant(store: SqlStore) -> None:
     owner = await tenant(store)
     first = volume(owner, "data")
-    await store.insert_volume(first, "format", {})
+    await store.insert_volume_within_quota(first, "format", {}, ROOMY)
     with pytest.raises(NameTaken):
-        await store.insert_volume(volume(owner, "data"), "format", {})
+        await store.insert_volume_within_quota(volume(owner, "data"), "format", {}, ROOMY)
     assert [v.uuid for v in await store.list_volumes(owner.id, ListQuery())] == [first.uuid]
 
 
@@ -60,7 +60,7 @@ async def _five(store: SqlStore) -> tuple[str, list[Volume]]:
     owner = await tenant(store)
     made = [volume(owner, f"v{n}") for n in range(5)]
     for item in made:
-        await store.insert_volume(item, None, {})
+        await store.insert_volume_within_quota(item, None, {}, ROOMY)
     return owner.id, made
 
 
@@ -105,7 +105,7 @@ async def test_listings_filter_by_state_persistence_and_tags(store: SqlStore) ->
     broken = volume(owner, state=VolumeState.ERROR, persistent=False)
     template = volume(owner, state=VolumeState.TEMPLATE)
     for item in (tagged, prefix, broken, template):
-        await store.insert_volume(item, None, {})
+        await store.insert_volume_within_quota(item, None, {}, ROOMY)
 
     async def listed(query: ListQuery) -> set[str]:
         return {v.uuid for v in await store.list_volumes(owner.id, query)}
@@ -123,8 +123,8 @@ async def test_listings_filter_by_state_persistence_and_tags(store: SqlStore) ->
 async def test_delete_is_a_compare_and_set_that_owes_a_delete_job(store: SqlStore) -> None:
     owner = await tenant(store)
     item, locked = volume(owner), volume(owner, delete_lock=True)
-    await store.insert_volume(item, None, {})
-    await store.insert_volume(locked, None, {})
+    await store.insert_volume_within_quota(item, None, {}, ROOMY)
+    await store.insert_volume_within_quota(locked, None, {}, ROOMY)
     assert not await store.begin_delete(owner.id, item.uuid, [VolumeState.IDLE])
     assert await store.get_volume(owner.id, Ref(uuid=item.uuid)) == item
     assert not await store.begin_delete(owner.id, locked.uuid, [VolumeState.AVAILABLE])
@@ -143,7 +143,7 @@ async def test_delete_is_a_compare_and_set_that_owes_a_delete_job(store: SqlStor
 async def test_tags_and_the_delete_lock_change_by_compare_and_set(store: SqlStore) -> None:
     owner = await tenant(store)
     item = volume(owner, tags=["a"])
-    await store.insert_volume(item, None, {})
+    await store.insert_volume_within_quota(item, None, {}, ROOMY)
     assert not await store.set_tags(owner.id, item.uuid, ["b"], ["c"])
     assert await store.set_tags(owner.id, item.uuid, ["a"], ["a", "c"])
     assert await store.set_delete_lock(owner.id, item.uuid, True)

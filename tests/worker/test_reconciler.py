@@ -23,7 +23,7 @@ MINUTE_US = 60_000_000
 async def formatted(services: Services, owner: User, **fields: Any) -> Volume:
     """A volume made as a create makes it (a row owing a format), formatted."""
     made = volume(owner, state=VolumeState.UNINITIALIZED, **fields)
-    await services.store.insert_volume(made, "format", {})
+    await services.store.insert_volume_within_quota(made, "format", {}, ROOMY)
     await services.worker.drain()
     return await _row(services, owner, made.uuid)
 
@@ -120,7 +120,7 @@ async def test_a_worker_that_lost_its_lease_mid_job_writes_nothing(services: Ser
     store, storage = services.store, services.storage
     owner = await tenant(store)
     made = volume(owner, state=VolumeState.UNINITIALIZED)
-    await store.insert_volume(made, "format", {})
+    await store.insert_volume_within_quota(made, "format", {}, ROOMY)
     running = asyncio.create_task(services.worker.drain())
     staged = storage.images_dir / f"{made.uuid}.img.e1"
     while not staged.exists():  # the first claim's epoch is 1: mke2fs has begun
