@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from volumed.bootstrap import open_store  # noqa: E402
 from volumed.domain.fencing import publish  # noqa: E402
 from volumed.domain.model import User, Volume  # noqa: E402
-from volumed.domain.ports import Lease  # noqa: E402
+from volumed.domain.ports import Lease, QuotaLimits  # noqa: E402
 from volumed.domain.states import QuotaPolicy, VolumeState  # noqa: E402
 from volumed.settings import Settings  # noqa: E402
 from volumed.storage import Ext4ImageDriver  # noqa: E402
@@ -89,7 +89,10 @@ class Bench:
             created_at_us=time.time_ns() // 1000,
             quota_policy=QuotaPolicy.DYNAMIC,
         )
-        await self.store.insert_volume(volume, "grow", {})
+        roomy = QuotaLimits(
+            max_volumes=10**6, max_total_volume_mb=10**9, min_volume_mb=1, max_volume_mb=10**9
+        )
+        await self.store.insert_volume_within_quota(volume, "grow", {}, roomy)
         job = await self.store.claim_job("w-bench", 3_600_000_000)
         assert job is not None and job.uuid == uuid
         return uuid, job.lease

@@ -122,12 +122,11 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> SqlStore:
     return store
 
 
-async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.images_dir.mkdir(parents=True, exist_ok=True)
-    lock_file = _lock_data_dir(settings.data_dir) if exclusive and settings.is_sqlite else None
-    store = await open_store(settings)
-    storage = Ext4ImageDriver(
+def open_storage(settings: Settings) -> Ext4ImageDriver:
+    """The image driver of ``images_dir``, with the configured limits on imports. The
+    server and the admin commands (``fsck``, ``restore``) build it here, so they agree
+    on where images live and how they are handled."""
+    return Ext4ImageDriver(
         settings.images_dir,
         import_limits=ImportLimits(
             max_depth=settings.import_max_depth,
@@ -136,6 +135,14 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         ),
         import_threads=settings.import_concurrency,
     )
+
+
+async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.images_dir.mkdir(parents=True, exist_ok=True)
+    lock_file = _lock_data_dir(settings.data_dir) if exclusive and settings.is_sqlite else None
+    store = await open_store(settings)
+    storage = open_storage(settings)
     metrics = Metrics() if settings.metrics_port else None
     if metrics is not None:
         metrics.time_store_calls(store)

@@ -141,6 +141,10 @@ class VolumedApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
+    def routes(self) -> list[tuple[str, str]]:
+        """``(method, path template)`` of every route (the OpenAPI document's test)."""
+        return [(method, template) for method, template, _ in self._router.routes()]
+
     def route_for(self, method: str, path: str) -> Route | None:
         try:
             return self._router.match(method, path)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from volumed.api import bodies, views
-from volumed.api.envelope import Item, items_envelope
+from volumed.api.envelope import AnyItem, Item, items_envelope
 from volumed.api.http import Request
 from volumed.api.routing import Response, Router
 from volumed.api.volumes import each_item, path_ref, to_ref
@@ -58,7 +58,7 @@ class AttachmentHandlers:
         user = request.tenant()
         items = bodies.parse_items(request.body, bodies.AttachBody)
 
-        async def attach(body: bodies.AttachBody) -> Item:
+        async def attach(body: bodies.AttachBody) -> AnyItem:
             volume = await self._service.attach(
                 user, _volume_ref(body), _attach_to(body.attach_to), body.at, body.readonly
             )
@@ -73,7 +73,7 @@ class AttachmentHandlers:
         body = bodies.parse_object(request.body, bodies.AttachByUuidBody)
         raw = request.path_params["uuid"]
 
-        async def attach(_: object) -> Item:
+        async def attach(_: object) -> AnyItem:
             volume = await self._service.attach(
                 user, path_ref(request), _attach_to(body.attach_to), body.at, body.readonly
             )
@@ -87,7 +87,7 @@ class AttachmentHandlers:
         user = request.tenant()
         items = bodies.parse_items(request.body, bodies.DetachBody)
 
-        async def detach(body: bodies.DetachBody) -> Item:
+        async def detach(body: bodies.DetachBody) -> AnyItem:
             volume = await self._service.detach(user, _volume_ref(body), instance_ref(body.from_))
             return views.volume_ref(volume)
 
@@ -101,7 +101,7 @@ class AttachmentHandlers:
         body = bodies.parse_object(request.body, bodies.DetachByUuidBody)
         raw = request.path_params["uuid"]
 
-        async def detach(_: object) -> Item:
+        async def detach(_: object) -> AnyItem:
             volume = await self._service.detach(user, path_ref(request), instance_ref(body.from_))
             return views.volume_ref(volume)
 

@@ -2,17 +2,24 @@
 
 Global-scope endpoints take one object or an array of objects; a local-scope call
 (``/{uuid}/…``) takes an object without identifiers.
+
+The OpenAPI document's request schemas are generated from these structs: docstrings and
+``msgspec.Meta(description=…)`` become its descriptions. A value the service checks itself
+(a name out of an enum, a size out of range) is a per-item error, not a 400, so its type
+stays ``str``/``int`` and the values it takes are documented by ``extra_json_schema``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
 from volumed.api.http import RequestError
+from volumed.domain.states import AccessMode, InstanceState, QuotaPolicy, VolumeState
 
 MAX_ITEMS = 253
 
@@ -20,23 +27,47 @@ Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 """A JSON integer: one beyond 64 bits is ill-typed (a 400), not a value to range-check."""
 
 
+def _one_of(values: type[StrEnum] | tuple[str, ...]) -> msgspec.Meta:
+    """Documents the values a string takes; another one is a per-item error (7)."""
+    return msgspec.Meta(extra_json_schema={"enum": [str(value) for value in values]})
+
+
+QuotaPolicyName = Annotated[str, _one_of(QuotaPolicy)]
+AccessModeName = Annotated[str, _one_of(AccessMode)]
+VolumeStateName = Annotated[str, _one_of(VolumeState)]
+InstanceStateName = Annotated[str, _one_of(InstanceState)]
+ObjectUuid = Annotated[
+    str | None, msgspec.Meta(description="UUID of the object (give uuid or name).")
+]
+ObjectName = Annotated[
+    str | None, msgspec.Meta(description="Name of the object (give uuid or name).")
+]
+MountPath = Annotated[
+    str | None, msgspec.Meta(description="Absolute mount path, no '.', '..' or ':'.")
+]
+
+
 class Body(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Base of every request item."""
 
 
 class RefBody(Body):
-    uuid: str | None = None
-    name: str | None = None
+    """An object by its UUID or by its name (give one of them)."""
+
+    uuid: ObjectUuid = None
+    name: ObjectName = None
 
 
 class CreateVolumeBody(Body):
+    """A new volume: ``size_mb`` is needed unless ``template`` or ``host_path`` is given."""
+
     name: str | None = None
     size_mb: Int64 | None = None
     template: RefBody | None = None
-    quota_policy: str | None = None
+    quota_policy: QuotaPolicyName | None = None
     filesystem: str | None = None
     tags: list[str] | None = None
-    access_mode: str | None = None
+    access_mode: AccessModeName | None = None
     host_path: str | None = None
     uid: Int64 | None = None
     gid: Int64 | None = None
@@ -44,8 +75,10 @@ class CreateVolumeBody(Body):
 
 
 class ListFilterBody(Body):
+    """Filters of ``GET /v1/volumes/list``."""
+
     persistent: bool | None = None
-    state: str | None = None
+    state: VolumeStateName | None = None
 
 
 # ---- instances and attachments
@@ -54,14 +87,19 @@ class ListFilterBody(Body):
 
 
 class AttachByUuidBody(Body):
-    attach_to: RefBody | str | None = None
-    at: str | None = None
+    attach_to: Annotated[
+        RefBody | str | None,
+        msgspec.Meta(
+            description="The instance: {uuid} or {name}; a bare string is read as either."
+        ),
+    ] = None
+    at: MountPath = None
     readonly: bool | None = None
 
 
 class AttachBody(AttachByUuidBody):
-    uuid: str | None = None
-    name: str | None = None
+    uuid: ObjectUuid = None
+    name: ObjectName = None
 
 
 class DetachByUuidBody(Body):
@@ -69,34 +107,43 @@ class DetachByUuidBody(Body):
 
 
 class DetachBody(DetachByUuidBody):
-    uuid: str | None = None
-    name: str | None = None
+    uuid: ObjectUuid = None
+    name: ObjectName = None
 
 
 class ImageBody(Body):
+    """An image by its name (``url``)."""
+
     url: str
     credentials: str | None = None
     headers: dict[str, str] | None = None
-    pull_policy: str | None = None
+    pull_policy: Annotated[str, _one_of(("always", "if_not_present", "never"))] | None = None
 
 
 class InstanceVolumeBody(Body):
-    uuid: str | None = None
-    name: str | None = None
+    """A volume of a new instance: ``uuid`` or ``name`` alone attaches an existing one;
+    ``size_mb`` (or ``host_path``) creates one."""
+
+    uuid: ObjectUuid = None
+    name: ObjectName = None
     size_mb: Int64 | None = None
     host_path: str | None = None
-    at: str | None = None
+    at: MountPath = None
     readonly: bool | None = None
-    quota_policy: str | None = None
+    quota_policy: QuotaPolicyName | None = None
     filesystem: str | None = None
     tags: list[str] | None = None
     uid: Int64 | None = None
     gid: Int64 | None = None
-    access_mode: str | None = None
+    access_mode: AccessModeName | None = None
     args: dict[str, str] | None = None
 
 
 class CreateInstanceBody(Body):
+    """A new instance, optionally with new or existing volumes. The fields after
+    ``hostname`` are known to the API but not offered here: any value but null is
+    error 1."""
+
     name: str | None = None
     image: str | ImageBody | None = None
     args: list[str] | None = None
@@ -105,8 +152,8 @@ class CreateInstanceBody(Body):
     vcpus: Int64 | None = None
     volumes: list[InstanceVolumeBody] | None = None
     autostart: bool | None = None
-    restart_policy: str | None = None
-    features: list[str] | None = None
+    restart_policy: Annotated[str, _one_of(("never", "always", "on-failure"))] | None = None
+    features: list[Annotated[str, _one_of(("delete-on-stop", "nested-virt"))]] | None = None
     tags: list[str] | None = None
     timeout_s: Int64 | None = None
     wait_timeout_ms: Int64 | None = None
@@ -148,8 +195,8 @@ class StartByUuidBody(Body):
 
 
 class StartInstanceBody(StartByUuidBody):
-    uuid: str | None = None
-    name: str | None = None
+    uuid: ObjectUuid = None
+    name: ObjectName = None
 
 
 class StopByUuidBody(Body):
@@ -161,8 +208,8 @@ class StopByUuidBody(Body):
 
 
 class StopInstanceBody(StopByUuidBody):
-    uuid: str | None = None
-    name: str | None = None
+    uuid: ObjectUuid = None
+    name: ObjectName = None
 
 
 class DeleteInstanceByUuidBody(Body):
@@ -171,12 +218,14 @@ class DeleteInstanceByUuidBody(Body):
 
 
 class DeleteInstanceBody(DeleteInstanceByUuidBody):
-    uuid: str | None = None
-    name: str | None = None
+    uuid: ObjectUuid = None
+    name: ObjectName = None
 
 
 class WaitByUuidBody(Body):
-    state: str | None = None
+    """What to wait for: ``state`` (default running), for at most the timeout."""
+
+    state: InstanceStateName | None = None
     timeout_s: Int64 | None = None
     timeout_ms: Int64 | None = None
 
@@ -187,18 +236,21 @@ class ImageRefBody(Body):
 
 
 class LogsByUuidBody(Body):
+    """Which console bytes: ``offset`` < 0 counts from the end; ``limit`` defaults to
+    65536 bytes."""
+
     offset: Int64 | None = None
     limit: Int64 | None = None
 
 
 class LogsInstanceBody(LogsByUuidBody):
-    uuid: str | None = None
-    name: str | None = None
+    uuid: ObjectUuid = None
+    name: ObjectName = None
 
 
 class WaitInstanceBody(WaitByUuidBody):
-    uuid: str | None = None
-    name: str | None = None
+    uuid: ObjectUuid = None
+    name: ObjectName = None
 
 
 # ---- updates, clones, templates
@@ -208,7 +260,13 @@ class WaitInstanceBody(WaitByUuidBody):
 VolumeProp = Literal["size_mb", "tags", "quota_policy", "delete_lock"]
 TemplateProp = Literal["tags", "delete_lock"]
 PatchOp = Literal["set", "add", "del"]
-PatchValue = bool | Int64 | str | list[str] | None
+PatchValue = Annotated[
+    bool | Int64 | str | list[str] | None,
+    msgspec.Meta(
+        description="size_mb: integer; tags: array of strings; quota_policy: string; "
+        "delete_lock: boolean. 'set' without a value clears the property."
+    ),
+]
 
 
 class UpdateByUuidBody(Body):
@@ -219,8 +277,8 @@ class UpdateByUuidBody(Body):
 
 
 class UpdateBody(UpdateByUuidBody):
-    uuid: str | None = None
-    name: str | None = None
+    uuid: ObjectUuid = None
+    name: ObjectName = None
 
 
 class UpdateTemplateByUuidBody(Body):
@@ -231,20 +289,22 @@ class UpdateTemplateByUuidBody(Body):
 
 
 class UpdateTemplateBody(UpdateTemplateByUuidBody):
-    uuid: str | None = None
-    name: str | None = None
+    uuid: ObjectUuid = None
+    name: ObjectName = None
 
 
 class CloneByUuidBody(Body):
+    """The copy's name and settings; the source's where not given."""
+
     vol_name: str | None = None
-    quota_policy: str | None = None
+    quota_policy: QuotaPolicyName | None = None
     tags: list[str] | None = None
-    access_mode: str | None = None
+    access_mode: AccessModeName | None = None
 
 
 class CloneBody(CloneByUuidBody):
-    uuid: str | None = None
-    name: str | None = None
+    uuid: ObjectUuid = None
+    name: ObjectName = None
 
 
 class TemplateIdsBody(Body):

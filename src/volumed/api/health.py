@@ -22,8 +22,9 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from volumed.api import wire
 from volumed.api.envelope import data_envelope, encode, op_time_us
 from volumed.api.http import Request
 from volumed.api.routing import Response, Router
@@ -33,7 +34,7 @@ __all__ = ["HealthHandlers"]
 MIB = 1024 * 1024
 _CHECK_TIMEOUT_S = 5.0
 
-Check = dict[str, Any]
+Check = wire.HealthCheck
 
 
 class Probed(Protocol):
@@ -71,7 +72,7 @@ class HealthHandlers:
             await _run("data_dir", self._check_directories),
             await _run("free_space", self._check_free_space),
         ]
-        failed = [c["name"] for c in checks if c["status"] != "ok"]
+        failed = [c.name for c in checks if c.status != "ok"]
         if not failed:
             return Response(data_envelope("checks", checks, started))
         body = {
@@ -110,7 +111,7 @@ class _NotReady(Exception):
 
 
 def _ok(name: str, message: str | None = None) -> Check:
-    return {"name": name, "status": "ok", "message": message}
+    return Check(name, "ok", message)
 
 
 async def _run(name: str, check: Callable[[], Awaitable[str]]) -> Check:
@@ -118,10 +119,10 @@ async def _run(name: str, check: Callable[[], Awaitable[str]]) -> Check:
     try:
         return _ok(name, await asyncio.wait_for(check(), _CHECK_TIMEOUT_S))
     except TimeoutError:
-        return {"name": name, "status": "fail", "message": "The check timed out"}
+        return Check(name, "fail", "The check timed out")
     except Exception as exc:  # noqa: BLE001 - every failure is an answer here
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        return {"name": name, "status": "fail", "message": message}
+        return Check(name, "fail", message)
 
 
 def _probe_write(directory: Path) -> None:

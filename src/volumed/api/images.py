@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 
-from volumed.api import bodies
-from volumed.api.envelope import Item, failed_item, items_envelope
+from volumed.api import bodies, wire
+from volumed.api.envelope import AnyItem, failed_item, items_envelope
 from volumed.api.http import Request
 from volumed.api.routing import Response, Router
 from volumed.api.views import rfc3339
@@ -38,7 +38,7 @@ class ImageHandlers:
         images = self._catalog.all()
         if not wanted:
             return Response(items_envelope(KEY, [_item(i) for i in images], started))
-        results: list[Item] = []
+        results: list[AnyItem] = []
         for key, value in wanted:
             found = (
                 self._catalog.find(value)
@@ -52,18 +52,15 @@ class ImageHandlers:
         return Response(items_envelope(KEY, results, started))
 
 
-def _item(image: GuestImage) -> Item:
-    item: Item = {
-        "status": "success",
-        "url": image.name,
-        "tags": [image.name],
-        "initrd_or_rom": image.rootfs is None,
-        "size_in_bytes": image.size_bytes,
-        "args": [*image.entrypoint, *image.cmd],
-        "env": image.env,
-    }
-    if image.digest:
-        item["digest"] = image.digest
-    if image.created_at_us:
-        item["created_at"] = rfc3339(image.created_at_us)
-    return item
+def _item(image: GuestImage) -> wire.Image:
+    return wire.Image(
+        status="success",
+        url=image.name,
+        tags=[image.name],
+        initrd_or_rom=image.rootfs is None,
+        size_in_bytes=image.size_bytes,
+        args=[*image.entrypoint, *image.cmd],
+        env=image.env,
+        digest=image.digest or None,
+        created_at=rfc3339(image.created_at_us) if image.created_at_us else None,
+    )

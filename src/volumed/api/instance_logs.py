@@ -10,11 +10,10 @@ same way), so ``offset=range.end`` continues where an answer stopped. A negative
 
 from __future__ import annotations
 
-import base64
 import time
 
-from volumed.api import bodies
-from volumed.api.envelope import Item, items_envelope
+from volumed.api import bodies, views
+from volumed.api.envelope import AnyItem, items_envelope
 from volumed.api.http import Request, RequestError
 from volumed.api.routing import Response, Router
 from volumed.api.volumes import each_item, path_ref
@@ -54,7 +53,7 @@ class InstanceLogHandlers:
         if len(items) > bodies.MAX_ITEMS:
             raise RequestError(400, f"Too many items: at most {bodies.MAX_ITEMS}")
 
-        async def one(body: bodies.LogsInstanceBody) -> Item:
+        async def one(body: bodies.LogsInstanceBody) -> AnyItem:
             ref = rules.check_ref(body.uuid, body.name, "instance")
             return await self._logs(user, ref, body.offset, body.limit)
 
@@ -83,13 +82,13 @@ class InstanceLogHandlers:
         limit = body.limit if body.limit is not None else query[0].limit
         raw = request.path_params["uuid"]
 
-        async def one(_: object) -> Item:
+        async def one(_: object) -> AnyItem:
             return await self._logs(user, path_ref(request), offset, limit)
 
         results = await each_item([None], one, lambda _: {"uuid": raw})
         return Response(items_envelope(KEY, results, started))
 
-    async def _logs(self, user: User, ref: Ref, offset: int | None, limit: int | None) -> Item:
+    async def _logs(self, user: User, ref: Ref, offset: int | None, limit: int | None) -> AnyItem:
         if limit is not None and not 0 <= limit <= MAX_LIMIT:
             raise errors.Invalid(f"limit must be between 0 and {MAX_LIMIT}")
         instance = await self._service.get(user, ref)
@@ -100,15 +99,7 @@ class InstanceLogHandlers:
             data, start, first, end = b"", 0, 0, 0
         else:
             data, start, first, end = part.data, part.start, part.first, part.end
-        return {
-            "status": "success",
-            "uuid": instance.uuid,
-            "name": instance.name,
-            "state": instance.state.value,
-            "output": base64.b64encode(data).decode("ascii"),
-            "available": {"start": first, "end": end},
-            "range": {"start": start, "end": start + len(data)},
-        }
+        return views.instance_log(instance, data, start, first, end)
 
 
 def _query_items(values: dict[str, list[str]]) -> list[bodies.LogsInstanceBody]:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from volumed.api import bodies, views
-from volumed.api.envelope import Item, failed_item, items_envelope
+from volumed.api.envelope import AnyItem, Item, failed_item, items_envelope
 from volumed.api.http import Request, RequestError, query_bool
 from volumed.api.routing import Response, Router
 from volumed.api.volumes import each_item, parse_list_query, path_ref
@@ -24,12 +24,13 @@ from volumed.domain.instances import (
     Transition,
 )
 from volumed.domain.model import Ref, User
+from volumed.domain.states import InstanceState
 
 KEY = "instances"
 TIMED_OUT = "Operation timed out"
 _GET_PARAMS = frozenset({"uuid", "name", "details", "count", "from", "order", "sortby", "tags"})
 _WAIT_PARAMS = frozenset({"uuid", "name", "state", "timeout_s", "timeout_ms"})
-_DEFAULT_WAIT_STATE = "running"
+_DEFAULT_WAIT_STATE = InstanceState.RUNNING.value
 
 
 class _Named(Protocol):
@@ -41,7 +42,7 @@ class _Named(Protocol):
     def name(self) -> str | None: ...
 
 
-_Action = Callable[[User, Ref, object], Awaitable[Item]]
+_Action = Callable[[User, Ref, object], Awaitable[AnyItem]]
 """A per-item start, stop or delete: (tenant, instance, the item's body) → item."""
 
 
@@ -124,12 +125,9 @@ class InstanceHandlers:
         user = request.tenant()
         items = bodies.parse_items(request.body, bodies.CreateInstanceBody)
 
-        async def create_one(body: bodies.CreateInstanceBody) -> Item:
+        async def create_one(body: bodies.CreateInstanceBody) -> AnyItem:
             done = await self._service.create(user, _to_create(body))
-            item = views.instance_item(done.instance)
-            if done.message:
-                item["message"] = done.message
-            return item
+            return views.instance_item(done.instance, message=done.message or None)
 
         results = await each_item(items, create_one, lambda b: {"name": b.name or None})
         return Response(items_envelope(KEY, results, started))
@@ -152,7 +150,7 @@ class InstanceHandlers:
             listed = [views.instance_item(i, details=details) for i in instances]
             return Response(items_envelope(KEY, listed, started))
 
-        async def get_one(body: bodies.RefBody) -> Item:
+        async def get_one(body: bodies.RefBody) -> AnyItem:
             instance = await self._service.get(user, _ref(body))
             return views.instance_item(instance, details=details)
 
@@ -167,7 +165,7 @@ class InstanceHandlers:
             bodies.parse_object(request.body, bodies.Body)
         raw = request.path_params["uuid"]
 
-        async def fetch(_: object) -> Item:
+        async def fetch(_: object) -> AnyItem:
             instance = await self._service.get(user, path_ref(request))
             return views.instance_item(instance, details=details is not False)
 
@@ -184,7 +182,7 @@ class InstanceHandlers:
         bodies.parse_object(request.body, bodies.StartByUuidBody)
         return await self._local(request, self._start)
 
-    async def _start(self, user: User, ref: Ref, body: object) -> Item:
+    async def _start(self, user: User, ref: Ref, body: object) -> AnyItem:
         done = await self._service.start(user, ref)
         return views.instance_transition(done.instance, done.previous)
 
@@ -196,7 +194,7 @@ class InstanceHandlers:
         body = bodies.parse_object(request.body, bodies.StopByUuidBody)
         return await self._local(request, self._stop, body)
 
-    async def _stop(self, user: User, ref: Ref, body: object) -> Item:
+    async def _stop(self, user: User, ref: Ref, body: object) -> AnyItem:
         stop = body if isinstance(body, bodies.StopByUuidBody) else bodies.StopByUuidBody()
         if stop.drain_timeout_ms is not None and stop.drain_timeout_ms < 0:
             raise errors.Invalid("drain_timeout_ms must not be negative")
@@ -213,15 +211,15 @@ class InstanceHandlers:
         bodies.parse_object(request.body, bodies.DeleteInstanceByUuidBody)
         return await self._local(request, self._delete)
 
-    async def _delete(self, user: User, ref: Ref, body: object) -> Item:
+    async def _delete(self, user: User, ref: Ref, body: object) -> AnyItem:
         done: Transition = await self._service.delete(user, ref)
-        return views.instance_transition(done.instance, done.previous, with_state=False)
+        return views.instance_deleted(done.instance, done.previous)
 
     async def _each(self, request: Request, items: Sequence[_Named], action: _Action) -> Response:
         started = time.perf_counter_ns()
         user = request.tenant()
 
-        async def one(body: _Named) -> Item:
+        async def one(body: _Named) -> AnyItem:
             return await action(user, _ref(body), body)
 
         results = await each_item(list(items), one, _ids)
@@ -232,7 +230,7 @@ class InstanceHandlers:
         user = request.tenant()
         raw = request.path_params["uuid"]
 
-        async def one(_: object) -> Item:
+        async def one(_: object) -> AnyItem:
             return await action(user, path_ref(request), body)
 
         results = await each_item([None], one, lambda _: {"uuid": raw})
@@ -251,7 +249,7 @@ class InstanceHandlers:
         if len(items) > bodies.MAX_ITEMS:
             raise RequestError(400, f"Too many items: at most {bodies.MAX_ITEMS}")
 
-        async def one(body: bodies.WaitInstanceBody) -> Item:
+        async def one(body: bodies.WaitInstanceBody) -> AnyItem:
             try:
                 ref = _ref(body)
             except errors.VolumedError as exc:
@@ -281,7 +279,7 @@ class InstanceHandlers:
         result = await self._wait(user, ref, merged, {"uuid": raw})
         return Response(_wait_envelope([result], started))
 
-    async def _wait(self, user: User, ref: Ref, body: bodies.WaitByUuidBody, ids: Item) -> Item:
+    async def _wait(self, user: User, ref: Ref, body: bodies.WaitByUuidBody, ids: Item) -> AnyItem:
         state = body.state or _DEFAULT_WAIT_STATE
         try:
             instance = await self._service.wait(
@@ -336,8 +334,8 @@ def _query_number(key: str, raw: str | None) -> int | None:
         raise RequestError(400, f"Query parameter '{key}' must be an integer") from None
 
 
-def _wait_envelope(items: list[Item], started: int) -> bytes:
+def _wait_envelope(items: list[AnyItem], started: int) -> bytes:
     """As any envelope, but a lapsed wait says so: clients look for "timed out"."""
-    if any(item.get("error") == errors.TimedOut.code for item in items):
+    if any(isinstance(i, dict) and i.get("error") == errors.TimedOut.code for i in items):
         return items_envelope(KEY, items, started, message=TIMED_OUT)
     return items_envelope(KEY, items, started)

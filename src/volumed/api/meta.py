@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from volumed import __version__
+from volumed.api import wire
 from volumed.api.envelope import data_envelope, encode
 from volumed.api.http import Request
 from volumed.api.routing import Response, Router
@@ -22,7 +23,7 @@ class MetaHandlers:
 
     async def root(self, request: Request) -> Response:
         started = time.perf_counter_ns()
-        info = {"name": "volumed", "version": __version__, "user": request.tenant().name}
+        info = wire.Service("volumed", __version__, request.tenant().name)
         return Response(data_envelope("service", info, started))
 
     async def openapi(self, request: Request) -> Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid as uuid_lib
 
+from volumed.api import wire
 from volumed.api.envelope import data_envelope
 from volumed.api.http import Request
 from volumed.api.routing import Response, Router
@@ -28,12 +29,12 @@ class MetroHandlers:
         started = time.perf_counter_ns()
         request.query_values(frozenset())
         base = self._public_url or self._url_of(request)
-        metro = {
-            "uuid": str(uuid_lib.uuid5(uuid_lib.NAMESPACE_URL, base)),
-            "endpoint": base.removesuffix("/v1") + "/v1",
-            "name": "volumed",
-            "iata_code": METRO_CODE.upper(),
-        }
+        metro = wire.Metro(
+            uuid=str(uuid_lib.uuid5(uuid_lib.NAMESPACE_URL, base)),
+            endpoint=base.removesuffix("/v1") + "/v1",
+            name="volumed",
+            iata_code=METRO_CODE.upper(),
+        )
         return Response(data_envelope("metros", [metro], started))
 
     def _url_of(self, request: Request) -> str:

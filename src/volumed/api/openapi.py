@@ -1,23 +1,9 @@
 """The OpenAPI 3.1 document of the volumed API, built as a plain JSON-serialisable dict.
 
-Served unauthenticated at ``GET /openapi.json`` and used to drive Schemathesis. It documents
-what the server does: every route, every body form it accepts (a global-scope endpoint takes
-one item object or an array of up to 253), every query parameter, and every response.
-
-Two failure paths exist and the document keeps them apart:
-
-* **Request-level** failures (malformed or ill-typed body, unknown field or query parameter,
-  too many items, bad token, unknown route, wrong method, body too large, throttled, server
-  fault, store down) end the request with HTTP 4xx/5xx and an ``ErrorEnvelope``; nothing is
-  processed.
-* **Per-item** failures (not found, wrong state, name taken, value out of range or not in an
-  enum, neither or both of ``uuid``/``name``, ...) travel inside an HTTP 200 envelope: the item
-  carries ``status: error``, ``error: <code>`` and ``message``, and the envelope says ``error``
-  or ``partial_success``.
-
-The pieces live in private modules: ``_openapi_schemas`` (component schemas),
-``_openapi_operations`` (envelopes, bodies, parameters), ``_openapi_volumes`` and
-``_openapi_platform`` (the paths).
+Served unauthenticated at ``GET /openapi.json`` and used to drive Schemathesis. The
+operations are the rows of ``_openapi_operations.OPERATIONS``; every schema is generated
+from the structs the server decodes requests into and encodes answers from
+(``_openapi_schemas``), so the document says what the server does.
 """
 
 from __future__ import annotations
@@ -26,12 +12,40 @@ import copy
 from typing import Final
 
 from volumed import __version__
-from volumed.api._openapi_operations import Paths, parameters
-from volumed.api._openapi_platform import account_paths, instance_paths, volumed_paths
-from volumed.api._openapi_schemas import component_schemas, ref
-from volumed.api._openapi_volumes import template_paths, volume_paths
+from volumed.api._openapi_operations import OPERATIONS, parameters
+from volumed.api._openapi_schemas import Schema, component_schemas, type_ref
+from volumed.api.wire import ErrorEnvelope
 
 __all__ = ["openapi_document"]
+
+DESCRIPTION: Final = """\
+volumed stores persistent volumes (ext4 file systems) for unikernel instances, behind the
+KraftCloud / Unikraft Cloud Volumes API v1: the official SDK and CLI work against it. It also
+offers the part of the Instances API that volumes depend on, and a few extensions under
+`/volumed/v1`.
+
+**Authentication.** Send `Authorization: Bearer <token>` with every request. Only the probes
+(`/healthz`, `/readyz`) and this document are public.
+
+**Requests.** A call on a collection (`/v1/volumes`) takes one object or an array of up to
+253; each names its object by `uuid` or by `name`. A call on one object
+(`/v1/volumes/{uuid}/...`) takes the UUID from the path, and its body names no other.
+
+**Answers.** Every answer is a JSON envelope: `{"status", "message"?, "data": {"<things>":
+[...]}, "op_time_us"}`, one item in `data` per item of the request.
+
+**Errors come in two kinds.**
+
+* The request as a whole fails: HTTP 4xx/5xx with `status: error`, a `message` and `errors`,
+  and nothing was done. That is a malformed body, an unknown field or query parameter, a
+  value of the wrong JSON type, more than 253 items, a missing or bad token (401), an unknown
+  route (404) or method (405), a body too large (413) or too slow (408), too many failed
+  logins (429, see `Retry-After`), or the service unable to answer (500, 503).
+* One item fails: the answer is still HTTP 200, the item carries `status: error`, a numeric
+  `error` code and a `message`, and the envelope's `status` is `partial_success` (some items
+  succeeded) or `error` (none did). Not found, wrong state, name taken, quota exceeded, a
+  value out of range or not in its enum are per-item errors.
+"""
 
 _ERROR_DESCRIPTION: Final = (
     "Request-level failure; nothing was processed. 400: malformed JSON, top level not an object "
@@ -54,17 +68,20 @@ _TAGS: Final = (
 )
 
 
-def _paths() -> Paths:
-    return account_paths() | volume_paths() | template_paths() | instance_paths() | volumed_paths()
+def _paths() -> dict[str, dict[str, Schema]]:
+    paths: dict[str, dict[str, Schema]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = op.operation()
+    return paths
 
 
-def _components() -> dict[str, object]:
+def _components() -> Schema:
     return {
-        "schemas": component_schemas(),
+        "schemas": component_schemas(kind for op in OPERATIONS for kind in op.kinds()),
         "responses": {
             "ErrorEnvelope": {
                 "description": _ERROR_DESCRIPTION,
-                "content": {"application/json": {"schema": ref("ErrorEnvelope")}},
+                "content": {"application/json": {"schema": type_ref(ErrorEnvelope)}},
             }
         },
         "parameters": parameters(),
@@ -83,7 +100,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, object]:
             "title": "volumed",
             "version": __version__,
             "summary": "A self-hosted KraftCloud / Unikraft Cloud Volumes API (v1).",
-            "description": __doc__ or "",
+            "description": DESCRIPTION,
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
     }
@@ -93,5 +110,5 @@ def openapi_document(server_url: str | None = None) -> dict[str, object]:
     document["tags"] = [{"name": name, "description": text} for name, text in _TAGS]
     document["paths"] = _paths()
     document["components"] = _components()
-    # Building blocks are shared module constants; copy so that no two places alias.
+    # Some building blocks are module constants; copy so that no two places alias.
     return copy.deepcopy(document)

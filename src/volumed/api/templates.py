@@ -9,7 +9,7 @@ import time
 import msgspec
 
 from volumed.api import bodies, views
-from volumed.api.envelope import AnyItem, Item, items_envelope
+from volumed.api.envelope import AnyItem, items_envelope
 from volumed.api.http import Request, RequestError, query_bool
 from volumed.api.routing import Response, Router
 from volumed.api.updates import update_global, update_local
@@ -64,7 +64,7 @@ class TemplateHandlers:
         user = request.tenant()
         refs = parse_template_refs(request.body)
 
-        async def make_one(body: bodies.RefBody) -> Item:
+        async def make_one(body: bodies.RefBody) -> AnyItem:
             return views.volume_created(await self._templates.make(user, to_ref(body)))
 
         results = await each_item(refs, make_one, ref_ids)
@@ -111,7 +111,7 @@ class TemplateHandlers:
         user = request.tenant()
         refs = bodies.parse_items(request.body, bodies.RefBody)
 
-        async def delete(body: bodies.RefBody) -> Item:
+        async def delete(body: bodies.RefBody) -> AnyItem:
             template = await self._templates.delete(user, to_ref(body, "template"))
             return views.volume_ref(template)
 
@@ -123,7 +123,7 @@ class TemplateHandlers:
         user = request.tenant()
         _no_identifiers_in_body(request)
 
-        async def delete(_: object) -> Item:
+        async def delete(_: object) -> AnyItem:
             return views.volume_ref(await self._templates.delete(user, path_ref(request)))
 
         raw = request.path_params["uuid"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from volumed.api import bodies, views
-from volumed.api.envelope import Item, items_envelope
+from volumed.api.envelope import AnyItem, items_envelope
 from volumed.api.http import Request
 from volumed.api.routing import Response, Router
 from volumed.api.volumes import KEY, each_item, path_ref
@@ -32,7 +32,7 @@ async def update_global(
     items: list[GlobalBody] = list(bodies.parse_items(request.body, kind))
     noun = "template" if template else "volume"
 
-    async def update(body: GlobalBody) -> Item:
+    async def update(body: GlobalBody) -> AnyItem:
         ref = rules.check_ref(body.uuid, body.name, noun)
         change = Change(body.prop, body.op, body.value)
         volume = await service.apply(user, ref, change, template=template)
@@ -51,7 +51,7 @@ async def update_local(
     items: list[LocalBody] = list(bodies.parse_items(request.body, kind))
     raw = request.path_params["uuid"]
 
-    async def update(body: LocalBody) -> Item:
+    async def update(body: LocalBody) -> AnyItem:
         change = Change(body.prop, body.op, body.value)
         volume = await service.apply(user, path_ref(request), change, template=template)
         return views.volume_updated(volume, body.id)

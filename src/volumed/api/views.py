@@ -1,13 +1,19 @@
-"""Domain records rendered as wire items."""
+"""Domain records rendered as wire items (the structs of :mod:`volumed.api.wire`)."""
 
 from __future__ import annotations
 
+import base64
+from datetime import UTC, datetime
+
 from volumed.api import wire
-from volumed.api.envelope import AnyItem, Item
+from volumed.api.envelope import AnyItem
+from volumed.domain.audit import VolumeEvent
 from volumed.domain.listing import Page
 from volumed.domain.model import Instance, Volume
 from volumed.domain.quotas import QuotaReport
 from volumed.domain.states import InstanceState
+
+VolumeView = wire.VolumeItem | wire.ItemRef
 
 
 def rfc3339(us: int) -> str:
@@ -15,125 +21,142 @@ def rfc3339(us: int) -> str:
     return wire.rfc3339(us // 1_000_000)
 
 
-def volume_item(volume: Volume, *, details: bool = True) -> AnyItem:
+def volume_item(volume: Volume, *, details: bool = True) -> VolumeView:
     if not details:
-        return {"status": "success", "uuid": volume.uuid, "name": volume.name}
+        return volume_ref(volume)
     return wire.volume_item(volume)
 
 
-def volume_created(volume: Volume) -> Item:
-    item: Item = {
-        "status": "success",
-        "uuid": volume.uuid,
-        "name": volume.name,
-        "state": volume.state.value,
-    }
-    if volume.message is not None:
-        item["message"] = volume.message  # why a new volume is in ``error``
-    return item
+def volume_created(volume: Volume) -> wire.VolumeCreated:
+    # ``message`` says why a new volume is in ``error``.
+    return wire.VolumeCreated("success", volume.uuid, volume.name, volume.state, volume.message)
 
 
-def volume_ref(volume: Volume) -> Item:
-    return {"status": "success", "uuid": volume.uuid, "name": volume.name}
+def volume_ref(volume: Volume) -> wire.ItemRef:
+    return wire.ItemRef("success", volume.uuid, volume.name)
+
+
+def volume_entry(volume: Volume) -> wire.VolumeEntry:
+    return wire.VolumeEntry(volume.uuid, volume.name)
 
 
 # ---- instances and attachments
 
 
-def instance_item(instance: Instance, *, details: bool = True) -> Item:
+def instance_item(
+    instance: Instance, *, details: bool = True, message: str | None = None
+) -> wire.InstanceItem | wire.ItemRef:
+    """An instance; ``message`` is a note on a new one."""
     if not details:
-        return {"status": "success", "uuid": instance.uuid, "name": instance.name}
-    item: Item = {
-        "status": "success",
-        "uuid": instance.uuid,
-        "name": instance.name,
-        "created_at": rfc3339(instance.created_at_us),
-        "state": instance.state.value,
-        "image": instance.image,
-        "memory_mb": instance.memory_mb,
-        "vcpus": instance.vcpus,
-        "args": instance.args,
-        "env": instance.env,
-        "restart_policy": "never",
-        "private_fqdn": f"{instance.name}.internal",
-        "volumes": [
-            {"uuid": v.uuid, "name": v.name, "at": v.at, "readonly": v.readonly}
-            for v in instance.volumes
-        ],
-        "tags": instance.tags,
-        "delete_lock": False,
-        "features": [],
-    }
-    # Boot and stop facts, once there are any (the SDK's Instance model).
-    if instance.started_at_us is not None:
-        item["started_at"] = rfc3339(instance.started_at_us)
-    if instance.stopped_at_us is not None and instance.state is InstanceState.STOPPED:
-        item["stopped_at"] = rfc3339(instance.stopped_at_us)
-    for key, value in (
-        ("boot_time_us", instance.boot_time_us),
-        ("stop_reason", instance.stop_reason),
-        ("exit_code", instance.exit_code),
-        ("stop_code", instance.stop_code),
-    ):
-        if value is not None:
-            item[key] = value
-    return item
+        return wire.ItemRef("success", instance.uuid, instance.name)
+    stopped = instance.stopped_at_us if instance.state is InstanceState.STOPPED else None
+    return wire.InstanceItem(
+        status="success",
+        uuid=instance.uuid,
+        name=instance.name,
+        created_at=rfc3339(instance.created_at_us),
+        state=instance.state,
+        image=instance.image,
+        memory_mb=instance.memory_mb,
+        vcpus=instance.vcpus,
+        args=instance.args,
+        env=instance.env,
+        restart_policy="never",
+        private_fqdn=f"{instance.name}.internal",
+        volumes=[wire.InstanceVolume(v.uuid, v.name, v.at, v.readonly) for v in instance.volumes],
+        tags=instance.tags,
+        delete_lock=False,
+        features=[],
+        # Boot and stop facts, once there are any (the SDK's Instance model).
+        started_at=_maybe_rfc3339(instance.started_at_us),
+        stopped_at=_maybe_rfc3339(stopped),
+        boot_time_us=instance.boot_time_us,
+        stop_reason=instance.stop_reason,
+        exit_code=instance.exit_code,
+        stop_code=instance.stop_code,
+        message=message,
+    )
 
 
-def instance_transition(
-    instance: Instance, previous: InstanceState, *, with_state: bool = True
-) -> Item:
-    """A start or stop item (``state`` and ``previous_state``); delete has no ``state``."""
-    item: Item = {"status": "success", "uuid": instance.uuid, "name": instance.name}
-    if with_state:
-        item["state"] = instance.state.value
-    item["previous_state"] = previous.value
-    return item
+def _maybe_rfc3339(us: int | None) -> str | None:
+    return None if us is None else rfc3339(us)
 
 
-def instance_waited(instance: Instance) -> Item:
-    return {
-        "status": "success",
-        "uuid": instance.uuid,
-        "name": instance.name,
-        "state": instance.state.value,
-    }
+def instance_transition(instance: Instance, previous: InstanceState) -> wire.InstanceStateChange:
+    """A start or stop item."""
+    return wire.InstanceStateChange(
+        "success", instance.uuid, instance.name, instance.state, previous
+    )
 
 
-# ---- updates, clones, templates, quotas
+def instance_deleted(instance: Instance, previous: InstanceState) -> wire.InstanceDeleted:
+    return wire.InstanceDeleted("success", instance.uuid, instance.name, previous)
 
 
-def volume_updated(volume: Volume, item_id: str | None) -> Item:
+def instance_waited(instance: Instance) -> wire.InstanceWaited:
+    return wire.InstanceWaited("success", instance.uuid, instance.name, instance.state)
+
+
+def instance_log(
+    instance: Instance, data: bytes, start: int, first: int, end: int
+) -> wire.InstanceLog:
+    """Console bytes ``data`` from ``start``, of those kept ``[first, end)``."""
+    return wire.InstanceLog(
+        status="success",
+        uuid=instance.uuid,
+        name=instance.name,
+        state=instance.state,
+        output=base64.b64encode(data).decode("ascii"),
+        available=wire.ByteRange(first, end),
+        range=wire.ByteRange(start, start + len(data)),
+    )
+
+
+# ---- updates, quotas, events
+
+
+def volume_updated(volume: Volume, item_id: str | None) -> wire.VolumeUpdated:
     """An update item: the volume, and the ``id`` the request item carried."""
-    item = volume_ref(volume)
-    if item_id is not None:
-        item["id"] = item_id
-    return item
+    return wire.VolumeUpdated("success", volume.uuid, volume.name, item_id)
 
 
-def quotas_item(user_id: str, report: QuotaReport) -> Item:
+def quotas_item(user_id: str, report: QuotaReport) -> wire.Quotas:
     """``GET /v1/users/quotas``, in the shape of the SDK's ``Quotas``."""
     used, limits = report.usage, report.limits
-    return {
-        "status": "success",
-        "uuid": user_id,
-        "used": {
-            "instances": used.instances,
-            "live_instances": used.live_instances,
-            "live_vcpus": used.live_vcpus,
-            "live_memory_mb": used.live_memory_mb,
-            "volumes": used.volumes,
-            "total_volume_mb": used.total_volume_mb,
-        },
-        "hard": {"volumes": limits.max_volumes, "total_volume_mb": limits.max_total_volume_mb},
-        "limits": {"min_volume_mb": limits.min_volume_mb, "max_volume_mb": limits.max_volume_mb},
-    }
+    return wire.Quotas(
+        "success",
+        user_id,
+        wire.QuotasUsed(
+            instances=used.instances,
+            live_instances=used.live_instances,
+            live_vcpus=used.live_vcpus,
+            live_memory_mb=used.live_memory_mb,
+            volumes=used.volumes,
+            total_volume_mb=used.total_volume_mb,
+        ),
+        wire.QuotasHard(volumes=limits.max_volumes, total_volume_mb=limits.max_total_volume_mb),
+        wire.QuotasLimits(min_volume_mb=limits.min_volume_mb, max_volume_mb=limits.max_volume_mb),
+    )
+
+
+def event_item(event: VolumeEvent) -> wire.VolumeEvent:
+    at = datetime.fromtimestamp(event.at_us / 1_000_000, tz=UTC)
+    return wire.VolumeEvent(
+        id=event.id,
+        at=at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        actor=event.actor,
+        action=event.action,
+        result=event.result,
+        state_from=event.state_from,
+        state_to=event.state_to,
+        message=event.message,
+    )
 
 
 def page_items(page: Page, *, details: bool) -> list[AnyItem]:
     """A listing page; a ``from`` cursor gone since is its first item, as a stub."""
-    found = [volume_item(v, details=details) for v in page.volumes]
+    found: list[AnyItem] = [volume_item(v, details=details) for v in page.volumes]
     if page.cursor is not None:
         uuid, name = page.cursor
-        found.insert(0, {"status": "success", "uuid": uuid, "name": name})
+        found.insert(0, wire.ItemRef("success", uuid, name))
     return found

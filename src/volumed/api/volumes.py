@@ -46,7 +46,7 @@ async def each_new_volume(
     action: Callable[[Any], Awaitable[Volume]],
     ids: Callable[[Any], Item],
     settled: Callable[[Sequence[Volume]], Awaitable[Sequence[Volume]]],
-) -> list[Item]:
+) -> list[AnyItem]:
     """Run ``action`` per item, each recording a new volume with its job, then wait for
     all those jobs at once (the worker runs them in parallel) and render every new
     volume in the state it has then."""
@@ -219,7 +219,7 @@ class VolumeHandlers:
         query = ListQuery(persistent=persistent, states=states)
         volumes = await self._service.list(user, query)
         # The seed lists bare {uuid, name} items, without a per-item status.
-        results: list[Item] = [{"uuid": v.uuid, "name": v.name} for v in volumes]
+        results: list[AnyItem] = [views.volume_entry(v) for v in volumes]
         return Response(items_envelope(KEY, results, started))
 
     # ------------------------------------------------------------------ delete
@@ -229,7 +229,7 @@ class VolumeHandlers:
         user = request.tenant()
         refs = bodies.parse_items(request.body, bodies.RefBody)
 
-        async def delete(body: bodies.RefBody) -> Item:
+        async def delete(body: bodies.RefBody) -> AnyItem:
             return views.volume_ref(await self._service.delete(user, to_ref(body)))
 
         results = await each_item(refs, delete, ref_ids)
@@ -241,7 +241,7 @@ class VolumeHandlers:
         _no_identifiers_in_body(request)
         raw = request.path_params["uuid"]
 
-        async def delete(_: object) -> Item:
+        async def delete(_: object) -> AnyItem:
             return views.volume_ref(await self._service.delete(user, path_ref(request)))
 
         results = await each_item([None], delete, lambda _: {"uuid": raw})

@@ -382,12 +382,6 @@ class Store(Protocol):
     async def get_volume(self, owner_id: str, ref: Ref) -> Volume | None: ...
     async def list_volumes(self, owner_id: str, query: ListQuery) -> list[Volume]: ...
     async def pending_reserved_mb(self) -> int: ...
-    async def insert_volume(
-        self, volume: Volume, job: str | None, job_args: dict[str, Any]
-    ) -> None:
-        """Raises NameTaken if the tenant already has a volume of that name."""
-        ...
-
     async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[str]) -> bool:
         """Hide the volume and owe its deletion, if unlocked, unattached, in ``expected``
         and held by no job, except a ``format`` no worker has claimed (it is cancelled)."""
@@ -589,10 +583,11 @@ class Store(Protocol):
 
     async def quota_usage(self, owner_id: str) -> QuotaUsage: ...
     async def insert_volume_within_quota(
-        self, volume: Volume, job: str, job_args: dict[str, Any], limits: QuotaLimits
+        self, volume: Volume, job: str | None, job_args: dict[str, Any], limits: QuotaLimits
     ) -> None:
-        """``insert_volume``, counting the tenant's volumes and sizes in the same
-        transaction: raises QuotaRefused (nothing inserted) or NameTaken."""
+        """Insert a new volume owing ``job`` (None: no job), counting the tenant's
+        volumes and sizes in the same transaction: raises QuotaRefused (nothing
+        inserted) or NameTaken if the tenant already has a volume of that name."""
         ...
 
     async def set_tags(

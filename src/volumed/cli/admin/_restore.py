@@ -86,9 +86,9 @@ async def _applied(settings: Settings) -> set[int]:
 
 
 async def _reserve(settings: Settings, uuids: list[str]) -> None:
-    from volumed.storage import Ext4ImageDriver
+    from volumed.bootstrap import open_storage
 
-    storage = Ext4ImageDriver(settings.images_dir)
+    storage = open_storage(settings)
     for uuid in uuids:
         await storage.set_reservation(uuid, reserve=True)
 

@@ -21,8 +21,9 @@ _runner: asyncio.Runner | None = None
 def open_store(app: App, *, create: bool = False, migrate: bool = True) -> SqlStore:
     """The store named by the settings (SQLite or PostgreSQL), brought up to date (as the
     server does at start; a migration is one transaction, safe beside running servers).
-    Opened directly rather than through ``bootstrap`` so that admin commands start
-    fast. A missing SQLite database is an error unless ``create``."""
+    Built by bootstrap's factory, as the server builds it, but without the services
+    around it (no worker, no HTTP app). A missing SQLite database is an error unless
+    ``create``."""
     from volumed.bootstrap import open_store as open_configured
     from volumed.bootstrap import sqlite_path
     from volumed.domain.ports import StoreUnavailable

@@ -17,11 +17,23 @@ and so are ``.transfer/`` entries and mounted images.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from volumed.cli.application import App, admin_options, output_option, pass_app
+from volumed.domain.states import VolumeState
 
-_HAS_IMAGE = ("available", "idle", "mounted", "busy", "template")
+if TYPE_CHECKING:
+    from volumed.storage import Ext4ImageDriver
+    from volumed.store.sql import SqlStore
+
+# Not yet made (its job makes it), or broken (its message says why).
+_HAS_IMAGE = frozenset(VolumeState) - {
+    VolumeState.UNINITIALIZED,
+    VolumeState.INITIALIZING,
+    VolumeState.ERROR,
+}
 
 
 @click.command(
@@ -39,15 +51,15 @@ Examples:
 @pass_app
 def fsck(app: App, repair: bool, run_e2fsck: bool) -> None:
     """Check the data directory: rows against images, and the images themselves."""
+    from volumed.bootstrap import open_storage
     from volumed.cli.admin._store import open_store, run
     from volumed.cli.output import print_items
-    from volumed.storage import Ext4ImageDriver
 
     settings = app.settings()
     if not settings.images_dir.is_dir():
         app.abort(f"no image directory at {settings.images_dir} (check --data-dir)", 2)
     store = open_store(app)
-    storage = Ext4ImageDriver(settings.images_dir)
+    storage = open_storage(settings)
     # Replicas on PostgreSQL hold no lock on the data directory: assume one runs.
     server = not settings.is_sqlite or _server_running(settings.data_dir)
     try:
@@ -73,13 +85,10 @@ def fsck(app: App, repair: bool, run_e2fsck: bool) -> None:
 
 
 async def _check(  # noqa: C901 - one pass over rows, then files; reads top to bottom
-    store: object, storage: object, server: bool, repair: bool, run_e2fsck: bool
+    store: SqlStore, storage: Ext4ImageDriver, server: bool, repair: bool, run_e2fsck: bool
 ) -> tuple[list[dict[str, object]], dict[str, int]]:
     from volumed.domain.ports import StorageError
-    from volumed.storage import Ext4ImageDriver
-    from volumed.store.sql import SqlStore
 
-    assert isinstance(store, SqlStore) and isinstance(storage, Ext4ImageDriver)
     findings: list[dict[str, object]] = []
 
     def found(problem: str, volume: str, detail: str, repaired: bool = False) -> None:
@@ -151,7 +160,7 @@ async def _check(  # noqa: C901 - one pass over rows, then files; reads top to b
     if run_e2fsck:
         for uuid in images:
             held = rows.get(uuid)
-            if held is None or held["job"] is not None or held["state"] == "mounted":
+            if held is None or held["job"] is not None or held["state"] == VolumeState.MOUNTED:
                 continue
             clean, output = await storage.check(uuid)
             checked["fsck"] += 1

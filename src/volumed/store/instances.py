@@ -1,0 +1,349 @@
+"""The SQL store's instances: reads, start and stop (with their volumes mounted and
+unmounted in the same transaction), delete, and the nodes that run them.
+
+Each transition is one BEGIN IMMEDIATE transaction over the instance row and its
+volumes' rows: the instance is taken first by a compare-and-set on its state (an
+UPDATE, so PostgreSQL would lock the row in the same order), then the volumes. A lost
+compare-and-set rolls everything back and says what it found (``_Abort``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from volumed.domain.audit import EventAction, EventResult
+from volumed.domain.model import Instance, InstanceVolume, Ref
+from volumed.domain.ports import InstanceOutcome, ListQuery
+from volumed.domain.runtime import GuestExit
+from volumed.store._base import _NEW_JOB, SqlBase, _Abort, now_us
+from volumed.store._rows import _RUNNING_STATES, _chunks, _instance_from_row, _marks
+from volumed.store.db import Queries
+
+__all__ = ["SqlInstances"]
+
+
+class SqlInstances(SqlBase):
+    """Instances and nodes (:class:`~volumed.domain.ports.InstanceStore`)."""
+
+    async def get_instance(self, owner_id: str, ref: Ref) -> Instance | None:
+        db: Queries = self._db
+        key, value = ("uuid", ref.uuid) if ref.uuid is not None else ("name", ref.name)
+        row = await db.fetchone(
+            f"SELECT * FROM instances WHERE owner_id = ? AND {key} = ?", (owner_id, value)
+        )
+        if row is None:
+            return None
+        instance = _instance_from_row(row)
+        for vrow in await db.fetchall(
+            "SELECT v.uuid, v.name, a.at, a.readonly FROM attachments a "
+            "JOIN volumes v ON v.uuid = a.volume_uuid WHERE a.instance_uuid = ? "
+            "ORDER BY a.attached_at_us",
+            (instance.uuid,),
+        ):
+            instance.volumes.append(InstanceVolume(vrow[0], vrow[1], vrow[2], bool(vrow[3])))
+        return instance
+
+    async def list_instances(self, owner_id: str, query: ListQuery) -> list[Instance]:
+        db: Queries = self._db
+        where = ["owner_id = ?"]
+        params: list[Any] = [owner_id]
+        if query.states:
+            where.append(f"state IN ({_marks(query.states)})")
+            params.extend(query.states)
+        for tag in query.tags:
+            where.append(f"{self._strpos}(tags, ?) > 0")
+            params.append(json.dumps(tag))
+        op = "<=" if query.descending else ">="
+        if query.from_uuid is not None:
+            anchor = await db.fetchone(
+                "SELECT created_at_us FROM instances WHERE uuid = ? AND owner_id = ?",
+                (query.from_uuid, owner_id),
+            )
+            if anchor is None:
+                return []
+            where.append(f"(created_at_us, uuid) {op} (?, ?)")
+            params.extend([anchor[0], query.from_uuid])
+        elif query.from_time_us is not None:
+            where.append(f"created_at_us {op} ?")
+            params.append(query.from_time_us)
+        order = "DESC" if query.descending else "ASC"
+        sql = (
+            f"SELECT * FROM instances WHERE {' AND '.join(where)} "
+            f"ORDER BY created_at_us {order}, uuid {order}"
+        )
+        if query.count:
+            sql += " LIMIT ?"
+            params.append(query.count)
+        instances = [_instance_from_row(r) for r in await db.fetchall(sql, params)]
+        await self._fill_instance_volumes(db, instances)
+        return instances
+
+    async def _fill_instance_volumes(self, db: Queries, instances: Sequence[Instance]) -> None:
+        by_uuid = {i.uuid: i for i in instances}
+        for chunk in _chunks(list(by_uuid), 500):
+            rows = await db.fetchall(
+                "SELECT a.instance_uuid, v.uuid, v.name, a.at, a.readonly FROM attachments a "
+                "JOIN volumes v ON v.uuid = a.volume_uuid "
+                f"WHERE a.instance_uuid IN ({_marks(chunk)}) ORDER BY a.attached_at_us",
+                chunk,
+            )
+            for inst_uuid, vol_uuid, vol_name, at, readonly in rows:
+                by_uuid[inst_uuid].volumes.append(
+                    InstanceVolume(vol_uuid, vol_name, at, bool(readonly))
+                )
+
+    async def transitional_instances(self) -> list[Instance]:
+        db: Queries = self._db
+        rows = await db.fetchall(
+            "SELECT * FROM instances WHERE state IN ('starting', 'stopping') ORDER BY created_at_us"
+        )
+        instances = [_instance_from_row(r) for r in rows]
+        await self._fill_instance_volumes(db, instances)
+        return instances
+
+    async def instance_by_uuid(self, instance_uuid: str) -> Instance | None:
+        db: Queries = self._db
+        row = await db.fetchone("SELECT owner_id FROM instances WHERE uuid = ?", (instance_uuid,))
+        return None if row is None else await self.get_instance(row[0], Ref(uuid=instance_uuid))
+
+    async def running_instances(self, node: str) -> list[Instance]:
+        db: Queries = self._db
+        rows = await db.fetchall(
+            "SELECT * FROM instances WHERE node = ? AND state = 'running' ORDER BY created_at_us",
+            (node,),
+        )
+        instances = [_instance_from_row(r) for r in rows]
+        await self._fill_instance_volumes(db, instances)
+        return instances
+
+    async def begin_start(
+        self,
+        owner_id: str,
+        instance_uuid: str,
+        expected: Sequence[str],
+        mountable: Sequence[str],
+    ) -> InstanceOutcome:
+        try:
+            async with self._db.transaction() as db:
+                await self._move_instance(db, owner_id, instance_uuid, expected, "starting")
+                unready = await db.fetchone(
+                    "SELECT 1 FROM attachments a JOIN volumes v ON v.uuid = a.volume_uuid "
+                    f"WHERE a.instance_uuid = ? AND v.state NOT IN ({_marks(mountable)}) "
+                    "LIMIT 1",
+                    (instance_uuid, *mountable),
+                )
+                if unready:
+                    raise _Abort(InstanceOutcome.VOLUMES_NOT_READY)
+                held = "SELECT volume_uuid FROM attachments WHERE instance_uuid = ?"
+                before = await self._states_of(db, held, (instance_uuid,))
+                await db.execute(
+                    "UPDATE volumes SET state = 'mounted' WHERE uuid IN (SELECT volume_uuid "
+                    "FROM attachments WHERE instance_uuid = ?) "
+                    f"AND state IN ({_marks(mountable)})",
+                    (instance_uuid, *mountable),
+                )
+                await self._state_events(
+                    db, before, "Mounted: an instance it is attached to starts"
+                )
+        except _Abort as abort:
+            assert isinstance(abort.outcome, InstanceOutcome)
+            return abort.outcome
+        return InstanceOutcome.DONE
+
+    async def _move_instance(
+        self, db: Queries, owner_id: str, uuid: str, expected: Sequence[str], state: str
+    ) -> None:
+        cur = await db.execute(
+            "UPDATE instances SET state = ? WHERE uuid = ? AND owner_id = ? "
+            f"AND state IN ({_marks(expected)})",
+            (state, uuid, owner_id, *expected),
+        )
+        if cur == 1:
+            return
+        exists = await db.fetchone(
+            "SELECT 1 FROM instances WHERE uuid = ? AND owner_id = ?", (uuid, owner_id)
+        )
+        raise _Abort(InstanceOutcome.CHANGED if exists else InstanceOutcome.GONE)
+
+    async def finish_start(
+        self, instance_uuid: str, *, node: str | None = None, boot_time_us: int | None = None
+    ) -> bool:
+        db: Queries = self._db
+        cur = await db.execute(
+            "UPDATE instances SET state = 'running', node = ?, boot_time_us = ?, "
+            "started_at_us = ?, stopped_at_us = NULL, stop_reason = NULL, exit_code = NULL, "
+            "stop_request = NULL, "
+            "stop_code = NULL WHERE uuid = ? AND state = 'starting'",
+            (node, boot_time_us, now_us(), instance_uuid),
+        )
+        return cur == 1
+
+    async def record_exit(
+        self, instance_uuid: str, expected: Sequence[str], outcome: GuestExit
+    ) -> bool:
+        return await self._to_stopped(instance_uuid, expected, outcome)
+
+    async def abort_start(self, instance_uuid: str) -> bool:
+        return await self._to_stopped(instance_uuid, ("starting",), None)
+
+    async def begin_stop(
+        self, owner_id: str, instance_uuid: str, expected: Sequence[str]
+    ) -> InstanceOutcome:
+        try:
+            async with self._db.transaction() as db:
+                await self._move_instance(db, owner_id, instance_uuid, expected, "stopping")
+        except _Abort as abort:
+            assert isinstance(abort.outcome, InstanceOutcome)
+            return abort.outcome
+        return InstanceOutcome.DONE
+
+    async def finish_stop(self, instance_uuid: str, outcome: GuestExit | None = None) -> bool:
+        return await self._to_stopped(instance_uuid, ("stopping",), outcome)
+
+    async def _to_stopped(
+        self, instance_uuid: str, from_states: Sequence[str], outcome: GuestExit | None
+    ) -> bool:
+        ended = (
+            (None, None, None)
+            if outcome is None
+            else (int(outcome.reason), outcome.exit_code, outcome.stop_code)
+        )
+        async with self._db.transaction() as db:
+            cur = await db.execute(
+                "UPDATE instances SET state = 'stopped', stop_request = NULL, stopped_at_us = ?, "
+                "stop_reason = ?, "
+                f"exit_code = ?, stop_code = ? WHERE uuid = ? AND state IN ({_marks(from_states)})",
+                (now_us(), *ended, instance_uuid, *from_states),
+            )
+            if cur == 0:
+                return False
+            await self._unmount_released(
+                db, "SELECT volume_uuid FROM attachments WHERE instance_uuid = ?", (instance_uuid,)
+            )
+        return True
+
+    async def _unmount_released(
+        self, db: Queries, volumes_sql: str, params: tuple[str, ...]
+    ) -> None:
+        """Op.UNMOUNT for the chosen volumes: ``mounted`` → ``idle`` unless another
+        instance that still runs holds them (a shared read-only volume)."""
+        before = await self._states_of(db, volumes_sql, params)
+        await db.execute(
+            f"UPDATE volumes SET state = 'idle' WHERE uuid IN ({volumes_sql}) "
+            "AND state = 'mounted' AND NOT EXISTS (SELECT 1 FROM attachments a "
+            "JOIN instances i ON i.uuid = a.instance_uuid WHERE a.volume_uuid = volumes.uuid "
+            f"AND i.state IN ({_marks(_RUNNING_STATES)}))",
+            (*params, *_RUNNING_STATES),
+        )
+        await self._state_events(db, before, "Unmounted: no running instance holds it any more")
+
+    async def delete_instance(
+        self,
+        owner_id: str,
+        instance_uuid: str,
+        expected: Sequence[str],
+        releasable: Sequence[str],
+    ) -> InstanceOutcome:
+        try:
+            async with self._db.transaction() as db:
+                # The state stays while the row lives; the row goes at the end.
+                await self._move_instance(db, owner_id, instance_uuid, expected, "stopped")
+                held = [
+                    (r[0], r[1], r[2])
+                    for r in await db.fetchall(
+                        "SELECT v.uuid, v.state, v.job FROM attachments a "
+                        "JOIN volumes v ON v.uuid = a.volume_uuid WHERE a.instance_uuid = ?",
+                        (instance_uuid,),
+                    )
+                ]
+                # A job (format, grow, clone, ...) owns a volume row until it ends.
+                if any(state not in releasable or job is not None for _, state, job in held):
+                    raise _Abort(InstanceOutcome.VOLUMES_NOT_READY)
+                await db.execute(
+                    "DELETE FROM attachments WHERE instance_uuid = ?", (instance_uuid,)
+                )
+                uuids = [uuid for uuid, _, _ in held]
+                if uuids:
+                    marks = _marks(uuids)
+                    orphan = (
+                        "NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)"
+                    )
+                    # Not persistent and held by nothing else: goes with its instance.
+                    gone = await db.fetchall(
+                        "UPDATE volumes SET deleted = 1, job = 'delete', job_args = '{}', "
+                        f"{_NEW_JOB} "
+                        f"WHERE uuid IN ({marks}) AND persistent = 0 AND {orphan} "
+                        "RETURNING uuid",
+                        uuids,
+                    )
+                    await db.execute(
+                        "UPDATE volumes SET state = 'available' "
+                        f"WHERE uuid IN ({marks}) AND deleted = 0 "
+                        f"AND state IN ('idle', 'mounted') AND {orphan}",
+                        uuids,
+                    )
+                    await self._unmount_released(db, marks, tuple(uuids))
+                    await self._instance_deleted_events(
+                        db, instance_uuid, held, {r[0] for r in gone}
+                    )
+                await db.execute("DELETE FROM instances WHERE uuid = ?", (instance_uuid,))
+        except _Abort as abort:
+            assert isinstance(abort.outcome, InstanceOutcome)
+            return abort.outcome
+        return InstanceOutcome.DONE
+
+    async def _instance_deleted_events(
+        self, db: Queries, instance_uuid: str, held: Sequence[tuple[str, str, Any]], gone: set[str]
+    ) -> None:
+        """Deleting an instance detaches its volumes and deletes the non-persistent ones."""
+        for uuid, state, _job in held:
+            if uuid in gone:
+                await self._events.record(
+                    db,
+                    uuid,
+                    EventAction.DELETE,
+                    EventResult.OK,
+                    state_from=state,
+                    message="Deleted with its instance (the volume was not persistent)",
+                )
+            else:
+                await self._link_event(db, EventAction.DETACH, uuid, [instance_uuid], state)
+
+    async def request_stop(self, instance_uuid: str, node: str, request: str) -> bool:
+        db: Queries = self._db
+        cur = await db.execute(
+            "UPDATE instances SET stop_request = ? WHERE uuid = ? AND node = ? "
+            "AND state = 'running'",
+            (request, instance_uuid, node),
+        )
+        return cur == 1
+
+    async def stop_requests(self, node: str) -> list[tuple[Instance, str]]:
+        db: Queries = self._db
+        rows = await db.fetchall(
+            "SELECT * FROM instances WHERE node = ? AND state = 'running' "
+            "AND stop_request IS NOT NULL",
+            (node,),
+        )
+        found = [(_instance_from_row(r), str(r["stop_request"])) for r in rows]
+        await self._fill_instance_volumes(db, [i for i, _ in found])
+        return found
+
+    async def heartbeat_node(self, node: str, alive_until_us: int) -> None:
+        async with self._db.transaction() as db:
+            cur = await db.execute(
+                "UPDATE nodes SET alive_until_us = ? WHERE name = ?", (alive_until_us, node)
+            )
+            if cur == 0:
+                await db.execute(
+                    "INSERT INTO nodes (name, alive_until_us) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET alive_until_us = excluded.alive_until_us",
+                    (node, alive_until_us),
+                )
+
+    async def dead_nodes(self, now_us: int) -> list[str]:
+        db: Queries = self._db
+        rows = await db.fetchall("SELECT name FROM nodes WHERE alive_until_us < ?", (now_us,))
+        return [r[0] for r in rows]

@@ -1,0 +1,66 @@
+"""The SQL store's quotas: a tenant's overrides, its usage, and the create that counts
+and inserts in one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from volumed.domain.model import Volume
+from volumed.domain.ports import QuotaLimits, QuotaOverrides, QuotaUsage
+from volumed.store._base import SqlBase
+from volumed.store.db import Queries
+
+__all__ = ["SqlQuotas"]
+
+
+class SqlQuotas(SqlBase):
+    """Quotas (:class:`~volumed.domain.ports.QuotaStore`)."""
+
+    async def quota_overrides(self, user_id: str) -> QuotaOverrides | None:
+        db: Queries = self._db
+        row = await db.fetchone(
+            "SELECT max_volumes, max_total_volume_mb, min_volume_mb, max_volume_mb "
+            "FROM user_quotas WHERE user_id = ?",
+            (user_id,),
+        )
+        return None if row is None else QuotaOverrides(row[0], row[1], row[2], row[3])
+
+    async def set_quota_overrides(self, user_id: str, overrides: QuotaOverrides) -> None:
+        values = (
+            overrides.max_volumes,
+            overrides.max_total_volume_mb,
+            overrides.min_volume_mb,
+            overrides.max_volume_mb,
+        )
+        async with self._db.transaction() as db:
+            await db.execute("DELETE FROM user_quotas WHERE user_id = ?", (user_id,))
+            if any(value is not None for value in values):
+                await db.execute(
+                    "INSERT INTO user_quotas (user_id, max_volumes, max_total_volume_mb, "
+                    "min_volume_mb, max_volume_mb) VALUES (?,?,?,?,?)",
+                    (user_id, *values),
+                )
+
+    async def quota_usage(self, owner_id: str) -> QuotaUsage:
+        db: Queries = self._db
+        volumes, total_mb = await self._volume_usage(db, owner_id)
+        row = await db.fetchone(
+            "SELECT count(*), "
+            "COALESCE(SUM(CASE WHEN state <> 'stopped' THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN state <> 'stopped' THEN vcpus ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN state <> 'stopped' THEN memory_mb ELSE 0 END), 0) "
+            "FROM instances WHERE owner_id = ?",
+            (owner_id,),
+        )
+        return QuotaUsage(volumes, total_mb, int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+    async def insert_volume_within_quota(
+        self, volume: Volume, job: str | None, job_args: dict[str, Any], limits: QuotaLimits
+    ) -> None:
+        """Count and insert in one write transaction, so concurrent creates of a tenant
+        are serialised and cannot overshoot its limits together. Raises NameTaken if the
+        tenant already uses the name; ``job`` None: the volume owes no job."""
+        async with self._db.transaction() as db:
+            await self._check_room(db, volume.owner_id, limits, 1, volume.size_mb)
+            await self._insert_row(db, volume, job, job_args)

@@ -1,0 +1,144 @@
+"""The reconciler on a real store and real images, without a server: rows that owe a job
+are written to the store, ``drain`` runs every job that can run now, and the test reads
+the rows and the images it left."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.api.lifecycle_helpers import allocated_mb, fsck_clean, put_file, read_file
+from tests.api.lifecycle_helpers import superblock_size_mb as size_mb_of
+from tests.store.harness import ROOMY, tenant, volume
+from volumed.bootstrap import Services
+from volumed.domain.model import Ref, User, Volume
+from volumed.domain.states import QuotaPolicy, VolumeState
+
+MINUTE_US = 60_000_000
+
+
+async def formatted(services: Services, owner: User, **fields: Any) -> Volume:
+    """A volume made as a create makes it (a row owing a format), formatted."""
+    made = volume(owner, state=VolumeState.UNINITIALIZED, **fields)
+    await services.store.insert_volume_within_quota(made, "format", {}, ROOMY)
+    await services.worker.drain()
+    return await _row(services, owner, made.uuid)
+
+
+async def _row(services: Services, owner: User, uuid: str) -> Volume:
+    got = await services.store.get_volume(owner.id, Ref(uuid=uuid))
+    assert got is not None
+    return got
+
+
+def _leftovers(services: Services) -> list[str]:
+    """Files in the image directory other than images: temporary or staged ones."""
+    return sorted(n for n in os.listdir(services.storage.images_dir) if not n.endswith(".img"))
+
+
+def _fs_uuid(path: Path) -> str:
+    out = subprocess.run(["dumpe2fs", "-h", str(path)], capture_output=True, text=True).stdout
+    return next(line.split()[-1] for line in out.splitlines() if line.startswith("Filesystem UUID"))
+
+
+async def test_a_format_makes_the_image_and_the_volume_available(services: Services) -> None:
+    owner = await tenant(services.store)
+    dynamic = await formatted(services, owner, size_mb=24)
+    static = await formatted(services, owner, size_mb=24, quota_policy=QuotaPolicy.STATIC)
+    for made in (dynamic, static):
+        assert made.state == VolumeState.AVAILABLE and made.message is None
+        path = services.storage.image_path(made.uuid)
+        assert size_mb_of(path) == 24
+        fsck_clean(path)
+        assert made.free_mb is not None and 0 < made.free_mb < 24
+    # A static image holds every block on the host; a dynamic one stays sparse.
+    assert allocated_mb(services.storage.image_path(static.uuid)) >= 24
+    assert allocated_mb(services.storage.image_path(dynamic.uuid)) < 12
+    assert _leftovers(services) == []
+    assert await services.store.claim_job("w", MINUTE_US) is None
+
+
+async def test_a_delete_removes_the_image_then_the_row(services: Services) -> None:
+    owner = await tenant(services.store)
+    made = await formatted(services, owner)
+    assert await services.store.begin_delete(owner.id, made.uuid, [VolumeState.AVAILABLE])
+    assert services.storage.image_path(made.uuid).exists()
+    await services.worker.drain()
+    assert not services.storage.image_path(made.uuid).exists()
+    assert await services.store.fsck_rows() == []
+    # Its place in the list order is remembered (a listing cursor).
+    assert await services.store.cursor_name(owner.id, made.uuid) == made.name
+    assert _leftovers(services) == []
+
+
+async def test_a_grow_grows_the_file_system_and_keeps_its_files(
+    services: Services, tmp_path: Path
+) -> None:
+    owner = await tenant(services.store)
+    made = await formatted(services, owner, size_mb=16)
+    path = services.storage.image_path(made.uuid)
+    put_file(path, "kept", b"still here", tmp_path)
+    assert await services.store.begin_grow(
+        owner.id, made.uuid, VolumeState.AVAILABLE, 16, 40, ROOMY
+    )
+    await services.worker.drain()
+    grown = await _row(services, owner, made.uuid)
+    assert (grown.state, grown.size_mb) == (VolumeState.AVAILABLE, 40)
+    assert grown.free_mb is not None and grown.free_mb > 16
+    assert size_mb_of(path) == 40
+    fsck_clean(path)
+    assert read_file(path, "kept") == b"still here"
+    assert _leftovers(services) == []
+
+
+async def test_a_clone_is_a_copy_with_its_own_identity(services: Services, tmp_path: Path) -> None:
+    owner = await tenant(services.store)
+    source = await formatted(services, owner, size_mb=16)
+    source_path = services.storage.image_path(source.uuid)
+    put_file(source_path, "data", b"copied", tmp_path)
+    # Made from a smaller source, as a volume made from a template: copied, then grown.
+    clone = volume(owner, state=VolumeState.UNINITIALIZED, size_mb=24)
+    assert await services.store.begin_clone(source.uuid, VolumeState.AVAILABLE, True, clone, ROOMY)
+    await services.worker.drain()
+    copied = await _row(services, owner, clone.uuid)
+    assert copied.state == VolumeState.AVAILABLE
+    assert (await _row(services, owner, source.uuid)).state == VolumeState.AVAILABLE
+    clone_path = services.storage.image_path(clone.uuid)
+    assert read_file(clone_path, "data") == b"copied"
+    assert size_mb_of(clone_path) == 24 and size_mb_of(source_path) == 16
+    assert _fs_uuid(clone_path) != _fs_uuid(source_path)
+    fsck_clean(clone_path)
+    assert _leftovers(services) == []
+
+
+async def test_a_worker_that_lost_its_lease_mid_job_writes_nothing(services: Services) -> None:
+    """The worker is overtaken while mke2fs runs (as if it froze past its lease): its
+    image is dropped and the row stays the new holder's."""
+    store, storage = services.store, services.storage
+    owner = await tenant(store)
+    made = volume(owner, state=VolumeState.UNINITIALIZED)
+    await store.insert_volume_within_quota(made, "format", {}, ROOMY)
+    running = asyncio.create_task(services.worker.drain())
+    staged = storage.images_dir / f"{made.uuid}.img.e1"
+    while not staged.exists():  # the first claim's epoch is 1: mke2fs has begun
+        assert not running.done(), "the job ended before it could be overtaken"
+        await asyncio.sleep(0.001)
+    assert await store.release_leases(services.worker.worker_id) == 1
+    taker = await store.claim_job("w-taker", MINUTE_US)
+    assert taker is not None
+    # Overtaken mid-job: past the first step, and nothing committed yet.
+    assert (taker.state, taker.published, taker.epoch) == (VolumeState.INITIALIZING, None, 2)
+    await running
+    assert not storage.image_path(made.uuid).exists()
+    assert _leftovers(services) == []
+    row = await _row(services, owner, made.uuid)
+    assert (row.state, row.free_mb) == (VolumeState.INITIALIZING, None)
+    assert await store.renew_lease(made.uuid, taker.lease, MINUTE_US)
+    # The new holder's claim is the one that finishes the job.
+    await store.release_leases("w-taker")
+    await services.worker.drain()
+    assert (await _row(services, owner, made.uuid)).state == VolumeState.AVAILABLE
+    fsck_clean(storage.image_path(made.uuid))
