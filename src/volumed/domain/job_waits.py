@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 from volumed.domain import errors
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.ports import Store
 from volumed.domain.states import VolumeState
+from volumed.domain.store import VolumeStore
 from volumed.domain.transitions import Op, is_allowed
 
 __all__ = ["JOB_STATES", "JobSignals", "JobWaits"]
@@ -73,7 +73,7 @@ class JobSignals:
 class JobWaits:
     def __init__(
         self,
-        store: Store,
+        store: VolumeStore,
         signals: JobSignals,
         *,
         bound_s: float = 10.0,
