@@ -24,12 +24,13 @@ from volumed.domain.instances import (
     Transition,
 )
 from volumed.domain.model import Ref, User
+from volumed.domain.states import InstanceState
 
 KEY = "instances"
 TIMED_OUT = "Operation timed out"
 _GET_PARAMS = frozenset({"uuid", "name", "details", "count", "from", "order", "sortby", "tags"})
 _WAIT_PARAMS = frozenset({"uuid", "name", "state", "timeout_s", "timeout_ms"})
-_DEFAULT_WAIT_STATE = "running"
+_DEFAULT_WAIT_STATE = InstanceState.RUNNING.value
 
 
 class _Named(Protocol):

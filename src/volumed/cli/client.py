@@ -14,9 +14,11 @@ import httpx
 
 from volumed.cli.exits import EXIT_REQUEST_FAILED
 from volumed.cli.refs import describe, ref
+from volumed.domain import transitions
 
 Item = dict[str, Any]
-TRANSITIONAL = ("uninitialized", "initializing", "busy")
+TRANSITIONAL = frozenset(state.value for state in transitions.TRANSITIONAL)
+"""Volume states a job moves out of by itself: worth waiting for."""
 MAX_ITEMS = 253
 
 __all__ = ["TRANSITIONAL", "Client", "Item", "describe", "ref"]

@@ -18,23 +18,24 @@ from typing import Any
 import click
 
 from volumed.cli.application import App
+from volumed.domain.states import InstanceState, VolumeState
 
 Item = dict[str, Any]
 Column = tuple[str, Callable[[Item], str]]
 
-_STATE_COLOURS = {
-    "available": "green",
-    "idle": "cyan",
-    "mounted": "blue",
-    "running": "green",
-    "stopped": "white",
-    "busy": "yellow",
-    "uninitialized": "yellow",
-    "initializing": "yellow",
-    "starting": "yellow",
-    "stopping": "yellow",
-    "error": "red",
-    "template": "magenta",
+_STATE_COLOURS: dict[str, str] = {
+    VolumeState.AVAILABLE: "green",
+    VolumeState.IDLE: "cyan",
+    VolumeState.MOUNTED: "blue",
+    InstanceState.RUNNING: "green",
+    InstanceState.STOPPED: "white",
+    VolumeState.BUSY: "yellow",
+    VolumeState.UNINITIALIZED: "yellow",
+    VolumeState.INITIALIZING: "yellow",
+    InstanceState.STARTING: "yellow",
+    InstanceState.STOPPING: "yellow",
+    VolumeState.ERROR: "red",
+    VolumeState.TEMPLATE: "magenta",
 }
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|[KMGT]iB|B)?\s*$", re.IGNORECASE)

@@ -25,7 +25,7 @@ from volumed.domain.quotas import QuotaService, refusal
 from volumed.domain.states import QuotaPolicy, VolumeState
 from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import MaintenanceStore, NameTaken, QuotaRefused, VolumeStore
-from volumed.domain.transitions import Op, check
+from volumed.domain.transitions import INITIAL, Op, check
 from volumed.domain.values import QuotaLimits
 from volumed.domain.volumes import CreateVolume
 
@@ -106,11 +106,7 @@ class CloneService:
         template = await self._store.get_volume(user.id, item.template)
         if template is None:
             raise errors.NotFound(f"No template with {item.template.describe()}")
-        if template.state is not VolumeState.TEMPLATE:
-            raise errors.CannotBeUsed(
-                f"Volume '{template.name}' is not a template: make it one with "
-                "POST /v1/volumes/templates, or copy it with POST /v1/volumes/clone"
-            )
+        check(Op.COPY_TEMPLATE, template.state, f"'{template.name}'")
         rules.check_filesystem(item.filesystem or template.filesystem)
         if item.size_mb is not None and item.size_mb < template.size_mb:
             raise errors.Invalid(
@@ -138,8 +134,7 @@ class CloneService:
             source = await self._waits.ready(user, source, Op.CLONE)
             label = f"'{source.name}'"
             busy = check(Op.CLONE, source.state, label) is VolumeState.BUSY
-            mounted = source.state is VolumeState.MOUNTED
-            if mounted and any(not m.readonly for m in source.mounted_by):
+            if any(not m.readonly for m in source.mounted_by):
                 raise errors.CannotBeUsed(
                     f"Volume {label} is mounted read-write by a running instance; a clone "
                     "needs it stopped, or mounted read-only"
@@ -155,7 +150,7 @@ class CloneService:
                 uuid=rules.new_uuid(),
                 owner_id=user.id,
                 name=spec.name or rules.random_name(),
-                state=VolumeState.UNINITIALIZED,
+                state=INITIAL,
                 size_mb=size_mb,
                 persistent=True,
                 created_at_us=time.time_ns() // 1000,
@@ -186,7 +181,8 @@ class CloneService:
                     busy,
                     clone,
                     limits,
-                    all_readonly=source.state is VolumeState.MOUNTED,
+                    # Copied while running instances read it: none may write it.
+                    all_readonly=bool(source.mounted_by),
                 )
             except QuotaRefused as refused:
                 raise refusal(limits, refused, 1, clone.size_mb) from None

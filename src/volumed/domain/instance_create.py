@@ -18,9 +18,8 @@ from volumed.domain.attachments import (
 from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Instance, Ref, User, Volume
 from volumed.domain.quotas import refusal
-from volumed.domain.states import InstanceState
 from volumed.domain.store import QuotaRefused
-from volumed.domain.transitions import check, states_allowing
+from volumed.domain.transitions import INITIAL_INSTANCE, check, states_allowing
 from volumed.domain.values import AttachOutcome, NewAttachment
 from volumed.domain.volumes import CreateVolume, VolumeService
 
@@ -124,7 +123,7 @@ class InstanceFactory:
             uuid=rules.new_uuid(),
             owner_id=user.id,
             name=name or _random_name(image),
-            state=InstanceState.STOPPED,
+            state=INITIAL_INSTANCE,
             created_at_us=time.time_ns() // 1000,
             image=image,
             memory_mb=memory_mb,

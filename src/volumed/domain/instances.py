@@ -27,7 +27,7 @@ from volumed.domain.instance_create import (
     InstanceLimits,
     InstanceVolumeSpec,
 )
-from volumed.domain.job_waits import JOB_STATES, JobWaits
+from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Instance, Ref, User
 from volumed.domain.runtime import (
     BootVolume,
@@ -42,11 +42,19 @@ from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import InstanceStore, VolumeStore
 from volumed.domain.transitions import (
     GONE,
+    HOLDING_MOUNTS,
+    INITIAL_INSTANCE,
     KEEP,
+    NEVER,
+    TRANSITIONAL,
+    InstanceEnd,
     InstanceOp,
     Op,
     check,
     check_instance,
+    instance_end_outcome,
+    instance_end_states,
+    instance_outcome,
     instance_states_leading,
     states_allowing,
 )
@@ -132,14 +140,14 @@ class InstanceService:
         # POST /v1/volumes: a start right after finds them ready.
         await self._settle_volumes(user, await self.get(user, Ref(uuid=instance.uuid)))
         if not item.autostart:
-            return Transition(await self.get(user, Ref(uuid=instance.uuid)), InstanceState.STOPPED)
+            return Transition(await self.get(user, Ref(uuid=instance.uuid)), INITIAL_INSTANCE)
         try:
             started = await self.start(user, Ref(uuid=instance.uuid))
         except errors.VolumedError as exc:
             # The instance exists either way; say why it did not start.
             fresh = await self.get(user, Ref(uuid=instance.uuid))
-            return Transition(fresh, InstanceState.STOPPED, f"Not started: {exc.message}")
-        return Transition(started.instance, InstanceState.STOPPED)
+            return Transition(fresh, INITIAL_INSTANCE, f"Not started: {exc.message}")
+        return Transition(started.instance, INITIAL_INSTANCE)
 
     # ------------------------------------------------------------------ start
 
@@ -202,7 +210,7 @@ class InstanceService:
             volume = await self._store.get_volume(user.id, Ref(uuid=attached.uuid))
             if volume is None:
                 continue
-            if volume.state in JOB_STATES:
+            if volume.state in TRANSITIONAL:
                 # EBUSY: the hosted service's word, which its SDK retries on.
                 job = await self._store.job_holding(volume.uuid) or "background"
                 raise errors.CannotBeUsed(
@@ -278,7 +286,8 @@ class InstanceService:
     async def delete(self, user: User, ref: Ref) -> Transition:
         instance = await self.get(user, ref)
         previous = instance.state
-        if self._elsewhere(instance) and instance.state is InstanceState.RUNNING:
+        stops_first = instance_outcome(InstanceOp.DELETE, instance.state) is InstanceState.STOPPING
+        if self._elsewhere(instance) and stops_first:
             await self._stop_through_owner(user, instance, False, None)
             instance = await self.get(user, ref)
         for _ in range(_ATTEMPTS):
@@ -294,7 +303,8 @@ class InstanceService:
                 )
                 if outcome is InstanceOutcome.DONE:
                     await asyncio.shield(self._power_off(instance))
-                    expected, stopped_here = (InstanceState.STOPPING,), True
+                    expected = instance_end_states(InstanceEnd.DELETED)
+                    stopped_here = True
             else:
                 outcome = InstanceOutcome.DONE
             if outcome is InstanceOutcome.DONE:
@@ -353,7 +363,7 @@ class InstanceService:
         """Its guest runs (or may run) on another node, which alone can stop it."""
         return (
             self._runtime.node_bound
-            and instance.state is not InstanceState.STOPPED
+            and instance.state in HOLDING_MOUNTS
             and instance.node is not None
             and instance.node != self._node
         )
@@ -414,7 +424,7 @@ class InstanceService:
                 )
                 halting.add(task)
                 task.add_done_callback(halting.discard)
-        expected = instance_states_leading(InstanceOp.EXIT, InstanceState.STOPPED)
+        expected = instance_end_states(InstanceEnd.EXITED)
         for node in await self._store.dead_nodes(now):
             if node == self._node:
                 continue
@@ -427,7 +437,7 @@ class InstanceService:
 
     async def _guest_exited(self, instance_uuid: str, outcome: GuestExit) -> None:
         """A guest ended by itself: the instance is stopped, its volumes idle."""
-        expected = instance_states_leading(InstanceOp.EXIT, InstanceState.STOPPED)
+        expected = instance_end_states(InstanceEnd.EXITED)
         instance = await self._store.instance_by_uuid(instance_uuid)
         if instance is not None:
             await self._settle_images(instance, outcome)
@@ -464,7 +474,7 @@ class InstanceService:
             if self._elsewhere(instance):
                 continue
             try:
-                if instance.state is InstanceState.STARTING:
+                if instance_end_outcome(InstanceEnd.STARTED, instance.state) is not NEVER:
                     await self._boot(instance)
                 else:
                     await self._halt(instance, force=True)

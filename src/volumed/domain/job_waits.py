@@ -23,14 +23,10 @@ from dataclasses import dataclass, field
 
 from volumed.domain import errors
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.states import VolumeState
 from volumed.domain.store import VolumeStore
-from volumed.domain.transitions import Op, is_allowed
+from volumed.domain.transitions import TRANSITIONAL, Op, is_allowed
 
-__all__ = ["JOB_STATES", "JobSignals", "JobWaits"]
-
-JOB_STATES = frozenset({VolumeState.UNINITIALIZED, VolumeState.INITIALIZING, VolumeState.BUSY})
-"""States a background job moves a volume out of by itself."""
+__all__ = ["JobSignals", "JobWaits"]
 
 
 @dataclass(slots=True, eq=False)
@@ -92,7 +88,7 @@ class JobWaits:
 
         async def held(uuid: str) -> bool:
             volume = fresh[uuid] = await self._store.get_volume(user.id, Ref(uuid=uuid))
-            return volume is not None and volume.state in JOB_STATES
+            return volume is not None and volume.state in TRANSITIONAL
 
         await self._until_free(uuids, held)
         return fresh
@@ -144,7 +140,7 @@ class JobWaits:
         """The volume, re-read after its job ended if ``op`` must wait for that job.
         Raises CannotBeUsed naming the job if it outlasts the bound, NotFound if the
         volume went away meanwhile."""
-        if volume.state not in JOB_STATES or is_allowed(op, volume.state):
+        if volume.state not in TRANSITIONAL or is_allowed(op, volume.state):
             return volume
         return await self.after_job(user, volume)
 
@@ -153,7 +149,7 @@ class JobWaits:
         fresh = (await self.settle(user, [volume.uuid])).get(volume.uuid)
         if fresh is None:
             raise errors.NotFound(f"No volume with uuid '{volume.uuid}'")
-        if fresh.state in JOB_STATES:
+        if fresh.state in TRANSITIONAL:
             job = await self._store.job_holding(fresh.uuid) or "background"
             raise errors.CannotBeUsed(
                 f"Volume '{fresh.name}' is still {fresh.state}: its {job} job did not end "

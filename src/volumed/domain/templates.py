@@ -53,13 +53,12 @@ class TemplateService:
         for _ in range(_ATTEMPTS):
             volume = await self._waits.ready(user, volume, Op.MAKE_TEMPLATE)
             label = f"'{volume.name}'"
-            if volume.state is VolumeState.TEMPLATE:
-                raise errors.CannotBeUsed(f"Volume {label} is a template already")
-            check(Op.MAKE_TEMPLATE, volume.state, label)
+            target = check(Op.MAKE_TEMPLATE, volume.state, label)
+            assert isinstance(target, VolumeState)
             if volume.attached_to:
                 raise errors.Attached(f"Volume {label} is attached to an instance")
             if await self._store.make_template(user.id, volume.uuid, volume.state.value):
-                volume.state = VolumeState.TEMPLATE
+                volume.state = target
                 return volume
             volume = await self._reread(user, volume.uuid, ref)
         raise errors.FailedOperation(f"Volume '{volume.name}' kept changing; try again")

@@ -35,10 +35,10 @@ from volumed.domain import errors
 from volumed.domain.fencing import LeaseLost, publish
 from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.states import QuotaPolicy, VolumeState
+from volumed.domain.states import QuotaPolicy
 from volumed.domain.storage import ImportRefused, StorageDriver, StorageError
 from volumed.domain.store import JobStore, MaintenanceStore, StoreUnavailable, VolumeStore
-from volumed.domain.transitions import Op, check, states_allowing
+from volumed.domain.transitions import End, Op, check, states_allowing, step
 from volumed.domain.values import Job, Lease
 
 __all__ = ["IMPORT_JOB", "TransferService"]
@@ -47,7 +47,6 @@ log = logging.getLogger("volumed.transfers")
 
 IMPORT_JOB = "import"
 _STOPPING = "Import into volume {} stopped: the server is shutting down; its contents are unchanged"
-_BUSY = (VolumeState.BUSY.value,)
 
 
 class TransferStore(VolumeStore, MaintenanceStore, JobStore, Protocol):
@@ -199,10 +198,9 @@ class TransferService:
         """End the import job. If the store cannot write now (a full disk), the caller
         still gets the import's own answer; the job keeps its lease, and once that runs
         out the reconciler's ``import`` handler hands the volume back."""
+        end = step(End.IMPORT_ENDED)
         try:
-            ended = await self._store.finish_job(
-                uuid, lease, _BUSY, VolumeState.AVAILABLE.value, free_mb=free_mb
-            )
+            ended = await self._store.finish_job(uuid, lease, end.expected, end.to, free_mb=free_mb)
         except StoreUnavailable as exc:
             log.warning("import of %s: could not end the job now (%s); the worker will", uuid, exc)
             return
@@ -232,16 +230,18 @@ class TransferService:
         try:
             usage = await self._storage.usage(job.uuid)
         except StorageError as exc:
+            lost = step(End.IMPORT_LOST)
             await self._store.finish_job(
                 job.uuid,
                 job.lease,
-                _BUSY,
-                VolumeState.ERROR.value,
+                lost.expected,
+                lost.to,
                 message=f"An interrupted import left no usable image: {exc.message}",
             )
             return
+        end = step(End.IMPORT_ENDED)
         await self._store.finish_job(
-            job.uuid, job.lease, _BUSY, VolumeState.AVAILABLE.value, free_mb=usage.free_mb
+            job.uuid, job.lease, end.expected, end.to, free_mb=usage.free_mb
         )
         log.info("interrupted import of %s rolled back", job.uuid)
 

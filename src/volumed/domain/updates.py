@@ -26,7 +26,7 @@ from volumed.domain.quotas import QuotaService, refusal
 from volumed.domain.states import QuotaPolicy, VolumeState
 from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import MaintenanceStore, QuotaRefused, VolumeStore
-from volumed.domain.transitions import KEEP, Op, check
+from volumed.domain.transitions import KEEP, TRANSITIONAL, Op, check
 
 __all__ = ["Change", "UpdateService"]
 
@@ -124,7 +124,7 @@ class UpdateService:
                 )
             if size_mb == volume.size_mb:
                 return volume
-            _check_offline(Op.GROW, volume, "grow")
+            _check_offline(Op.GROW, volume)
             rules.check_size(size_mb, limits.max_volume_mb, limits.min_volume_mb)
             growth_mb = size_mb - volume.size_mb
             if volume.quota_policy is QuotaPolicy.STATIC:
@@ -155,7 +155,7 @@ class UpdateService:
             label = _label(volume)
             if volume.quota_policy is policy:
                 return volume
-            _check_offline(Op.RESERVE, volume, "change its quota policy")
+            _check_offline(Op.RESERVE, volume)
             if reserve:
                 await self._quotas.check_free_space(
                     volume.size_mb - await self._allocated_mb(volume),
@@ -182,7 +182,7 @@ class UpdateService:
         fresh = (await self._waits.settle(user, [volume.uuid])).get(volume.uuid)
         if fresh is None:
             raise errors.NotFound(f"No volume with uuid '{volume.uuid}'")
-        if fresh.state is VolumeState.BUSY or done(fresh):
+        if fresh.state in TRANSITIONAL or done(fresh):
             return fresh
         raise errors.FailedOperation(fresh.message or f"{what} failed")
 
@@ -221,15 +221,9 @@ def _only_set(change: Change) -> None:
         raise errors.Invalid(f"{change.prop} can only be set (op 'set'), not '{change.op}'")
 
 
-def _check_offline(op: Op, volume: Volume, doing: str) -> None:
-    """Ask the table; a mounted volume gets a refusal that says why and what to do."""
-    label = _label(volume)
-    if volume.state is VolumeState.MOUNTED:
-        raise errors.CannotBeUsed(
-            f"Volume {label} is mounted by a running instance; ext4 volumes are changed "
-            f"offline here (the image is in use), so stop the instance to {doing}"
-        )
-    target = check(op, volume.state, label)
+def _check_offline(op: Op, volume: Volume) -> None:
+    """Ask the table (a mounted volume's refusal says why, and what to do)."""
+    target = check(op, volume.state, _label(volume))
     assert target is not KEEP
 
 

@@ -17,17 +17,16 @@ from volumed.domain import errors, listing, rules
 from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.quotas import QuotaService, refusal
-from volumed.domain.states import AccessMode, QuotaPolicy, VolumeState
+from volumed.domain.states import AccessMode, QuotaPolicy
 from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import NameTaken, QuotaRefused, QuotaStore, VolumeStore
-from volumed.domain.transitions import GONE, Op, check, states_allowing
+from volumed.domain.transitions import GONE, INITIAL, TRANSITIONAL, Op, check, states_allowing
 from volumed.domain.values import ListQuery, QuotaLimits
 
 log = logging.getLogger("volumed.volumes")
 
 MIB = 1024 * 1024
 _NAME_ATTEMPTS = 20
-_BEING_MADE = (VolumeState.UNINITIALIZED, VolumeState.INITIALIZING)
 
 
 @dataclass(slots=True, frozen=True)
@@ -159,7 +158,7 @@ class VolumeService:
             uuid=rules.new_uuid(),
             owner_id=user.id,
             name=explicit_name or rules.random_name(),
-            state=VolumeState.UNINITIALIZED,
+            state=INITIAL,
             size_mb=size_mb,
             persistent=item.persistent,
             created_at_us=time.time_ns() // 1000,
@@ -214,7 +213,7 @@ class VolumeService:
             fresh = await self._store.get_volume(user.id, Ref(uuid=volume.uuid))
             if fresh is None:
                 raise errors.NotFound(f"No volume with {ref.describe()}")
-            if fresh.state in _BEING_MADE:
+            if fresh.state in TRANSITIONAL:
                 # A worker holds its format (or a clone is copied in): wait for it.
                 fresh = await self._waits.after_job(user, fresh)
             volume = fresh

@@ -26,11 +26,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from volumed.domain.audit import EventResult
 from volumed.domain.fencing import LeaseLost, committed_usage, publish, roll_forward
 from volumed.domain.job_waits import JobSignals
-from volumed.domain.states import QuotaPolicy, VolumeState
+from volumed.domain.states import QuotaPolicy
 from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import EventStore, JobStore, StoreUnavailable, VolumeStore
+from volumed.domain.transitions import End, step
 from volumed.domain.values import Job
 
 log = logging.getLogger("volumed.worker")
@@ -223,7 +225,7 @@ class Reconciler:
             await self._store.add_volume_event(
                 job.uuid,
                 job.kind,
-                "error",
+                EventResult.ERROR,
                 f"Attempt {job.attempts} failed ({reason}); it will be retried in "
                 f"{delay_us / 1_000_000:g} s",
             )
@@ -240,13 +242,11 @@ class Reconciler:
     # ------------------------------------------------------------------ handlers
 
     async def _format(self, job: Job) -> None:
-        transitional = (VolumeState.UNINITIALIZED.value, VolumeState.INITIALIZING.value)
         if job.attempts > self._settings.max_attempts:
-            await self._fail(job, transitional, f"Formatting failed {job.attempts - 1} times")
+            await self._fail(job, f"Formatting failed {job.attempts - 1} times")
             return
-        if not await self._store.set_job_state(
-            job.uuid, job.lease, transitional, VolumeState.INITIALIZING.value
-        ):
+        started = step(End.FORMAT_STARTED)
+        if not await self._store.set_job_state(job.uuid, job.lease, started.expected, started.to):
             return
         usage = await committed_usage(self._storage, job)
         if usage is None:
@@ -254,33 +254,32 @@ class Reconciler:
                 usage = await self._storage.create(
                     job.uuid,
                     job.size_mb,
-                    reserve=job.quota_policy == QuotaPolicy.STATIC.value,
+                    reserve=job.quota_policy == QuotaPolicy.STATIC,
                     stage=job.epoch,
                 )
             except StorageError as exc:
                 if exc.no_space or job.attempts >= self._settings.max_attempts:
-                    await self._fail(job, transitional, f"Formatting failed: {exc.message}")
+                    await self._fail(job, f"Formatting failed: {exc.message}")
                     return
                 raise
             await publish(self._store, self._storage, job.uuid, job.lease)
+        done = step(End.FORMATTED)
         if not await self._store.finish_job(
-            job.uuid,
-            job.lease,
-            (VolumeState.INITIALIZING.value,),
-            VolumeState.AVAILABLE.value,
-            free_mb=usage.free_mb,
+            job.uuid, job.lease, done.expected, done.to, free_mb=usage.free_mb
         ):
             raise LeaseLost(job.uuid, job.lease)
 
-    async def _fail(self, job: Job, expected: tuple[str, ...], message: str) -> None:
-        """Put the volume in ``error`` with a message, leaving no partial image behind.
+    async def _fail(self, job: Job, message: str) -> None:
+        """Put the volume in ``error`` with a message (End.FORMAT_FAILED), leaving no
+        partial image behind.
 
         The image is removed only once the compare-and-set is won: a holder that lost
         its lease must not remove the image another worker made."""
         with contextlib.suppress(StorageError):
             await self._storage.discard_staged(job.uuid, job.epoch)
+        failed = step(End.FORMAT_FAILED)
         if not await self._store.finish_job(
-            job.uuid, job.lease, expected, VolumeState.ERROR.value, message=message
+            job.uuid, job.lease, failed.expected, failed.to, message=message
         ):
             raise LeaseLost(job.uuid, job.lease)
         with contextlib.suppress(StorageError):

@@ -22,12 +22,18 @@ from typing import TYPE_CHECKING
 import click
 
 from volumed.cli.application import App, admin_options, output_option, pass_app
+from volumed.domain.states import VolumeState
 
 if TYPE_CHECKING:
     from volumed.storage import Ext4ImageDriver
     from volumed.store.sql import SqlStore
 
-_HAS_IMAGE = ("available", "idle", "mounted", "busy", "template")
+# Not yet made (its job makes it), or broken (its message says why).
+_HAS_IMAGE = frozenset(VolumeState) - {
+    VolumeState.UNINITIALIZED,
+    VolumeState.INITIALIZING,
+    VolumeState.ERROR,
+}
 
 
 @click.command(
@@ -154,7 +160,7 @@ async def _check(  # noqa: C901 - one pass over rows, then files; reads top to b
     if run_e2fsck:
         for uuid in images:
             held = rows.get(uuid)
-            if held is None or held["job"] is not None or held["state"] == "mounted":
+            if held is None or held["job"] is not None or held["state"] == VolumeState.MOUNTED:
                 continue
             clean, output = await storage.check(uuid)
             checked["fsck"] += 1

@@ -6,8 +6,9 @@ import click
 
 from volumed.cli.application import App, client_options, output_option, pass_app
 from volumed.cli.suggest import complete_instances
+from volumed.domain.states import InstanceState
 
-STATES = ("stopped", "starting", "running", "stopping")
+STATES = tuple(s.value for s in InstanceState)
 
 
 def _run(app: App, method: str, path: str, names: tuple[str, ...], **extra: object) -> None:
@@ -84,7 +85,12 @@ Examples:
 @click.argument(
     "instances", nargs=-1, required=True, metavar="NAME|UUID...", shell_complete=complete_instances
 )
-@click.option("--state", type=click.Choice(STATES), default="running", show_default=True)
+@click.option(
+    "--state",
+    type=click.Choice(STATES),
+    default=InstanceState.RUNNING.value,
+    show_default=True,
+)
 @click.option("--timeout", type=int, default=60, show_default=True, help="Seconds.")
 @client_options
 @output_option

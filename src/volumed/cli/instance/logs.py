@@ -6,6 +6,7 @@ import click
 
 from volumed.cli.application import App, client_options, pass_app
 from volumed.cli.suggest import complete_instances
+from volumed.domain.states import InstanceState
 
 _CHUNK = 1_048_576
 _FOLLOW_S = 0.5
@@ -55,6 +56,6 @@ def logs(app: App, instance: str, follow: bool, tail: int | None) -> None:
         offset = int((item.get("range") or {}).get("end", offset))
         if len(data) == _CHUNK:
             continue
-        if not follow or item.get("state") == "stopped":
+        if not follow or item.get("state") == InstanceState.STOPPED:
             return
         time.sleep(_FOLLOW_S)

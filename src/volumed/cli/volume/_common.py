@@ -8,6 +8,7 @@ from typing import Any
 from volumed.cli.application import App
 from volumed.cli.client import TRANSITIONAL, Item, describe
 from volumed.cli.output import Column, Spinner, print_items
+from volumed.domain.states import VolumeState
 
 EXAMPLES_NOTE = "NAME|UUID: an argument that parses as a UUID is sent as one, else as a name."
 
@@ -61,7 +62,7 @@ def wait_for(app: App, items: list[Item], timeout: float) -> list[Item]:
         if volume.get("state") in TRANSITIONAL:
             message = f"still {volume.get('state')} after {timeout:g} s"
             app.item_error(f"volume {describe(volume)}", {"message": message})
-        elif volume.get("state") == "error":
+        elif volume.get("state") == VolumeState.ERROR:
             message = volume.get("message") or "the volume is in error"
             app.item_error(f"volume {describe(volume)}", {"message": message})
         out.append(volume)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from volumed.cli.application import App, client_options, output_option, pass_app
+from volumed.domain.states import VolumeState
 
-STATES = ("uninitialized", "initializing", "available", "idle", "mounted", "busy", "error")
+# Templates are listed by ``volumed volume template ls``.
+STATES = tuple(s.value for s in VolumeState if s is not VolumeState.TEMPLATE)
 
 
 @click.command(
