@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from volumed.api import bodies
 from volumed.api.http import Request, RequestError, query_bool, query_int
 from volumed.domain import rules
-from volumed.domain.ports import ListQuery
+from volumed.domain.values import ListQuery
 
 __all__ = ["GET_PARAMS", "details_only", "named", "parse_list_query"]
 

@@ -14,8 +14,8 @@ from volumed.api.routing import Response, Router
 from volumed.domain import errors
 from volumed.domain.listing import Page
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.ports import ListQuery
 from volumed.domain.states import VolumeState
+from volumed.domain.values import ListQuery
 from volumed.domain.volumes import CreateVolume, VolumeService
 
 KEY = "volumes"
