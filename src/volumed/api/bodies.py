@@ -314,16 +314,16 @@ class TemplateIdsBody(Body):
 
 
 T = TypeVar("T", bound=Body)
+V = TypeVar("V")
 
+_raw = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
-
-
-def _decoder(kind: type[T]) -> msgspec.json.Decoder[T | list[T]]:
-    decoder = _decoders.get(kind)
-    if decoder is None:
-        decoder = msgspec.json.Decoder(kind | list[kind])  # type: ignore[valid-type]
-        _decoders[kind] = decoder
-    return decoder
+_REFUSED = (msgspec.MsgspecError, ValueError, RecursionError)
+"""What decoding a body that is not fine raises (ValueError: a repeated key, bytes that
+are not UTF-8, ...)."""
+_NESTED = 500
+"""Fewer brackets than this: nested far less deeply than Python's recursion limit."""
 
 
 def parse_items(body: bytes, kind: type[T], *, required: bool = True) -> list[T]:
@@ -332,27 +332,68 @@ def parse_items(body: bytes, kind: type[T], *, required: bool = True) -> list[T]
         if required:
             raise RequestError(400, "A JSON request body is required")
         return []
-    value = decode(body, _decoder(kind).decode)
-    items = value if isinstance(value, list) else [value]
-    if len(items) > MAX_ITEMS:
-        raise RequestError(
-            400, f"Too many items: at most {MAX_ITEMS} per request, got {len(items)}"
-        )
-    return items
+    try:
+        value = _json(body)
+    except _REFUSED:
+        return _limited(_listed(_explained(body, _decoder(kind).decode)))
+    return items_of(body, value, kind)
+
+
+def items_of(body: bytes, value: Any, kind: type[T]) -> list[T]:
+    """The items of ``kind`` in ``value``, what :func:`parse_json` made of ``body``."""
+    try:
+        if isinstance(value, list):
+            items = msgspec.convert(value, list[kind])  # type: ignore[valid-type]
+        else:
+            items = [msgspec.convert(value, kind)]
+    except _REFUSED:
+        items = _listed(_explained(body, _decoder(kind).decode))
+    return _limited(items)
 
 
 def parse_object(body: bytes, kind: type[T]) -> T:
     """A single object of ``kind``; an empty body means all defaults."""
     if not body.strip():
         return kind()
-    return decode(body, lambda raw: msgspec.json.decode(raw, type=kind))
+    try:
+        return msgspec.convert(_json(body), kind)
+    except _REFUSED:
+        return _explained(body, lambda raw: msgspec.json.decode(raw, type=kind))
 
 
-V = TypeVar("V")
+def parse_json(body: bytes) -> Any:
+    """Any JSON value, as plain dicts and lists (a key named twice refused all the same)."""
+    try:
+        return _json(body)
+    except _REFUSED:
+        return _explained(body, _raw.decode)
 
 
-def decode(body: bytes, decoder: Callable[[bytes], V]) -> V:
-    """Decode a request body with ``decoder``; anything it cannot take is a 400.
+def _json(body: bytes) -> Any:
+    """The body's JSON value in one parse; a key named twice raises ValueError.
+
+    msgspec keeps the last of two equal keys silently, so a body whose decoded value may
+    have lost a key is parsed again by ``json.loads``, which shows the pairs. Every ``:``
+    outside a string stands between a key and its value, so ``value`` encoded has as many
+    as the body unless a key was dropped, or a string held an escaped one (``\\u003a``).
+    ``json.loads`` also looks at a body nested deep enough to exhaust its recursion, as
+    it did when it looked at every body (such a body stays a 400).
+    """
+    value = _raw.decode(body)
+    if body.count(b'"') > 3 and (  # fewer quotes: at most one key, none repeated
+        body.count(b":") != _encoder.encode(value).count(b":")
+        or b"\\u003a" in body
+        or b"\\u003A" in body
+        or body.count(b"[") + body.count(b"{") >= _NESTED
+    ):
+        json.loads(body, object_pairs_hook=_unique_keys)
+    return value
+
+
+def _explained(body: bytes, decoder: Callable[[bytes], V]) -> V:
+    """Decode a body refused by the one-parse path again, the way that words each reason
+    as it always was (msgspec's message for what it refuses, with its path into the
+    body, before a key named twice); anything ``decoder`` cannot take is a 400.
 
     Besides what msgspec refuses (malformed JSON, NaN and Infinity, unknown fields, wrong
     types, integers beyond 64 bits), this refuses bytes that are not UTF-8, nesting too
@@ -373,6 +414,26 @@ def decode(body: bytes, decoder: Callable[[bytes], V]) -> V:
     except RecursionError:
         raise RequestError(400, "Malformed JSON in request body: nested too deeply") from None
     return value
+
+
+def _decoder(kind: type[T]) -> msgspec.json.Decoder[T | list[T]]:
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = msgspec.json.Decoder(kind | list[kind])  # type: ignore[valid-type]
+        _decoders[kind] = decoder
+    return decoder
+
+
+def _listed(value: T | list[T]) -> list[T]:
+    return value if isinstance(value, list) else [value]
+
+
+def _limited(items: list[T]) -> list[T]:
+    if len(items) > MAX_ITEMS:
+        raise RequestError(
+            400, f"Too many items: at most {MAX_ITEMS} per request, got {len(items)}"
+        )
+    return items
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> None:

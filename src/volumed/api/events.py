@@ -7,15 +7,14 @@ tenant's, is an error item 8 as in ``GET /v1/volumes/{uuid}``.
 
 from __future__ import annotations
 
-import time
-
 from volumed.api import views
-from volumed.api.envelope import failed_item, items_envelope
+from volumed.api.envelope import AnyItem, failed_item
 from volumed.api.http import Request
-from volumed.api.items import path_ref
-from volumed.api.routing import Response, Router
+from volumed.api.items import answers, path_ref
+from volumed.api.routing import Router
 from volumed.domain import errors
 from volumed.domain.events import EventService
+from volumed.domain.model import User
 
 __all__ = ["EventHandlers"]
 
@@ -29,15 +28,13 @@ class EventHandlers:
     def register(self, router: Router) -> None:
         router.add("GET", "/volumed/v1/volumes/{uuid}/events", self.list)
 
-    async def list(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
+    @answers(KEY)
+    async def list(self, user: User, request: Request) -> list[AnyItem]:
         request.query_values(frozenset())
         try:
             uuid = path_ref(request).uuid
             assert uuid is not None
             events = await self._service.list(user, uuid)
         except errors.VolumedError as exc:
-            failed = failed_item(exc.code, exc.message, uuid=request.path_params["uuid"])
-            return Response(items_envelope(KEY, [failed], started))
-        return Response(items_envelope(KEY, [views.event_item(e) for e in events], started))
+            return [failed_item(exc.code, exc.message, uuid=request.path_params["uuid"])]
+        return [views.event_item(e) for e in events]

@@ -4,13 +4,13 @@ pick images; an unknown one is an error item (8)."""
 
 from __future__ import annotations
 
-import time
-
 from volumed.api import bodies, wire
-from volumed.api.envelope import AnyItem, failed_item, items_envelope
+from volumed.api.envelope import AnyItem, failed_item
 from volumed.api.http import Request
-from volumed.api.routing import Response, Router
+from volumed.api.items import answers
+from volumed.api.routing import Router
 from volumed.api.views import rfc3339
+from volumed.domain.model import User
 from volumed.runtime.images import GuestImage, ImageCatalog
 
 __all__ = ["ImageHandlers"]
@@ -27,9 +27,8 @@ class ImageHandlers:
     def register(self, router: Router) -> None:
         router.add("GET", "/v1/images", self.get_many)
 
-    async def get_many(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        request.tenant()
+    @answers(KEY)
+    async def get_many(self, user: User, request: Request) -> list[AnyItem]:
         values = request.query_values(_PARAMS)
         wanted = [("tag", t) for t in values.get("tag", [])]
         wanted += [("digest", d) for d in values.get("digest", [])]
@@ -37,7 +36,7 @@ class ImageHandlers:
             wanted.append(("digest", body.digest) if body.digest else ("tag", body.tag or ""))
         images = self._catalog.all()
         if not wanted:
-            return Response(items_envelope(KEY, [_item(i) for i in images], started))
+            return [_item(i) for i in images]
         results: list[AnyItem] = []
         for key, value in wanted:
             found = (
@@ -49,7 +48,7 @@ class ImageHandlers:
                 results.append(failed_item(_NOT_FOUND, f"No image with {key} '{value[:80]}'"))
             else:
                 results.append(_item(found))
-        return Response(items_envelope(KEY, results, started))
+        return results
 
 
 def _item(image: GuestImage) -> wire.Image:

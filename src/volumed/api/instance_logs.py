@@ -10,14 +10,12 @@ same way), so ``offset=range.end`` continues where an answer stopped. A negative
 
 from __future__ import annotations
 
-import time
-
 from volumed.api import bodies, views
-from volumed.api.envelope import AnyItem, items_envelope
+from volumed.api.envelope import AnyItem
 from volumed.api.http import Request, RequestError
-from volumed.api.items import each_item, on_path
-from volumed.api.routing import Response, Router
-from volumed.domain import errors, rules
+from volumed.api.items import answers, each_item, named_ids, on_path, to_ref
+from volumed.api.routing import Router
+from volumed.domain import errors
 from volumed.domain.instances import InstanceService
 from volumed.domain.model import Ref, User
 from volumed.domain.values import ListQuery
@@ -50,9 +48,8 @@ class InstanceLogHandlers:
         router.add("GET", "/v1/instances/log", self.get_many)
         router.add("GET", "/v1/instances/{uuid}/log", self.get_one)
 
-    async def get_many(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
+    @answers(KEY)
+    async def get_many(self, user: User, request: Request) -> list[AnyItem]:
         values = request.query_values(_PARAMS)
         items = _query_items(values)
         items += bodies.parse_items(request.body, bodies.LogsInstanceBody, required=False)
@@ -66,11 +63,9 @@ class InstanceLogHandlers:
             raise RequestError(400, f"Too many items: at most {bodies.MAX_ITEMS}")
 
         async def one(body: bodies.LogsInstanceBody) -> AnyItem:
-            ref = rules.check_ref(body.uuid, body.name, "instance")
-            return await self._logs(user, ref, body.offset, body.limit)
+            return await self._logs(user, to_ref(body, "instance"), body.offset, body.limit)
 
-        results = await each_item(items, one, lambda b: {"uuid": b.uuid, "name": b.name})
-        return Response(items_envelope(KEY, results, started))
+        return await each_item(items, one, named_ids)
 
     async def _every_instance(
         self, user: User, values: dict[str, list[str]]

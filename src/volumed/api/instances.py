@@ -7,14 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
+from collections.abc import Sequence
 
 from volumed.api import bodies, views
-from volumed.api.envelope import AnyItem, Item, failed_item, items_envelope
+from volumed.api.envelope import AnyItem, Item, failed_item
 from volumed.api.http import Request, RequestError, query_bool
-from volumed.api.items import each, each_item, each_named, named_ids, on_path, path_ref, to_ref
+from volumed.api.items import (
+    answers,
+    each,
+    each_item,
+    each_named,
+    named_ids,
+    on_path,
+    path_ref,
+    to_ref,
+)
 from volumed.api.listing import GET_PARAMS, details_only, named, parse_list_query
-from volumed.api.routing import Response, Router
+from volumed.api.routing import Router
 from volumed.domain import errors
 from volumed.domain.instances import (
     CreateInstance,
@@ -82,6 +91,13 @@ def _timeout_s(timeout_s: int | None, timeout_ms: int | None) -> float | None:
     return None
 
 
+def _timed_out(items: Sequence[AnyItem]) -> str | None:
+    """A lapsed wait says so in the envelope's message: clients look for "timed out"."""
+    if any(isinstance(i, dict) and i.get("error") == errors.TimedOut.code for i in items):
+        return TIMED_OUT
+    return None
+
+
 class InstanceHandlers:
     def __init__(self, service: InstanceService) -> None:
         self._service = service
@@ -108,23 +124,20 @@ class InstanceHandlers:
 
     # ------------------------------------------------------------------ get
 
-    async def get_many(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
+    @answers(KEY)
+    async def get_many(self, user: User, request: Request) -> list[AnyItem]:
         values = request.query_values(GET_PARAMS)
         details = query_bool(values, "details") is not False
         refs = named(request, values)
         if not refs:
             instances = await self._service.list_instances(user, parse_list_query(values))
-            listed = [views.instance_item(i, details=details) for i in instances]
-            return Response(items_envelope(KEY, listed, started))
+            return [views.instance_item(i, details=details) for i in instances]
 
         async def get_one(body: bodies.RefBody) -> AnyItem:
             instance = await self._service.get(user, to_ref(body, "instance"))
             return views.instance_item(instance, details=details)
 
-        results = await each_item(refs, get_one, named_ids)
-        return Response(items_envelope(KEY, results, started))
+        return await each_item(refs, get_one, named_ids)
 
     @on_path(KEY, details_only)
     async def get_one(self, user: User, ref: Ref, details: bool) -> AnyItem:
@@ -159,9 +172,8 @@ class InstanceHandlers:
 
     # ------------------------------------------------------------------ wait
 
-    async def wait_many(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
+    @answers(KEY, message=_timed_out)
+    async def wait_many(self, user: User, request: Request) -> list[AnyItem]:
         values = request.query_values(_WAIT_PARAMS)
         items = _query_wait_items(values)
         items += bodies.parse_items(request.body, bodies.WaitInstanceBody, required=False)
@@ -178,12 +190,10 @@ class InstanceHandlers:
             return await self._wait(user, ref, body, named_ids(body))
 
         # Concurrently: a request waits as long as its slowest item, not their sum.
-        results = list(await asyncio.gather(*(one(item) for item in items)))
-        return Response(_wait_envelope(results, started))
+        return list(await asyncio.gather(*(one(item) for item in items)))
 
-    async def wait_one(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
+    @answers(KEY, message=_timed_out)
+    async def wait_one(self, user: User, request: Request) -> list[AnyItem]:
         values = request.query_values(_WAIT_PARAMS - {"uuid", "name"})
         body = bodies.parse_object(request.body, bodies.WaitByUuidBody)
         query = _query_wait_items({"uuid": [request.path_params["uuid"]], **values})[0]
@@ -196,9 +206,8 @@ class InstanceHandlers:
         try:
             ref = path_ref(request)
         except errors.VolumedError as exc:
-            return Response(_wait_envelope([failed_item(exc.code, exc.message, uuid=raw)], started))
-        result = await self._wait(user, ref, merged, {"uuid": raw})
-        return Response(_wait_envelope([result], started))
+            return [failed_item(exc.code, exc.message, uuid=raw)]
+        return [await self._wait(user, ref, merged, {"uuid": raw})]
 
     async def _wait(self, user: User, ref: Ref, body: bodies.WaitByUuidBody, ids: Item) -> AnyItem:
         state = body.state or _DEFAULT_WAIT_STATE
@@ -253,10 +262,3 @@ def _query_number(key: str, raw: str | None) -> int | None:
         return int(raw)
     except ValueError:
         raise RequestError(400, f"Query parameter '{key}' must be an integer") from None
-
-
-def _wait_envelope(items: list[AnyItem], started: int) -> bytes:
-    """As any envelope, but a lapsed wait says so: clients look for "timed out"."""
-    if any(isinstance(i, dict) and i.get("error") == errors.TimedOut.code for i in items):
-        return items_envelope(KEY, items, started, message=TIMED_OUT)
-    return items_envelope(KEY, items, started)

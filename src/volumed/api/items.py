@@ -10,12 +10,13 @@ says only what is its own: what it parses, and what one item does.
 * :func:`each`: the body's items (creates: nothing named yet);
 * :func:`each_named`: the body's items, each naming a volume (or an instance) by
   ``uuid`` or ``name``;
-* :func:`on_path`: the path's volume (or instance), with the body's options.
+* :func:`on_path`: the path's volume (or instance), with the body's options;
+* :func:`answers`: items the handler gathers itself (a listing, what a query names).
 
-The action is a method taking the tenant, the item's :class:`Ref` (not for :func:`each`)
-and the parsed body. It answers a wire item, or, with ``settle``, a new volume: the
-request then waits for all its new volumes at once (the worker formats or copies them
-in parallel) and answers each in the state it has then.
+The action of the first three is a method taking the tenant, the item's :class:`Ref`
+(not for :func:`each`) and the parsed body. It answers a wire item, or, with ``settle``,
+a new volume: the request then waits for all its new volumes at once (the worker formats
+or copies them in parallel) and answers each in the state it has then.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from volumed.domain.model import Ref, User, Volume
 
 __all__ = [
     "Named",
+    "answers",
     "each",
     "each_item",
     "each_named",
@@ -58,10 +60,12 @@ S = TypeVar("S")
 B = TypeVar("B")
 """One item as parsed."""
 N = TypeVar("N", bound=Named)
+R = TypeVar("R")
 
 Outcome = AnyItem | Volume
 """What an action answers: a wire item, or a new volume to settle."""
 Method = Callable[[S, Request], Awaitable[Response]]
+Gather = Callable[[S, User, Request], Awaitable[Sequence[AnyItem]]]
 Settle = Callable[[S, User, Sequence[Volume]], Awaitable[Sequence[Volume]]]
 Parse = type[B] | Callable[[Request], list[B]]
 """A body type (an object, or an array of them where the scope takes several), or a
@@ -87,6 +91,26 @@ def _no_echo(body: object) -> Item:
     return {}
 
 
+def answers(
+    key: str, *, message: Callable[[Sequence[AnyItem]], str | None] | None = None
+) -> Callable[[Gather[S]], Method[S]]:
+    """A handler that gathers its items itself: ``action(tenant, request)``; ``message``
+    may word the envelope's message instead of the one for failed items."""
+
+    def decorate(action: Gather[S]) -> Method[S]:
+        async def handler(self: S, request: Request) -> Response:
+            started = time.perf_counter_ns()
+            items = await action(self, request.tenant(), request)
+            worded = None if message is None else message(items)
+            if worded is None:
+                return Response(items_envelope(key, items, started))
+            return Response(items_envelope(key, items, started, message=worded))
+
+        return handler
+
+    return decorate
+
+
 def each(
     key: str,
     parse: Parse[B],
@@ -98,13 +122,11 @@ def each(
     a failed item echoes ``ids(item)``."""
 
     def decorate(action: Callable[[S, User, B], Awaitable[Outcome]]) -> Method[S]:
-        async def handler(self: S, request: Request) -> Response:
-            started = time.perf_counter_ns()
-            user = request.tenant()
+        async def gather(self: S, user: User, request: Request) -> list[AnyItem]:
             units = [(ids(b), partial(action, self, user, b)) for b in _items(parse, request)]
-            return await _answer(key, started, units, _bound(settle, self, user))
+            return await _run(units, _bound(settle, self, user))
 
-        return handler
+        return answers(key)(gather)
 
     return decorate
 
@@ -141,9 +163,7 @@ def on_path(
     it may not name another); a failed item echoes the path's UUID and ``echo(body)``."""
 
     def decorate(action: Callable[[S, User, Ref, B], Awaitable[Outcome]]) -> Method[S]:
-        async def handler(self: S, request: Request) -> Response:
-            started = time.perf_counter_ns()
-            user = request.tenant()
+        async def gather(self: S, user: User, request: Request) -> list[AnyItem]:
             if isinstance(parse, type):
                 items = [bodies.parse_object(request.body, parse)]
             else:
@@ -155,9 +175,9 @@ def on_path(
                 return await action(self, user, path_ref(request), body)
 
             units = [({"uuid": raw} | echo(b), partial(run, b)) for b in items]
-            return await _answer(key, started, units, _bound(settle, self, user))
+            return await _run(units, _bound(settle, self, user))
 
-        return handler
+        return answers(key)(gather)
 
     return decorate
 
@@ -168,22 +188,11 @@ def _items(parse: Parse[B], request: Request) -> list[B]:
     return parse(request)
 
 
-async def _answer(
-    key: str,
-    started_ns: int,
-    units: Sequence[_Unit],
-    settle: _Settled | None,
-) -> Response:
-    outcomes: list[Outcome] = []
-    for ids, run in units:
-        try:
-            outcomes.append(await run())
-        except errors.VolumedError as exc:
-            outcomes.append(failed_item(exc.code, exc.message, **ids))
+async def _run(units: Sequence[_Unit], settle: _Settled | None) -> list[AnyItem]:
+    outcomes = await each_item(units, lambda unit: unit[1](), lambda unit: unit[0])
     made = [o for o in outcomes if isinstance(o, Volume)]
     fresh = iter(await settle(made) if made and settle is not None else made)
-    results = [views.volume_created(next(fresh)) if isinstance(o, Volume) else o for o in outcomes]
-    return Response(items_envelope(key, results, started_ns))
+    return [views.volume_created(next(fresh)) if isinstance(o, Volume) else o for o in outcomes]
 
 
 def _bound(settle: Settle[S] | None, handler: S, user: User) -> _Settled | None:
@@ -191,11 +200,11 @@ def _bound(settle: Settle[S] | None, handler: S, user: User) -> _Settled | None:
 
 
 async def each_item(
-    values: Sequence[B], action: Callable[[B], Awaitable[AnyItem]], ids: Callable[[B], Item]
-) -> list[AnyItem]:
-    """Run ``action`` per item; a domain error becomes that item's failure (for the
-    handlers that do more than one loop: listings, waits)."""
-    results: list[AnyItem] = []
+    values: Sequence[B], action: Callable[[B], Awaitable[R]], ids: Callable[[B], Item]
+) -> list[R | Item]:
+    """Run ``action`` per item; a domain error becomes that item's failure, echoing
+    ``ids(item)`` (also for the handlers that do more than run one loop: listings)."""
+    results: list[R | Item] = []
     for value in values:
         try:
             results.append(await action(value))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 from volumed.api import views
-from volumed.api.envelope import items_envelope
+from volumed.api.envelope import AnyItem
 from volumed.api.http import Request
-from volumed.api.routing import Response, Router
+from volumed.api.items import answers
+from volumed.api.routing import Router
+from volumed.domain.model import User
 from volumed.domain.quotas import QuotaService
 
 __all__ = ["QuotaHandlers"]
@@ -20,9 +20,7 @@ class QuotaHandlers:
     def register(self, router: Router) -> None:
         router.add("GET", "/v1/users/quotas", self.get)
 
-    async def get(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
+    @answers("quotas")
+    async def get(self, user: User, request: Request) -> list[AnyItem]:
         request.query_values(frozenset())
-        report = await self._service.report(user)
-        return Response(items_envelope("quotas", [views.quotas_item(user.id, report)], started))
+        return [views.quotas_item(user.id, await self._service.report(user))]

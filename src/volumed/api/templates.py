@@ -4,16 +4,14 @@ them like volumes. New volumes are made from a template by ``POST /v1/volumes`` 
 
 from __future__ import annotations
 
-import time
-
 import msgspec
 
 from volumed.api import bodies, views
-from volumed.api.envelope import AnyItem, items_envelope
+from volumed.api.envelope import AnyItem
 from volumed.api.http import Request, RequestError, query_bool
-from volumed.api.items import each_item, each_named, named_ids, on_path, to_ref
+from volumed.api.items import answers, each_item, each_named, named_ids, on_path, to_ref
 from volumed.api.listing import GET_PARAMS, details_only, named, parse_list_query
-from volumed.api.routing import Response, Router
+from volumed.api.routing import Router
 from volumed.api.updates import ChangeBody, apply_change, changes, echo_id
 from volumed.domain.model import Ref, User
 from volumed.domain.templates import TemplateService
@@ -29,7 +27,7 @@ def parse_template_refs(request: Request) -> list[bodies.RefBody]:
     (the 2025 OpenAPI spec) and ``{uuid|name}`` (the product docs)."""
     body = request.body
     if body.strip():
-        value = bodies.decode(body, msgspec.json.decode)
+        value = bodies.parse_json(body)
         if isinstance(value, dict) and "ids" in value:
             try:
                 refs = msgspec.convert(value, bodies.TemplateIdsBody).ids
@@ -38,6 +36,7 @@ def parse_template_refs(request: Request) -> list[bodies.RefBody]:
             if len(refs) > bodies.MAX_ITEMS:
                 raise RequestError(400, f"Too many items: at most {bodies.MAX_ITEMS}")
             return refs
+        return bodies.items_of(body, value, bodies.RefBody)
     return bodies.parse_items(body, bodies.RefBody)
 
 
@@ -60,23 +59,20 @@ class TemplateHandlers:
     async def make(self, user: User, ref: Ref, body: bodies.RefBody) -> AnyItem:
         return views.volume_created(await self._templates.make(user, ref))
 
-    async def get_many(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
+    @answers(KEY)
+    async def get_many(self, user: User, request: Request) -> list[AnyItem]:
         values = request.query_values(GET_PARAMS)
         details = query_bool(values, "details") is not False
         refs = named(request, values)
         if not refs:
             query = parse_list_query(values, templates=True)
-            results = views.page_items(await self._templates.page(user, query), details=details)
-            return Response(items_envelope(KEY, results, started))
+            return views.page_items(await self._templates.page(user, query), details=details)
 
         async def get(body: bodies.RefBody) -> AnyItem:
             template = await self._templates.get(user, to_ref(body, "template"))
             return views.volume_item(template, details=details)
 
-        results = await each_item(refs, get, named_ids)
-        return Response(items_envelope(KEY, results, started))
+        return await each_item(refs, get, named_ids)
 
     @on_path(KEY, details_only)
     async def get_one(self, user: User, ref: Ref, details: bool) -> AnyItem:

@@ -8,7 +8,16 @@ from collections.abc import AsyncIterator, Sequence
 from volumed.api import bodies, views
 from volumed.api.envelope import AnyItem, Item, failed_item, items_envelope, streamed_items_envelope
 from volumed.api.http import Request, RequestError, query_bool
-from volumed.api.items import each, each_item, each_named, named_ids, on_path, path_ref, to_ref
+from volumed.api.items import (
+    answers,
+    each,
+    each_item,
+    each_named,
+    named_ids,
+    on_path,
+    path_ref,
+    to_ref,
+)
 from volumed.api.listing import GET_PARAMS, named, parse_list_query
 from volumed.api.routing import Response, Router
 from volumed.domain import errors
@@ -77,8 +86,8 @@ class VolumeHandlers:
             volume = await self._service.get(user, to_ref(body))
             return views.volume_item(volume, details=details)
 
-        results = await each_item(refs, get_one, named_ids)
-        return Response(items_envelope(KEY, results, started))
+        found = await each_item(refs, get_one, named_ids)
+        return Response(items_envelope(KEY, found, started))
 
     async def get_one(self, request: Request) -> Response:
         # The most frequent request of all: no per-item machinery on its path.
@@ -97,10 +106,9 @@ class VolumeHandlers:
             item = failed_item(exc.code, exc.message, uuid=request.path_params["uuid"])
         return Response(items_envelope(KEY, [item], started))
 
-    async def list_legacy(self, request: Request) -> Response:
+    @answers(KEY)
+    async def list_legacy(self, user: User, request: Request) -> list[AnyItem]:
         """The seed's ``/v1/volumes/list``: filters from the query or a JSON body."""
-        started = time.perf_counter_ns()
-        user = request.tenant()
         values = request.query_values(_LIST_PARAMS)
         body = bodies.parse_object(request.body, bodies.ListFilterBody)
         persistent = query_bool(values, "persistent")
@@ -116,8 +124,7 @@ class VolumeHandlers:
         query = ListQuery(persistent=persistent, states=states)
         volumes = await self._service.list(user, query)
         # The seed lists bare {uuid, name} items, without a per-item status.
-        results: list[AnyItem] = [views.volume_entry(v) for v in volumes]
-        return Response(items_envelope(KEY, results, started))
+        return [views.volume_entry(v) for v in volumes]
 
     async def _delete(self, user: User, ref: Ref, body: bodies.Body) -> AnyItem:
         return views.volume_ref(await self._service.delete(user, ref))
