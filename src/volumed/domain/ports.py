@@ -6,7 +6,7 @@ here, never the other way round.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -233,6 +233,11 @@ class Job:
         return Lease(self.lease_owner, self.epoch)
 
 
+JobStarts = Mapping[str, tuple[Sequence[str], str]]
+"""Job kind -> (the states its job starts from, the state it starts in): see
+:meth:`Store.claim_job`."""
+
+
 @dataclass(slots=True, frozen=True)
 class Lease:
     """A claim on a volume's job: the holder and its fencing token.
@@ -392,7 +397,16 @@ class Store(Protocol):
         ...
 
     # background jobs
-    async def claim_job(self, worker_id: str, lease_us: int) -> Job | None: ...
+    async def claim_job(
+        self, worker_id: str, lease_us: int, starts: JobStarts | None = None
+    ) -> Job | None:
+        """Take the oldest job whose lease ran out, under a new lease (and epoch). For a
+        job whose kind ``starts`` names, a volume in one of the expected states moves to
+        the state given, in the claim's transaction, with the event :meth:`set_job_state`
+        records: one commit where a claim and then a start took two. The job carries the
+        state it is in after the claim."""
+        ...
+
     async def renew_lease(self, uuid: str, lease: Lease, lease_us: int) -> bool: ...
     async def release_leases(self, worker_id: str | None = None) -> int: ...
     async def stats(self) -> StoreStats: ...
