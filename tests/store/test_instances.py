@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from tests.store.harness import ROOMY, instance, tenant, volume
 from volumed.domain.model import Instance, Ref, User, Volume
-from volumed.domain.ports import AttachOutcome, InstanceOutcome, ListQuery, NewAttachment
 from volumed.domain.runtime import GuestExit, StopReason
 from volumed.domain.states import InstanceState, VolumeState
+from volumed.domain.values import AttachOutcome, InstanceOutcome, ListQuery, NewAttachment
 from volumed.store.sql import SqlStore
 
 USABLE = (VolumeState.AVAILABLE, VolumeState.IDLE)

@@ -15,8 +15,8 @@ from typing import Any
 
 from volumed.domain.audit import EventAction, EventResult
 from volumed.domain.model import Instance, InstanceVolume, Ref
-from volumed.domain.ports import InstanceOutcome, ListQuery
 from volumed.domain.runtime import GuestExit
+from volumed.domain.values import InstanceOutcome, ListQuery
 from volumed.store._base import _NEW_JOB, SqlBase, _Abort, now_us
 from volumed.store._rows import _RUNNING_STATES, _chunks, _instance_from_row, _marks
 from volumed.store.db import Queries
@@ -25,7 +25,7 @@ __all__ = ["SqlInstances"]
 
 
 class SqlInstances(SqlBase):
-    """Instances and nodes (:class:`~volumed.domain.ports.InstanceStore`)."""
+    """Instances and nodes (:class:`~volumed.domain.store.InstanceStore`)."""
 
     async def get_instance(self, owner_id: str, ref: Ref) -> Instance | None:
         db: Queries = self._db

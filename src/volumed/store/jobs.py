@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from volumed.domain.audit import WORKER, EventResult
-from volumed.domain.ports import Job, JobStarts, Lease, StoreStats
 from volumed.domain.states import VolumeState
+from volumed.domain.values import Job, JobStarts, Lease, StoreStats
 from volumed.store._base import _HELD, _NO_JOB, SqlBase, now_us
 from volumed.store.db import Queries
 
@@ -18,7 +18,7 @@ __all__ = ["SqlJobs"]
 
 
 class SqlJobs(SqlBase):
-    """Jobs and leases (:class:`~volumed.domain.ports.JobStore`)."""
+    """Jobs and leases (:class:`~volumed.domain.store.JobStore`)."""
 
     async def claim_job(
         self, worker_id: str, lease_us: int, starts: JobStarts | None = None
