@@ -5,6 +5,7 @@ quota limits and usage, the aggregates metrics read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -13,6 +14,7 @@ __all__ = [
     "InsertOutcome",
     "InstanceOutcome",
     "Job",
+    "JobStarts",
     "Lease",
     "ListQuery",
     "NewAttachment",
@@ -60,6 +62,11 @@ class Job:
     @property
     def lease(self) -> Lease:
         return Lease(self.lease_owner, self.epoch)
+
+
+JobStarts = Mapping[str, tuple[Sequence[str], str]]
+"""Job kind -> (the states its job starts from, the state it starts in): see
+:meth:`volumed.domain.store.JobStore.claim_job`."""
 
 
 @dataclass(slots=True, frozen=True)

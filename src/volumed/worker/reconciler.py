@@ -87,6 +87,10 @@ class Reconciler:
             "format": self._format,
             "delete": self._delete,
         }
+        # A format starts (initializing) in the transaction that claims it: one commit
+        # fewer between a create and its answer (issue 15).
+        started = step(End.FORMAT_STARTED)
+        self._starts = {"format": (started.expected, started.to)}
 
     @property
     def lease_us(self) -> int:
@@ -117,7 +121,7 @@ class Reconciler:
             # is asked (a job inserted just then) still ends the idle wait at once.
             self._wake.clear()
             try:
-                job = await self._store.claim_job(self.worker_id, self.lease_us)
+                job = await self._store.claim_job(self.worker_id, self.lease_us, self._starts)
             except StoreUnavailable as exc:  # the database restarts: try again later
                 log.warning("claiming a job failed: %s", exc)
             except Exception:
@@ -137,7 +141,7 @@ class Reconciler:
     async def drain(self) -> None:
         """Run until no job is left that can be claimed now (used by tests and the CLI)."""
         while True:
-            job = await self._store.claim_job(self.worker_id, self.lease_us)
+            job = await self._store.claim_job(self.worker_id, self.lease_us, self._starts)
             if job is None:
                 if self._running:
                     await asyncio.gather(*self._running, return_exceptions=True)
@@ -246,8 +250,10 @@ class Reconciler:
             await self._fail(job, f"Formatting failed {job.attempts - 1} times")
             return
         started = step(End.FORMAT_STARTED)
-        if not await self._store.set_job_state(job.uuid, job.lease, started.expected, started.to):
-            return
+        if job.state != started.to and not await self._store.set_job_state(
+            job.uuid, job.lease, started.expected, started.to
+        ):
+            return  # not in a state a format starts from (the claim moved what it could)
         usage = await committed_usage(self._storage, job)
         if usage is None:
             try:
