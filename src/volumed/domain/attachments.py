@@ -20,6 +20,7 @@ from volumed.domain.transitions import (
     check,
     check_instance,
     instance_states_allowing,
+    op_step,
     states_allowing,
 )
 
@@ -95,7 +96,7 @@ class AttachmentService:
                 instance.uuid,
                 at,
                 ro,
-                states_allowing(op),
+                op_step(op),
                 instance_states_allowing(InstanceOp.CHANGE_VOLUMES),
                 self._max,
             )

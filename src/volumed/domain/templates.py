@@ -15,7 +15,7 @@ from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.ports import ListQuery, StorageDriver, StorageError, Store
 from volumed.domain.states import VolumeState
-from volumed.domain.transitions import GONE, Op, check, states_allowing
+from volumed.domain.transitions import GONE, Op, check, op_step, states_allowing
 
 __all__ = ["TemplateService"]
 
@@ -50,7 +50,8 @@ class TemplateService:
             assert isinstance(target, VolumeState)
             if volume.attached_to:
                 raise errors.Attached(f"Volume {label} is attached to an instance")
-            if await self._store.make_template(user.id, volume.uuid, volume.state.value):
+            step = op_step(Op.MAKE_TEMPLATE, volume.state)
+            if await self._store.make_template(user.id, volume.uuid, step):
                 volume.state = target
                 return volume
             volume = await self._reread(user, volume.uuid, ref)

@@ -238,8 +238,7 @@ class Reconciler:
         if job.attempts > self._settings.max_attempts:
             await self._fail(job, f"Formatting failed {job.attempts - 1} times")
             return
-        started = step(End.FORMAT_STARTED)
-        if not await self._store.set_job_state(job.uuid, job.lease, started.expected, started.to):
+        if not await self._store.set_job_state(job.uuid, job.lease, step(End.FORMAT_STARTED)):
             return
         usage = await committed_usage(self._storage, job)
         if usage is None:
@@ -256,9 +255,8 @@ class Reconciler:
                     return
                 raise
             await publish(self._store, self._storage, job.uuid, job.lease)
-        done = step(End.FORMATTED)
         if not await self._store.finish_job(
-            job.uuid, job.lease, done.expected, done.to, free_mb=usage.free_mb
+            job.uuid, job.lease, step(End.FORMATTED), free_mb=usage.free_mb
         ):
             raise LeaseLost(job.uuid, job.lease)
 
@@ -270,9 +268,8 @@ class Reconciler:
         its lease must not remove the image another worker made."""
         with contextlib.suppress(StorageError):
             await self._storage.discard_staged(job.uuid, job.epoch)
-        failed = step(End.FORMAT_FAILED)
         if not await self._store.finish_job(
-            job.uuid, job.lease, failed.expected, failed.to, message=message
+            job.uuid, job.lease, step(End.FORMAT_FAILED), message=message
         ):
             raise LeaseLost(job.uuid, job.lease)
         with contextlib.suppress(StorageError):
