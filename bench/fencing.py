@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from volumed.bootstrap import open_store  # noqa: E402
 from volumed.domain.fencing import publish  # noqa: E402
 from volumed.domain.model import User, Volume  # noqa: E402
-from volumed.domain.ports import Lease, QuotaLimits  # noqa: E402
 from volumed.domain.states import QuotaPolicy, VolumeState  # noqa: E402
+from volumed.domain.values import Lease, QuotaLimits  # noqa: E402
 from volumed.settings import Settings  # noqa: E402
 from volumed.storage import Ext4ImageDriver  # noqa: E402
 from volumed.store.sql import SqlStore  # noqa: E402

@@ -36,13 +36,14 @@ from volumed.domain.events import EventService
 from volumed.domain.instances import InstanceLimits, InstanceService
 from volumed.domain.job_waits import JobSignals, JobWaits
 from volumed.domain.model import User
-from volumed.domain.ports import NameTaken, QuotaLimits, Store
 from volumed.domain.quotas import QuotaService
 from volumed.domain.runtime import InstanceRuntime
+from volumed.domain.store import NameTaken, UserStore
 from volumed.domain.templates import TemplateService
 from volumed.domain.tokens import new_token, token_digest
 from volumed.domain.transfers import IMPORT_JOB, TransferService
 from volumed.domain.updates import UpdateService
+from volumed.domain.values import QuotaLimits
 from volumed.domain.volumes import VolumeLimits, VolumeService
 from volumed.logs import AccessLog
 from volumed.metrics import Metrics, snapshot_source
@@ -277,7 +278,7 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
     return handle
 
 
-async def ensure_default_user(store: Store, settings: Settings) -> str | None:
+async def ensure_default_user(store: UserStore, settings: Settings) -> str | None:
     """On first start create the ``default`` user and its token; return a token that
     was generated now (to be shown once), or None. Replicas starting together on one
     database race for it: the loser finds the user made and carries on."""
@@ -287,7 +288,7 @@ async def ensure_default_user(store: Store, settings: Settings) -> str | None:
         return await _ensure_default_user(store, settings)
 
 
-async def _ensure_default_user(store: Store, settings: Settings) -> str | None:
+async def _ensure_default_user(store: UserStore, settings: Settings) -> str | None:
     preset = settings.token
     if await store.count_users() > 0:
         if preset is not None and await store.user_for_token(token_digest(preset)) is None:

@@ -44,8 +44,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from volumed import __version__
-from volumed.domain.ports import StorageError, StoreStats
 from volumed.domain.states import VolumeState
+from volumed.domain.storage import StorageError
+from volumed.domain.values import StoreStats
 
 __all__ = ["JOB_KINDS", "JOB_OUTCOMES", "Metrics", "Snapshot", "snapshot_source"]
 

@@ -76,7 +76,7 @@ def wait_until(api: httpx.Client, uuid: str, states: tuple[str, ...], timeout: f
 
 def set_overrides(live: LiveServer, user_name: str, **limits: int | None) -> None:
     """Per-user quota overrides, written through the admin path (the store, directly)."""
-    from volumed.domain.ports import QuotaOverrides
+    from volumed.domain.values import QuotaOverrides
 
     async def write(store: SqlStore) -> None:
         user = await store.find_user(user_name)

@@ -183,7 +183,7 @@ def test_same_creation_time_is_ordered_by_uuid(listing: tuple[LiveServer, list[I
 
 async def insert_row(store: SqlStore, volume: Volume) -> None:
     """Write ``volume`` as it is, owing no job, under limits no test reaches."""
-    from volumed.domain.ports import QuotaLimits
+    from volumed.domain.values import QuotaLimits
 
     roomy = QuotaLimits(
         max_volumes=10**6, max_total_volume_mb=10**9, min_volume_mb=1, max_volume_mb=10**9

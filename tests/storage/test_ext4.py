@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from volumed.domain.ports import StorageDriver, StorageError
+from volumed.domain.storage import StorageDriver, StorageError
 from volumed.storage import Ext4ImageDriver
 
 # Runs in the SQLite pass only: the image driver alone: no metadata store is involved.

@@ -26,9 +26,9 @@ import pytest
 from tests.conftest import TEST_STORE, new_database_url
 from volumed.bootstrap import open_store
 from volumed.domain.model import Instance, User, Volume
-from volumed.domain.ports import QuotaLimits
 from volumed.domain.states import InstanceState, QuotaPolicy, VolumeState
 from volumed.domain.transitions import Step
+from volumed.domain.values import QuotaLimits
 from volumed.settings import Settings
 from volumed.store.sql import SqlStore
 

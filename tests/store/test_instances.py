@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from tests.store.harness import ROOMY, instance, tenant, to, volume
 from volumed.domain.model import Instance, Ref, User, Volume
-from volumed.domain.ports import AttachOutcome, InstanceOutcome, ListQuery, NewAttachment
 from volumed.domain.runtime import GuestExit, StopReason
 from volumed.domain.states import InstanceState, VolumeState
 from volumed.domain.transitions import Step
+from volumed.domain.values import AttachOutcome, InstanceOutcome, ListQuery, NewAttachment
 from volumed.store.sql import SqlStore
 
 USABLE = (VolumeState.AVAILABLE, VolumeState.IDLE)

@@ -8,8 +8,8 @@ import asyncio
 
 from tests.store.harness import ROOMY, tenant, to, volume
 from volumed.domain.model import Ref, User
-from volumed.domain.ports import Job, Lease
 from volumed.domain.states import QuotaPolicy, VolumeState
+from volumed.domain.values import Job, Lease
 from volumed.store.sql import SqlStore
 
 MINUTE_US = 60_000_000

@@ -8,8 +8,9 @@ import asyncio
 import pytest
 
 from tests.store.harness import ROOMY, instance, tenant, to, volume
-from volumed.domain.ports import ListQuery, QuotaLimits, QuotaOverrides, QuotaRefused, QuotaUsage
 from volumed.domain.states import InstanceState, VolumeState
+from volumed.domain.store import QuotaRefused
+from volumed.domain.values import ListQuery, QuotaLimits, QuotaOverrides, QuotaUsage
 from volumed.store.sql import SqlStore
 
 LIMITS = QuotaLimits(max_volumes=3, max_total_volume_mb=100, min_volume_mb=1, max_volume_mb=100)

@@ -10,8 +10,9 @@ import pytest
 
 from tests.store.harness import ROOMY, tenant, to, volume
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.ports import Job, QuotaLimits, QuotaRefused
 from volumed.domain.states import QuotaPolicy, VolumeState
+from volumed.domain.store import QuotaRefused
+from volumed.domain.values import Job, QuotaLimits
 from volumed.store.sql import SqlStore
 
 BUSY = VolumeState.BUSY

@@ -7,7 +7,7 @@ import pytest
 
 from tests.store.harness import ROOMY, tenant, volume
 from volumed.domain.model import User
-from volumed.domain.ports import NameTaken
+from volumed.domain.store import NameTaken
 from volumed.domain.tokens import new_token, token_digest
 from volumed.store.sql import SqlStore
 

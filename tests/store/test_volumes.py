@@ -9,8 +9,9 @@ import pytest
 
 from tests.store.harness import ROOMY, tenant, volume
 from volumed.domain.model import Ref, Volume
-from volumed.domain.ports import ListQuery, NameTaken
 from volumed.domain.states import AccessMode, QuotaPolicy, VolumeState
+from volumed.domain.store import NameTaken
+from volumed.domain.values import ListQuery
 from volumed.store.sql import SqlStore
 
 

@@ -15,8 +15,8 @@ from tests.worker.test_reconciler import formatted
 from volumed.bootstrap import Services
 from volumed.domain.fencing import LeaseLost, publish, roll_forward
 from volumed.domain.model import Ref
-from volumed.domain.ports import Job
 from volumed.domain.states import VolumeState
+from volumed.domain.values import Job
 from volumed.store.sql import SqlStore
 from volumed.worker.volume_jobs import VolumeJobs
 

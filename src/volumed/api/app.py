@@ -16,7 +16,7 @@ from volumed.api.auth import Authenticator
 from volumed.api.envelope import error_envelope
 from volumed.api.http import Request, RequestError
 from volumed.api.routing import Response, Route, Router
-from volumed.domain.ports import StoreFull, StoreUnavailable
+from volumed.domain.store import StoreFull, StoreUnavailable
 
 log = logging.getLogger("volumed.api")
 

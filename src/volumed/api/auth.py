@@ -22,7 +22,7 @@ import time
 
 from volumed.api.http import RequestError
 from volumed.domain.model import User
-from volumed.domain.ports import Store
+from volumed.domain.store import UserStore
 
 _CACHE_TTL_S = 2.0
 _CACHE_MAX = 10_000
@@ -73,7 +73,7 @@ class Authenticator:
     """Resolves ``Authorization: Bearer …`` to a user, with a short cache so that a
     revoked token stops working within ``_CACHE_TTL_S`` seconds."""
 
-    def __init__(self, store: Store, limiter: FailureLimiter | None = None) -> None:
+    def __init__(self, store: UserStore, limiter: FailureLimiter | None = None) -> None:
         self._store = store
         self._cache: dict[str, tuple[User, float]] = {}
         self._limiter = limiter or FailureLimiter(0, 1.0)

@@ -20,7 +20,7 @@ from volumed.api.volumes import each_item, path_ref
 from volumed.domain import errors, rules
 from volumed.domain.instances import InstanceService
 from volumed.domain.model import Ref, User
-from volumed.domain.ports import ListQuery
+from volumed.domain.values import ListQuery
 
 __all__ = ["InstanceLogHandlers"]
 

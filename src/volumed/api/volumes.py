@@ -19,8 +19,8 @@ from volumed.api.routing import Response, Router
 from volumed.domain import errors, rules
 from volumed.domain.listing import Page
 from volumed.domain.model import Ref, Volume
-from volumed.domain.ports import ListQuery
 from volumed.domain.states import VolumeState
+from volumed.domain.values import ListQuery
 from volumed.domain.volumes import CreateVolume, VolumeService
 
 KEY = "volumes"

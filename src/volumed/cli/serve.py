@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from volumed import logs
-from volumed.domain.ports import StorageError, StoreUnavailable
+from volumed.domain.storage import StorageError
+from volumed.domain.store import StoreUnavailable
 from volumed.settings import Settings, SettingsError
 
 

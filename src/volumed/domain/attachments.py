@@ -9,11 +9,13 @@ is there now.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from volumed.domain import errors, rules
 from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Instance, Ref, User, Volume
-from volumed.domain.ports import AttachOutcome, Store
 from volumed.domain.states import AccessMode
+from volumed.domain.store import InstanceStore, VolumeStore
 from volumed.domain.transitions import (
     InstanceOp,
     Op,
@@ -23,6 +25,7 @@ from volumed.domain.transitions import (
     op_step,
     states_allowing,
 )
+from volumed.domain.values import AttachOutcome
 
 __all__ = ["AttachmentService", "attach_op", "attach_readonly", "find_instance", "label"]
 
@@ -51,22 +54,26 @@ def attach_readonly(volume: Volume, readonly: bool | None) -> bool:
     return True
 
 
-async def find_instance(store: Store, user: User, ref: Ref) -> Instance:
+async def find_instance(store: InstanceStore, user: User, ref: Ref) -> Instance:
     instance = await store.get_instance(user.id, ref)
     if instance is None:
         raise errors.NotFound(f"No instance with {ref.describe()}")
     return instance
 
 
-async def find_volume(store: Store, user: User, ref: Ref) -> Volume:
+async def find_volume(store: VolumeStore, user: User, ref: Ref) -> Volume:
     volume = await store.get_volume(user.id, ref)
     if volume is None:
         raise errors.NotFound(f"No volume with {ref.describe()}")
     return volume
 
 
+class AttachStore(InstanceStore, VolumeStore, Protocol):
+    """What attaching and detaching read and write."""
+
+
 class AttachmentService:
-    def __init__(self, store: Store, *, waits: JobWaits, volumes_per_instance: int) -> None:
+    def __init__(self, store: AttachStore, *, waits: JobWaits, volumes_per_instance: int) -> None:
         self._store = store
         self._waits = waits
         self._max = volumes_per_instance

@@ -16,21 +16,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from volumed.domain import errors, rules
 from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.ports import (
-    NameTaken,
-    QuotaLimits,
-    QuotaRefused,
-    StorageDriver,
-    StorageError,
-    Store,
-)
 from volumed.domain.quotas import QuotaService, refusal
 from volumed.domain.states import QuotaPolicy
+from volumed.domain.storage import StorageDriver, StorageError
+from volumed.domain.store import MaintenanceStore, NameTaken, QuotaRefused, VolumeStore
 from volumed.domain.transitions import INITIAL, Op, check, op_step
+from volumed.domain.values import QuotaLimits
 from volumed.domain.volumes import CreateVolume
 
 __all__ = ["CloneService", "CloneVolume"]
@@ -61,10 +57,14 @@ class _Copy:
     tags: list[str]
 
 
+class CloneStore(VolumeStore, MaintenanceStore, Protocol):
+    """What cloning reads and writes."""
+
+
 class CloneService:
     def __init__(
         self,
-        store: Store,
+        store: CloneStore,
         storage: StorageDriver,
         quotas: QuotaService,
         *,

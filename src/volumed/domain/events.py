@@ -9,20 +9,22 @@ volume in error" and "why did it disappear" are both answerable by UUID.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from volumed.domain import errors
 from volumed.domain.audit import WORKER, EventAction, EventResult, VolumeEvent
 from volumed.domain.model import Ref, User
-
-if TYPE_CHECKING:
-    from volumed.domain.ports import Store
+from volumed.domain.store import EventStore, VolumeStore
 
 __all__ = ["WORKER", "EventAction", "EventResult", "EventService", "VolumeEvent"]
 
 
+class TrailStore(EventStore, VolumeStore, Protocol):
+    """What reading a volume's audit trail needs."""
+
+
 class EventService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: TrailStore) -> None:
         self._store = store
 
     async def list(self, user: User, uuid: str) -> list[VolumeEvent]:

@@ -2,7 +2,7 @@
 the job (issue 11; the protocol is in docs/design.md, "Lease fencing").
 
 A holder whose lease ran out (a process frozen by SIGSTOP, a long GC pause, a network
-partition) does not know it. Its epoch (:class:`~volumed.domain.ports.Lease`) does: every
+partition) does not know it. Its epoch (:class:`~volumed.domain.values.Lease`) does: every
 claim of the row makes a new one. So the holder builds the new image under a name of its
 own epoch, then
 
@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 
-from volumed.domain.ports import ImageUsage, Job, Lease, StorageDriver, StorageError, Store
+from volumed.domain.storage import ImageUsage, StorageDriver, StorageError
+from volumed.domain.store import JobStore
+from volumed.domain.values import Job, Lease
 
 __all__ = ["LeaseLost", "committed_usage", "publish", "roll_forward"]
 
@@ -36,7 +38,7 @@ class LeaseLost(Exception):
         self.lease = lease
 
 
-async def publish(store: Store, storage: StorageDriver, uuid: str, lease: Lease) -> None:
+async def publish(store: JobStore, storage: StorageDriver, uuid: str, lease: Lease) -> None:
     """Make the staged image of ``lease.epoch`` the volume's image, if ``lease`` still
     holds the job; otherwise drop it and raise :class:`LeaseLost`."""
     if not await store.commit_stage(uuid, lease):

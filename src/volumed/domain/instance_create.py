@@ -8,12 +8,19 @@ import time
 from dataclasses import dataclass, field
 
 from volumed.domain import errors, rules
-from volumed.domain.attachments import attach_op, attach_readonly, find_volume, label
+from volumed.domain.attachments import (
+    AttachStore,
+    attach_op,
+    attach_readonly,
+    find_volume,
+    label,
+)
 from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Instance, Ref, User, Volume
-from volumed.domain.ports import AttachOutcome, NewAttachment, QuotaRefused, Store
 from volumed.domain.quotas import refusal
+from volumed.domain.store import QuotaRefused
 from volumed.domain.transitions import INITIAL_INSTANCE, check, op_step
+from volumed.domain.values import AttachOutcome, NewAttachment
 from volumed.domain.volumes import CreateVolume, VolumeService
 
 __all__ = ["CreateInstance", "InstanceFactory", "InstanceLimits", "InstanceVolumeSpec"]
@@ -65,7 +72,7 @@ class InstanceFactory:
     """Builds and inserts new instances (their volumes' checks come from VolumeService)."""
 
     def __init__(
-        self, store: Store, volumes: VolumeService, waits: JobWaits, limits: InstanceLimits
+        self, store: AttachStore, volumes: VolumeService, waits: JobWaits, limits: InstanceLimits
     ) -> None:
         self._store = store
         self._waits = waits

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from volumed.domain import errors
 from volumed.domain.attachments import find_instance, label
@@ -28,13 +29,6 @@ from volumed.domain.instance_create import (
 )
 from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Instance, Ref, User
-from volumed.domain.ports import (
-    InstanceOutcome,
-    ListQuery,
-    StorageDriver,
-    StorageError,
-    Store,
-)
 from volumed.domain.runtime import (
     BootVolume,
     ConsoleSlice,
@@ -44,6 +38,8 @@ from volumed.domain.runtime import (
     StopReason,
 )
 from volumed.domain.states import InstanceState
+from volumed.domain.storage import StorageDriver, StorageError
+from volumed.domain.store import InstanceStore, VolumeStore
 from volumed.domain.transitions import (
     GONE,
     HOLDING_MOUNTS,
@@ -65,6 +61,7 @@ from volumed.domain.transitions import (
     op_step,
     states_allowing,
 )
+from volumed.domain.values import InstanceOutcome, ListQuery
 from volumed.domain.volumes import VolumeService
 
 log = logging.getLogger("volumed.instances")
@@ -95,10 +92,14 @@ class Transition:
     message: str | None = None
 
 
+class InstanceServiceStore(InstanceStore, VolumeStore, Protocol):
+    """What the instance service reads and writes: instances, and their volumes' rows."""
+
+
 class InstanceService:
     def __init__(
         self,
-        store: Store,
+        store: InstanceServiceStore,
         storage: StorageDriver,
         volumes: VolumeService,
         runtime: InstanceRuntime,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from volumed.domain import errors
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.ports import Store
+from volumed.domain.store import VolumeStore
 from volumed.domain.transitions import TRANSITIONAL, Op, is_allowed
 
 __all__ = ["JobSignals", "JobWaits"]
@@ -69,7 +69,7 @@ class JobSignals:
 class JobWaits:
     def __init__(
         self,
-        store: Store,
+        store: VolumeStore,
         signals: JobSignals,
         *,
         bound_s: float = 10.0,

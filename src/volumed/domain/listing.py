@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 from volumed.domain.model import Volume
-from volumed.domain.ports import ListQuery, Store
+from volumed.domain.store import VolumeStore
+from volumed.domain.values import ListQuery
 
 __all__ = ["Page", "page", "pages"]
 
@@ -32,7 +33,7 @@ class Page:
     page's first item."""
 
 
-async def page(store: Store, owner_id: str, query: ListQuery) -> Page:
+async def page(store: VolumeStore, owner_id: str, query: ListQuery) -> Page:
     volumes = await store.list_volumes(owner_id, query)
     cursor = query.from_uuid
     if cursor is None or (volumes and volumes[0].uuid == cursor):
@@ -45,7 +46,9 @@ async def page(store: Store, owner_id: str, query: ListQuery) -> Page:
     return Page(volumes, (cursor, name))
 
 
-async def pages(store: Store, owner_id: str, query: ListQuery, size: int) -> AsyncIterator[Page]:
+async def pages(
+    store: VolumeStore, owner_id: str, query: ListQuery, size: int
+) -> AsyncIterator[Page]:
     """The whole listing (``query.count`` unset) as pages of at most ``size``, so that a
     tenant with 100,000 volumes is never held in memory at once. Each page starts after
     the last volume of the one before (its tombstone keeps the place if it was deleted

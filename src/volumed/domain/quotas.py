@@ -3,7 +3,7 @@ may be; and the host's free space, which a static volume must fit in.
 
 Limits are the configured defaults with the tenant's overrides applied. Counting is the
 store's job, in the same transaction as the insert or the grow it guards
-(:meth:`~volumed.domain.ports.Store.insert_volume_within_quota`), so concurrent
+(:meth:`~volumed.domain.store.QuotaStore.insert_volume_within_quota`), so concurrent
 requests cannot overshoot together; this module turns a refusal into the sentence the
 API user reads.
 """
@@ -14,14 +14,9 @@ from dataclasses import dataclass
 
 from volumed.domain import errors
 from volumed.domain.model import User
-from volumed.domain.ports import (
-    QuotaLimits,
-    QuotaOverrides,
-    QuotaRefused,
-    QuotaUsage,
-    StorageDriver,
-    Store,
-)
+from volumed.domain.storage import StorageDriver
+from volumed.domain.store import QuotaRefused, QuotaStore
+from volumed.domain.values import QuotaLimits, QuotaOverrides, QuotaUsage
 
 __all__ = ["QuotaReport", "QuotaService", "effective_limits", "refusal"]
 
@@ -71,7 +66,7 @@ class QuotaService:
 
     def __init__(
         self,
-        store: Store,
+        store: QuotaStore,
         storage: StorageDriver,
         defaults: QuotaLimits,
         *,

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from volumed.domain import errors, listing
 from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.ports import ListQuery, StorageDriver, StorageError, Store
 from volumed.domain.states import VolumeState
+from volumed.domain.storage import StorageDriver, StorageError
+from volumed.domain.store import MaintenanceStore, VolumeStore
 from volumed.domain.transitions import GONE, Op, check, op_step, states_allowing
+from volumed.domain.values import ListQuery
 
 __all__ = ["TemplateService"]
 
@@ -24,10 +27,14 @@ log = logging.getLogger("volumed.templates")
 _ATTEMPTS = 3
 
 
+class TemplateStore(VolumeStore, MaintenanceStore, Protocol):
+    """What making and deleting templates reads and writes."""
+
+
 class TemplateService:
     def __init__(
         self,
-        store: Store,
+        store: TemplateStore,
         storage: StorageDriver,
         *,
         waits: JobWaits,

@@ -29,22 +29,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from volumed.domain import errors
 from volumed.domain.fencing import LeaseLost, publish
 from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.ports import (
-    ImportRefused,
-    Job,
-    Lease,
-    StorageDriver,
-    StorageError,
-    Store,
-    StoreUnavailable,
-)
 from volumed.domain.states import QuotaPolicy
+from volumed.domain.storage import ImportRefused, StorageDriver, StorageError
+from volumed.domain.store import JobStore, MaintenanceStore, StoreUnavailable, VolumeStore
 from volumed.domain.transitions import End, Op, check, op_step, step
+from volumed.domain.values import Job, Lease
 
 __all__ = ["IMPORT_JOB", "TransferService"]
 
@@ -54,10 +49,14 @@ IMPORT_JOB = "import"
 _STOPPING = "Import into volume {} stopped: the server is shutting down; its contents are unchanged"
 
 
+class TransferStore(VolumeStore, MaintenanceStore, JobStore, Protocol):
+    """What an import reads and writes: it holds its own job's lease while it streams."""
+
+
 class TransferService:
     def __init__(
         self,
-        store: Store,
+        store: TransferStore,
         storage: StorageDriver,
         *,
         waits: JobWaits,

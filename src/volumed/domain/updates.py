@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from volumed.domain import errors, rules
 from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.ports import QuotaRefused, StorageDriver, StorageError, Store
 from volumed.domain.quotas import QuotaService, refusal
 from volumed.domain.states import QuotaPolicy, VolumeState
+from volumed.domain.storage import StorageDriver, StorageError
+from volumed.domain.store import MaintenanceStore, QuotaRefused, VolumeStore
 from volumed.domain.transitions import KEEP, TRANSITIONAL, Op, check, op_step
 
 __all__ = ["Change", "UpdateService"]
@@ -41,10 +43,14 @@ class Change:
     value: PatchValue = None
 
 
+class UpdateStore(VolumeStore, MaintenanceStore, Protocol):
+    """What updating a volume reads and writes."""
+
+
 class UpdateService:
     def __init__(
         self,
-        store: Store,
+        store: UpdateStore,
         storage: StorageDriver,
         quotas: QuotaService,
         *,

@@ -11,22 +11,17 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from volumed.domain import errors, listing, rules
 from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
-from volumed.domain.ports import (
-    ListQuery,
-    NameTaken,
-    QuotaLimits,
-    QuotaRefused,
-    StorageDriver,
-    StorageError,
-    Store,
-)
 from volumed.domain.quotas import QuotaService, refusal
 from volumed.domain.states import AccessMode, QuotaPolicy
+from volumed.domain.storage import StorageDriver, StorageError
+from volumed.domain.store import NameTaken, QuotaRefused, QuotaStore, VolumeStore
 from volumed.domain.transitions import GONE, INITIAL, TRANSITIONAL, Op, check, states_allowing
+from volumed.domain.values import ListQuery, QuotaLimits
 
 log = logging.getLogger("volumed.volumes")
 
@@ -57,10 +52,14 @@ class CreateVolume:
     persistent: bool = True
 
 
+class VolumeServiceStore(VolumeStore, QuotaStore, Protocol):
+    """What the volume service reads and writes: volume rows, created within quota."""
+
+
 class VolumeService:
     def __init__(
         self,
-        store: Store,
+        store: VolumeServiceStore,
         storage: StorageDriver,
         limits: VolumeLimits,
         *,

@@ -1,4 +1,4 @@
-"""Data-plane adapters implementing :class:`volumed.domain.ports.StorageDriver`."""
+"""Data-plane adapters implementing :class:`volumed.domain.storage.StorageDriver`."""
 
 from __future__ import annotations
 

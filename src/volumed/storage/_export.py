@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from volumed.domain.ports import StorageError
+from volumed.domain.storage import StorageError
 from volumed.storage._ext4fs import ROOT_INO, Budget, Corrupt, DirEntry, Ext4Image, Inode, Run
 from volumed.storage._process import storage_errors
 from volumed.storage._tarout import END, Attrs, entry, padding, sparse_entry

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from volumed.domain.ports import StorageError
+from volumed.domain.storage import StorageError
 
 __all__ = ["Completed", "run", "run_blocking", "storage_errors"]
 

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from volumed.domain.ports import ImportRefused, StorageError
+from volumed.domain.storage import ImportRefused, StorageError
 from volumed.storage._process import run, run_blocking, storage_errors
 from volumed.storage._remove import remove_tree
 from volumed.storage._superblock import read_superblock

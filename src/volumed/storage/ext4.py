@@ -28,7 +28,7 @@ import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from volumed.domain.ports import ImageUsage, StorageError
+from volumed.domain.storage import ImageUsage, StorageError
 from volumed.storage._export import ImageExports
 from volumed.storage._extents import punch_unwritten
 from volumed.storage._process import run, run_blocking, storage_errors
@@ -48,7 +48,7 @@ _FSCK_FIXED = (0, 1)
 
 
 class Ext4ImageDriver:
-    """:class:`~volumed.domain.ports.StorageDriver` on sparse ext4 image files.
+    """:class:`~volumed.domain.storage.StorageDriver` on sparse ext4 image files.
 
     Promises, on top of the port's:
 

@@ -12,16 +12,15 @@ from typing import Any
 
 from volumed.domain.audit import WORKER, EventAction, EventResult
 from volumed.domain.model import Volume
-from volumed.domain.ports import (
+from volumed.domain.states import VolumeState
+from volumed.domain.store import NameTaken, QuotaRefused
+from volumed.domain.values import (
     AttachOutcome,
     InsertOutcome,
     InstanceOutcome,
-    NameTaken,
     QuotaLimits,
-    QuotaRefused,
     QuotaUsage,
 )
-from volumed.domain.states import VolumeState
 from volumed.store._events import EventLog
 from volumed.store._rows import _VOLUME_COLUMNS, _marks, _volume_values
 from volumed.store.db import Database, Queries, UniqueViolation

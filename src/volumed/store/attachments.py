@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from volumed.domain.audit import EventAction
 from volumed.domain.model import Instance, Volume
-from volumed.domain.ports import AttachOutcome, InsertOutcome, NewAttachment, QuotaLimits
 from volumed.domain.states import InstanceState, VolumeState
 from volumed.domain.transitions import Step
+from volumed.domain.values import AttachOutcome, InsertOutcome, NewAttachment, QuotaLimits
 from volumed.store import _states
 from volumed.store._base import SqlBase, _Abort, now_us
 from volumed.store._rows import _VOLUME_COLUMNS, _instance_values, _marks, _volume_values
@@ -21,7 +21,7 @@ __all__ = ["SqlAttachments"]
 
 
 class SqlAttachments(SqlBase):
-    """Attachments (:class:`~volumed.domain.ports.InstanceStore`)."""
+    """Attachments (:class:`~volumed.domain.store.InstanceStore`)."""
 
     async def insert_instance(
         self,

@@ -3,7 +3,7 @@
 The store's SQL is written once with ``?`` placeholders in the dialect both databases
 share; an adapter translates placeholders, runs statements, and turns its driver's
 exceptions into :class:`UniqueViolation` and
-:class:`~volumed.domain.ports.StoreUnavailable`.
+:class:`~volumed.domain.store.StoreUnavailable`.
 
 The SQLite adapter's coroutines never suspend (``sqlite3`` is synchronous and fast here),
 so a transaction runs to its end without another request's statements in between.
@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from volumed.domain.ports import StoreFull, StoreUnavailable
+from volumed.domain.store import StoreFull, StoreUnavailable
 
 Row = Mapping[str, Any]
 Params = Sequence[Any]

@@ -11,7 +11,7 @@ __all__ = ["SqlEvents"]
 
 
 class SqlEvents(SqlBase):
-    """The audit trail (:class:`~volumed.domain.ports.EventStore`)."""
+    """The audit trail (:class:`~volumed.domain.store.EventStore`)."""
 
     async def volume_events(self, owner_id: str, uuid: str) -> list[VolumeEvent]:
         return await self._events.list(self._db, owner_id, uuid)

@@ -15,10 +15,10 @@ from typing import Any
 
 from volumed.domain.audit import EventAction, EventResult
 from volumed.domain.model import Instance, InstanceVolume, Ref
-from volumed.domain.ports import InstanceOutcome, ListQuery
 from volumed.domain.runtime import GuestExit
 from volumed.domain.states import InstanceState, VolumeState
 from volumed.domain.transitions import Step
+from volumed.domain.values import InstanceOutcome, ListQuery
 from volumed.store import _states
 from volumed.store._base import _NEW_JOB, SqlBase, _Abort, now_us
 from volumed.store._rows import _chunks, _instance_from_row, _marks
@@ -28,7 +28,7 @@ __all__ = ["SqlInstances"]
 
 
 class SqlInstances(SqlBase):
-    """Instances and nodes (:class:`~volumed.domain.ports.InstanceStore`)."""
+    """Instances and nodes (:class:`~volumed.domain.store.InstanceStore`)."""
 
     async def get_instance(self, owner_id: str, ref: Ref) -> Instance | None:
         db: Queries = self._db

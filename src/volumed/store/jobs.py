@@ -8,9 +8,9 @@ import json
 from typing import Any
 
 from volumed.domain.audit import WORKER, EventResult
-from volumed.domain.ports import Job, Lease, StoreStats
 from volumed.domain.states import VolumeState
 from volumed.domain.transitions import Step
+from volumed.domain.values import Job, Lease, StoreStats
 from volumed.store import _states
 from volumed.store._base import _HELD, _NO_JOB, SqlBase, now_us
 from volumed.store._rows import _QUOTA_POLICIES, _VOLUME_STATES
@@ -20,7 +20,7 @@ __all__ = ["SqlJobs"]
 
 
 class SqlJobs(SqlBase):
-    """Jobs and leases (:class:`~volumed.domain.ports.JobStore`)."""
+    """Jobs and leases (:class:`~volumed.domain.store.JobStore`)."""
 
     async def claim_job(self, worker_id: str, lease_us: int) -> Job | None:
         """Take the oldest job whose lease has expired, under a new lease for ``worker_id``."""

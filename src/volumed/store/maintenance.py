@@ -9,9 +9,10 @@ import json
 
 from volumed.domain.audit import WORKER, EventAction, EventResult
 from volumed.domain.model import Volume
-from volumed.domain.ports import Lease, QuotaLimits, QuotaRefused, QuotaUsage
 from volumed.domain.states import QuotaPolicy, VolumeState
+from volumed.domain.store import QuotaRefused
 from volumed.domain.transitions import Step
+from volumed.domain.values import Lease, QuotaLimits, QuotaUsage
 from volumed.store import _states
 from volumed.store._base import _HELD, _NEW_JOB, _NO_JOB, SqlBase, now_us
 from volumed.store.db import Queries
@@ -21,7 +22,7 @@ __all__ = ["SqlMaintenance"]
 
 class SqlMaintenance(SqlBase):
     """Grow, quota policy, clone, template and import
-    (:class:`~volumed.domain.ports.MaintenanceStore`)."""
+    (:class:`~volumed.domain.store.MaintenanceStore`)."""
 
     async def begin_grow(
         self,
@@ -259,22 +260,6 @@ class SqlMaintenance(SqlBase):
                     message="Converted to a template",
                 )
         return cur == 1
-
-    async def has_active_clones(self, uuid: str) -> bool:
-        db: Queries = self._db
-        row = await db.fetchone(
-            "SELECT 1 FROM volumes WHERE clone_source = ? AND job = 'clone' LIMIT 1", (uuid,)
-        )
-        return row is not None
-
-    async def job_holding(self, uuid: str) -> str | None:
-        db: Queries = self._db
-        row = await db.fetchone(
-            "SELECT job FROM volumes WHERE uuid = ? AND job IS NOT NULL UNION ALL "
-            "SELECT job FROM volumes WHERE clone_source = ? AND job = 'clone' LIMIT 1",
-            (uuid, uuid),
-        )
-        return None if row is None else str(row[0])
 
     async def begin_import(
         self, owner_id: str, uuid: str, step: Step[VolumeState], worker_id: str, lease_us: int

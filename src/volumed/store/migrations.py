@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from volumed.domain.ports import StoreUnavailable
+from volumed.domain.store import StoreUnavailable
 
 DIALECTS = ("sqlite", "postgresql")
 

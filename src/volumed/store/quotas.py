@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from volumed.domain.model import Volume
-from volumed.domain.ports import QuotaLimits, QuotaOverrides, QuotaUsage
+from volumed.domain.values import QuotaLimits, QuotaOverrides, QuotaUsage
 from volumed.store import _states
 from volumed.store._base import SqlBase
 from volumed.store.db import Queries
@@ -16,7 +16,7 @@ __all__ = ["SqlQuotas"]
 
 
 class SqlQuotas(SqlBase):
-    """Quotas (:class:`~volumed.domain.ports.QuotaStore`)."""
+    """Quotas (:class:`~volumed.domain.store.QuotaStore`)."""
 
     async def quota_overrides(self, user_id: str) -> QuotaOverrides | None:
         db: Queries = self._db
@@ -66,3 +66,17 @@ class SqlQuotas(SqlBase):
         async with self._db.transaction() as db:
             await self._check_room(db, volume.owner_id, limits, 1, volume.size_mb)
             await self._insert_row(db, volume, job, job_args)
+
+    async def pending_reserved_mb(self) -> int:
+        """Host space already promised to jobs not done yet: static volumes being
+        formatted or cloned, the growth of static volumes being grown, and volumes
+        switching to static (counted whole)."""
+        db: Queries = self._db
+        row = await db.fetchone(
+            "SELECT COALESCE(SUM(CASE "
+            "WHEN job IN ('format', 'clone') AND quota_policy = 'static' THEN size_mb "
+            "WHEN job = 'grow' AND quota_policy = 'static' THEN pending_size_mb - size_mb "
+            "WHEN job = 'reserve' THEN size_mb ELSE 0 END), 0) "
+            "FROM volumes WHERE job IS NOT NULL"
+        )
+        return int(row[0])

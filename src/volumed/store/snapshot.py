@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from volumed.domain.ports import StoreUnavailable
+from volumed.domain.store import StoreUnavailable
 
 __all__ = [
     "PG_DUMP_FILE",

@@ -53,5 +53,5 @@ class SqlStore(
     SqlQuotas,
     SqlEvents,
 ):
-    """The :class:`~volumed.domain.ports.Store` over a :class:`~volumed.store.db.Database`:
+    """The :class:`~volumed.domain.store.Store` over a :class:`~volumed.store.db.Database`:
     one object made of the rooms, each the SQL of one role (see :mod:`volumed.store`)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from volumed.domain.model import User
-from volumed.domain.ports import NameTaken
+from volumed.domain.store import NameTaken
 from volumed.store._base import SqlBase, now_us
 from volumed.store.db import Queries, UniqueViolation
 
@@ -13,7 +13,7 @@ __all__ = ["SqlUsers"]
 
 
 class SqlUsers(SqlBase):
-    """Users and tokens (:class:`~volumed.domain.ports.UserStore`)."""
+    """Users and tokens (:class:`~volumed.domain.store.UserStore`)."""
 
     async def user_for_token(self, token_hash: str) -> User | None:
         db: Queries = self._db

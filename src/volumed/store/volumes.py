@@ -10,8 +10,8 @@ from typing import Any
 
 from volumed.domain.audit import EventAction, EventResult
 from volumed.domain.model import InstanceRef, Mount, Ref, Volume
-from volumed.domain.ports import ListQuery
 from volumed.domain.states import VolumeState
+from volumed.domain.values import ListQuery
 from volumed.store import _states
 from volumed.store._base import _NEW_JOB, SqlBase, now_us
 from volumed.store._rows import (
@@ -41,7 +41,7 @@ _TOMBSTONE_US = 24 * 3600 * 1_000_000
 
 
 class SqlVolumes(SqlBase):
-    """Volume rows (:class:`~volumed.domain.ports.VolumeStore`)."""
+    """Volume rows (:class:`~volumed.domain.store.VolumeStore`)."""
 
     async def get_volume(self, owner_id: str, ref: Ref) -> Volume | None:
         # One statement for the volume and its attachments: this is the hottest read.
@@ -130,20 +130,6 @@ class SqlVolumes(SqlBase):
                 volume.attached_to.append(InstanceRef(inst_uuid, inst_name))
                 if inst_state in _states.HOLDING_MOUNTS:
                     volume.mounted_by.append(Mount(inst_uuid, inst_name, bool(readonly)))
-
-    async def pending_reserved_mb(self) -> int:
-        """Host space already promised to jobs not done yet: static volumes being
-        formatted or cloned, the growth of static volumes being grown, and volumes
-        switching to static (counted whole)."""
-        db: Queries = self._db
-        row = await db.fetchone(
-            "SELECT COALESCE(SUM(CASE "
-            "WHEN job IN ('format', 'clone') AND quota_policy = 'static' THEN size_mb "
-            "WHEN job = 'grow' AND quota_policy = 'static' THEN pending_size_mb - size_mb "
-            "WHEN job = 'reserve' THEN size_mb ELSE 0 END), 0) "
-            "FROM volumes WHERE job IS NOT NULL"
-        )
-        return int(row[0])
 
     async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[VolumeState]) -> bool:
         """Compare-and-set: hide the volume and owe its deletion, if it is in an expected
@@ -262,3 +248,19 @@ class SqlVolumes(SqlBase):
                 message=message,
             )
         return True
+
+    async def has_active_clones(self, uuid: str) -> bool:
+        db: Queries = self._db
+        row = await db.fetchone(
+            "SELECT 1 FROM volumes WHERE clone_source = ? AND job = 'clone' LIMIT 1", (uuid,)
+        )
+        return row is not None
+
+    async def job_holding(self, uuid: str) -> str | None:
+        db: Queries = self._db
+        row = await db.fetchone(
+            "SELECT job FROM volumes WHERE uuid = ? AND job IS NOT NULL UNION ALL "
+            "SELECT job FROM volumes WHERE clone_source = ? AND job = 'clone' LIMIT 1",
+            (uuid, uuid),
+        )
+        return None if row is None else str(row[0])

@@ -4,7 +4,7 @@ A job (format, delete, ...) is written in the same transaction as the request th
 it, so it can never be lost. A worker claims one under a lease, renews the lease while it
 works, and ends it with a compare-and-set that only the lease holder can win. A worker
 killed mid-job leaves its lease to expire; the next claim redoes the job, which every
-storage operation allows (see :class:`~volumed.domain.ports.StorageDriver`).
+storage operation allows (see :class:`~volumed.domain.storage.StorageDriver`).
 
 Each claim carries a fencing epoch: a job builds the new image as a staged copy and
 publishes it only through :func:`volumed.domain.fencing.publish`, so a worker that was
@@ -24,13 +24,16 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from volumed.domain.audit import EventResult
 from volumed.domain.fencing import LeaseLost, committed_usage, publish, roll_forward
 from volumed.domain.job_waits import JobSignals
-from volumed.domain.ports import Job, StorageDriver, StorageError, Store, StoreUnavailable
 from volumed.domain.states import QuotaPolicy
+from volumed.domain.storage import StorageDriver, StorageError
+from volumed.domain.store import EventStore, JobStore, StoreUnavailable, VolumeStore
 from volumed.domain.transitions import End, step
+from volumed.domain.values import Job
 
 log = logging.getLogger("volumed.worker")
 
@@ -55,10 +58,14 @@ class WorkerSettings:
         return int(min(self.retry_backoff_s * 2 ** max(0, attempts - 1), 300.0) * 1_000_000)
 
 
+class ReconcilerStore(JobStore, VolumeStore, EventStore, Protocol):
+    """What the reconciler reads and writes: the job queue, purges, failed attempts."""
+
+
 class Reconciler:
     def __init__(
         self,
-        store: Store,
+        store: ReconcilerStore,
         storage: StorageDriver,
         settings: WorkerSettings,
         *,

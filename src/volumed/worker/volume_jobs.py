@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Protocol
 
 from volumed.domain.fencing import LeaseLost, committed_usage, publish
-from volumed.domain.ports import ImageUsage, Job, StorageDriver, StorageError, Store
 from volumed.domain.states import QuotaPolicy, VolumeState
+from volumed.domain.storage import ImageUsage, StorageDriver, StorageError
+from volumed.domain.store import JobStore, MaintenanceStore
 from volumed.domain.transitions import End, Step, restored, step
+from volumed.domain.values import Job
 from volumed.worker.reconciler import Reconciler
 
 __all__ = ["VolumeJobs"]
@@ -34,8 +37,14 @@ __all__ = ["VolumeJobs"]
 log = logging.getLogger("volumed.worker")
 
 
+class VolumeJobStore(JobStore, MaintenanceStore, Protocol):
+    """What the volume jobs write: their steps, and the end of each maintenance job."""
+
+
 class VolumeJobs:
-    def __init__(self, store: Store, storage: StorageDriver, *, max_attempts: int = 5) -> None:
+    def __init__(
+        self, store: VolumeJobStore, storage: StorageDriver, *, max_attempts: int = 5
+    ) -> None:
         self._store = store
         self._storage = storage
         self._max_attempts = max_attempts

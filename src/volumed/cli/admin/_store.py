@@ -26,7 +26,7 @@ def open_store(app: App, *, create: bool = False, migrate: bool = True) -> SqlSt
     ``create``."""
     from volumed.bootstrap import open_store as open_configured
     from volumed.bootstrap import sqlite_path
-    from volumed.domain.ports import StoreUnavailable
+    from volumed.domain.store import StoreUnavailable
 
     settings = app.settings()
     if settings.is_sqlite:

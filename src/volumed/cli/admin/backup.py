@@ -40,7 +40,7 @@ def backup(app: App, dest: Path, wait_s: float) -> None:
     from volumed import __version__
     from volumed.cli.admin._backup import BackupError, take_backup
     from volumed.cli.admin._store import run
-    from volumed.domain.ports import StoreUnavailable
+    from volumed.domain.store import StoreUnavailable
     from volumed.store import snapshot as snap
 
     settings = app.settings()
@@ -95,7 +95,8 @@ def restore(app: App, source: Path) -> None:
     """Bring a backup made by `volumed backup` into an empty data directory."""
     from volumed.cli.admin._backup import BackupError, read_manifest
     from volumed.cli.admin._restore import restore_backup
-    from volumed.domain.ports import StorageError, StoreUnavailable
+    from volumed.domain.storage import StorageError
+    from volumed.domain.store import StoreUnavailable
 
     settings = app.settings()
     try:

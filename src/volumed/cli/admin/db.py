@@ -56,7 +56,7 @@ def status(app: App) -> None:
 def migrate(app: App) -> None:
     """Apply pending migrations (safe while a server runs: one transaction)."""
     from volumed.cli.admin._store import open_store, run
-    from volumed.domain.ports import StoreUnavailable
+    from volumed.domain.store import StoreUnavailable
 
     store = open_store(app, create=True, migrate=False)
     try:

@@ -87,7 +87,7 @@ def fsck(app: App, repair: bool, run_e2fsck: bool) -> None:
 async def _check(  # noqa: C901 - one pass over rows, then files; reads top to bottom
     store: SqlStore, storage: Ext4ImageDriver, server: bool, repair: bool, run_e2fsck: bool
 ) -> tuple[list[dict[str, object]], dict[str, int]]:
-    from volumed.domain.ports import StorageError
+    from volumed.domain.storage import StorageError
 
     findings: list[dict[str, object]] = []
 

@@ -102,7 +102,7 @@ def set_quota(
 
     from volumed.cli.admin._store import find_user, open_store, run
     from volumed.cli.output import parse_size_mb
-    from volumed.domain.ports import QuotaOverrides
+    from volumed.domain.values import QuotaOverrides
 
     changes: dict[str, int] = {}
     if max_volumes is not None:

@@ -39,7 +39,7 @@ def create_user(app: App, name: str, no_token: bool) -> None:
 
     from volumed.cli.admin._store import open_store, run
     from volumed.domain.model import User
-    from volumed.domain.ports import NameTaken
+    from volumed.domain.store import NameTaken
     from volumed.domain.tokens import new_token, token_digest
 
     if not name or len(name) > 63 or not name.replace("-", "").replace("_", "").isalnum():
