@@ -273,7 +273,10 @@ class LiveServer:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def client(self, token: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return self.anonymous({"Authorization": f"Bearer {token or self.token}"})
+
+    def anonymous(self, headers: dict[str, str] | None = None) -> httpx.Client:
+        """A client that sends no token (only ``headers``)."""
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
     def add_user(self, name: str) -> str:

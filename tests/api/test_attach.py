@@ -1,5 +1,6 @@
-"""Attach and detach over real HTTP: the seed's examples, the SDK's shapes, every rule of
-api-reference §6.6/§6.7 and every error code of the §5 table for attach and detach."""
+"""Attach and detach: the seed's examples, the SDK's shapes, every rule of api-reference
+§6.6/§6.7 and every error code of the §5 table for attach and detach, against a server in
+process (tests/inprocess.py; the official SDK's calls are in tests/sdk)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from tests.api.attach_helpers import (
     wait_settled,
 )
 from tests.conftest import LiveServer, wait_for_state
+from tests.inprocess import InProcessServer, inprocess_server  # noqa: F401 - in process
 
 # ---------------------------------------------------------------- the seed's examples
 
@@ -392,8 +394,10 @@ def test_create_instance_with_existing_volume_by_name(api: httpx.Client) -> None
     failed(api.get("/v1/instances", params={"name": name}), 8, "instances")
 
 
-def test_failed_volume_item_leaves_nothing_behind(fresh_server: Callable[..., LiveServer]) -> None:
-    live = fresh_server(VOLUMED_VOLUMES_PER_INSTANCE=3)
+def test_failed_volume_item_leaves_nothing_behind(
+    fresh_inprocess: Callable[..., InProcessServer],
+) -> None:
+    live = fresh_inprocess(VOLUMED_VOLUMES_PER_INSTANCE=3)
     with live.client() as api:
         name, new_name = unique("atomic"), unique("newvol")
         cases = [
@@ -421,9 +425,9 @@ def test_failed_volume_item_leaves_nothing_behind(fresh_server: Callable[..., Li
 
 
 def test_volumes_made_with_an_instance_count_against_the_quota(
-    fresh_server: Callable[..., LiveServer],
+    fresh_inprocess: Callable[..., InProcessServer],
 ) -> None:
-    live = fresh_server(VOLUMED_QUOTA_MAX_VOLUMES=2, VOLUMED_QUOTA_MAX_TOTAL_MB=100)
+    live = fresh_inprocess(VOLUMED_QUOTA_MAX_VOLUMES=2, VOLUMED_QUOTA_MAX_TOTAL_MB=100)
     with live.client() as api:
         new_instance(api, volumes=[{"size_mb": 60, "at": "/a", "quota_policy": "dynamic"}])
         name = unique("over")
@@ -441,8 +445,10 @@ def test_volumes_made_with_an_instance_count_against_the_quota(
 # ---------------------------------------------------------------- limits and paths
 
 
-def test_volumes_per_instance_is_configurable(fresh_server: Callable[..., LiveServer]) -> None:
-    live = fresh_server(VOLUMED_VOLUMES_PER_INSTANCE=2)
+def test_volumes_per_instance_is_configurable(
+    fresh_inprocess: Callable[..., InProcessServer],
+) -> None:
+    live = fresh_inprocess(VOLUMED_VOLUMES_PER_INSTANCE=2)
     with live.client() as api:
         a, b, c = new_volume(api), new_volume(api), new_volume(api)
         inst = new_instance(api)
@@ -504,38 +510,3 @@ def test_tenants_cannot_see_each_others_volumes_or_instances(
         # Same names in two tenants are fine.
         new_instance(other, inst["name"])
     assert volume(api, vol["uuid"])["state"] == "available"
-
-
-# ---------------------------------------------------------------- the official SDK
-
-
-def test_official_sdk_attach_detach_and_instance_calls(
-    api: httpx.Client, server: LiveServer
-) -> None:
-    import asyncio
-
-    from unikraft_cloud import UnikraftCloud
-
-    vol_name, inst_name = unique("sdkv"), unique("sdki")
-    new_volume(api, vol_name)
-
-    async def scenario() -> None:
-        async with UnikraftCloud(token=server.token, base_url=server.url) as ukc:
-            web = await ukc.instances.create(image="nginx:latest", name=inst_name)
-            assert web.state == "stopped"
-            await ukc.volumes.get(name=vol_name).attach(to=inst_name, at="/data")
-            await ukc.instances.get(name=inst_name).start()
-            await ukc.instances.get(name=inst_name).wait(state="running", timeout_seconds=5)
-            got = await ukc.volumes.get(name=vol_name)
-            assert got.state == "mounted" and got.attached_to is not None
-            assert got.attached_to[0].name == inst_name
-            await ukc.instances.get(name=inst_name).stop()
-            await ukc.volumes.get(name=vol_name).detach(from_=inst_name)
-            await ukc.instances.get(name=inst_name).delete()
-
-    asyncio.run(scenario())
-    assert volume(api, new_volume_uuid(api, vol_name))["state"] == "available"
-
-
-def new_volume_uuid(api: httpx.Client, name: str) -> str:
-    return str(ok(api.get("/v1/volumes", params={"name": name}))["uuid"])

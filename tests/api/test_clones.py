@@ -27,6 +27,7 @@ from tests.api.lifecycle_helpers import (
     wait_until,
 )
 from tests.conftest import LiveServer
+from tests.inprocess import inprocess_server  # noqa: F401 - in process
 
 
 def _uuid_of_fs(path: Path) -> str:

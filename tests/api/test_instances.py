@@ -1,5 +1,6 @@
-"""The Instances API slice (api-reference §8) over real HTTP: create, get and list, start
-and stop, delete, wait; same envelope and per-item errors as volumes."""
+"""The Instances API slice (api-reference §8), against a server in process
+(tests/inprocess.py): create, get and list, start and stop, delete, wait; same envelope
+and per-item errors as volumes."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.api.attach_helpers import (
     unique,
 )
 from tests.conftest import LiveServer
+from tests.inprocess import InProcessServer, inprocess_server  # noqa: F401 - in process
 
 KEY = "instances"
 
@@ -139,8 +141,8 @@ def test_get_by_body_identifiers_and_mixed_results(api: httpx.Client) -> None:
     assert [i["status"] for i in body["data"][KEY]] == ["success", "error"]
 
 
-def test_list_all_with_pagination(fresh_server: Callable[..., LiveServer]) -> None:
-    live = fresh_server()
+def test_list_all_with_pagination(fresh_inprocess: Callable[..., InProcessServer]) -> None:
+    live = fresh_inprocess()
     with live.client() as api:
         assert api.get("/v1/instances").json()["data"] == {KEY: []}
         made = [new_instance(api, f"p{i}") for i in range(5)]

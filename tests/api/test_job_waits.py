@@ -29,13 +29,14 @@ from tests.api.lifecycle_helpers import (
     ok,
     unique,
 )
-from tests.conftest import LiveServer, make_server
+from tests.conftest import LiveServer
+from tests.inprocess import make_inprocess_server
 
 
 @pytest.fixture(scope="module")
 def waiting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Waits up to 5 s; the worker looks for expired leases every 50 ms."""
-    live = make_server(
+    live = make_inprocess_server(
         tmp_path_factory.mktemp("waits"), VOLUMED_JOB_WAIT_S=5, VOLUMED_WORKER_POLL_S=0.05
     )
     yield live
@@ -45,7 +46,7 @@ def waiting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Waits 0.5 s at most; the worker only claims when a request wakes it."""
-    live = make_server(
+    live = make_inprocess_server(
         tmp_path_factory.mktemp("impatient"),
         VOLUMED_JOB_WAIT_S=0.5,
         VOLUMED_WORKER_POLL_S=3600,

@@ -8,6 +8,7 @@ import httpx
 from unikraft_cloud.api.controlplane import models
 
 from tests.conftest import LiveServer
+from tests.inprocess import InProcessServer, inprocess_server  # noqa: F401 - in process
 
 
 def metros(response: httpx.Response) -> list[dict[str, str]]:
@@ -25,10 +26,11 @@ def test_the_server_is_the_one_metro(api: httpx.Client, server: LiveServer) -> N
     assert metro == metros(api.get("/v1/metros"))[0]  # a stable uuid
     proxied = api.get("/v1/metros", headers={"host": "vol.example", "x-forwarded-proto": "https"})
     assert metros(proxied)[0]["endpoint"] == "https://vol.example/v1"
-    assert httpx.get(server.url + "/v1/metros").status_code == 401
+    with server.anonymous() as anonymous:
+        assert anonymous.get("/v1/metros").status_code == 401
 
 
-def test_public_url_setting_wins(fresh_server: Callable[..., LiveServer]) -> None:
-    live = fresh_server(VOLUMED_PUBLIC_URL="https://volumes.example.org/")
+def test_public_url_setting_wins(fresh_inprocess: Callable[..., InProcessServer]) -> None:
+    live = fresh_inprocess(VOLUMED_PUBLIC_URL="https://volumes.example.org/")
     with live.client() as api:
         assert metros(api.get("/v1/metros"))[0]["endpoint"] == "https://volumes.example.org/v1"

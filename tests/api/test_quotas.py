@@ -26,12 +26,13 @@ from tests.api.lifecycle_helpers import (
     wait_for,
     wait_until,
 )
-from tests.conftest import LiveServer, make_server
+from tests.conftest import LiveServer
+from tests.inprocess import inprocess_server, make_inprocess_server  # noqa: F401 - in process
 
 
 @pytest.fixture(scope="module")
 def quota_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = make_server(
+    live = make_inprocess_server(
         tmp_path_factory.mktemp("quotas"), VOLUMED_MIN_VOLUME_MB=2, VOLUMED_MAX_VOLUME_MB=64
     )
     yield live
@@ -143,7 +144,8 @@ def test_templates_count_and_instances_are_reported(quota_server: LiveServer) ->
 
 
 def test_quotas_need_a_token_and_take_no_query(server: LiveServer, api: httpx.Client) -> None:
-    assert httpx.get(server.url + "/v1/users/quotas").status_code == 401
+    with server.anonymous() as anonymous:
+        assert anonymous.get("/v1/users/quotas").status_code == 401
     assert api.get("/v1/users/quotas", params={"x": "1"}).status_code == 400
 
 

@@ -24,6 +24,7 @@ from tests.api.lifecycle_helpers import (
     unique,
 )
 from tests.conftest import LiveServer
+from tests.inprocess import inprocess_server  # noqa: F401 - in process
 
 
 def make_template(api: httpx.Client, **fields: object) -> Item:

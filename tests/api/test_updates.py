@@ -1,5 +1,5 @@
 """PATCH /v1/volumes and /v1/volumes/{uuid}: tags, delete lock, real grows and real
-quota-policy switches, over HTTP against a live server."""
+quota-policy switches, against a server in process (tests/inprocess.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from tests.api.lifecycle_helpers import (
     unique,
 )
 from tests.conftest import LiveServer
+from tests.inprocess import inprocess_server  # noqa: F401 - `server` runs in process
 
 # ---------------------------------------------------------------------- tags
 

@@ -1,9 +1,11 @@
-"""Create, get, list and delete volumes over real HTTP against a live server."""
+"""Create, get, list and delete volumes: requests and answers, against a server in
+process (tests/inprocess.py); the token file's first start runs a real server."""
 
 from __future__ import annotations
 
 import subprocess
 import uuid as uuid_lib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, wait_for_state
+from tests.inprocess import InProcessServer, inprocess_server  # noqa: F401 - in process
 
 
 def items(response: httpx.Response) -> list[dict[str, object]]:
@@ -160,9 +163,9 @@ def test_size_rules(api: httpx.Client, size: int, code: int) -> None:
 
 
 def test_size_above_free_disk_space_is_refused_up_front(
-    fresh_server: object,
+    fresh_inprocess: Callable[..., InProcessServer],
 ) -> None:
-    live = fresh_server(VOLUMED_MAX_VOLUME_MB=100_000_000)  # type: ignore[operator]
+    live = fresh_inprocess(VOLUMED_MAX_VOLUME_MB=100_000_000)
     with live.client() as api:
         item = items(api.post("/v1/volumes", json={"size_mb": 50_000_000}))[0]
         assert item["error"] == 19
@@ -258,7 +261,8 @@ def test_identifiers_in_a_local_scope_body_are_400(api: httpx.Client) -> None:
 def test_every_route_needs_a_valid_token(
     server: LiveServer, headers: dict[str, str], method: str, path: str
 ) -> None:
-    response = httpx.request(method, server.url + path, headers=headers, json={"size_mb": 1})
+    with server.anonymous(headers) as client:
+        response = client.request(method, path, json={"size_mb": 1})
     assert response.status_code == 401
     body = response.json()
     assert body["status"] == "error" and body["errors"][0]["status"] == 401
@@ -269,7 +273,8 @@ def test_root_answers_with_a_token(api: httpx.Client) -> None:
 
 
 def test_openapi_document_is_public(server: LiveServer) -> None:
-    document = httpx.get(server.url + "/openapi.json").json()
+    with server.anonymous() as client:
+        document = client.get("/openapi.json").json()
     assert document["openapi"].startswith("3.")
     assert "/v1/volumes" in document["paths"]
 
@@ -344,8 +349,10 @@ def test_both_or_neither_identifier_in_a_body_item(api: httpx.Client) -> None:
     assert both["error"] == 17 and neither["error"] == 13
 
 
-def test_list_all_without_identifiers_and_details_false(fresh_server: object) -> None:
-    live = fresh_server()  # type: ignore[operator]
+def test_list_all_without_identifiers_and_details_false(
+    fresh_inprocess: Callable[..., InProcessServer],
+) -> None:
+    live = fresh_inprocess()
     with live.client() as api:
         assert items(api.get("/v1/volumes")) == []
         made = [create(api) for _ in range(3)]
@@ -355,8 +362,8 @@ def test_list_all_without_identifiers_and_details_false(fresh_server: object) ->
         assert all(set(v) == {"status", "uuid", "name"} for v in brief)
 
 
-def test_seed_list_endpoint_with_filters(fresh_server: object) -> None:
-    live = fresh_server()  # type: ignore[operator]
+def test_seed_list_endpoint_with_filters(fresh_inprocess: Callable[..., InProcessServer]) -> None:
+    live = fresh_inprocess()
     with live.client() as api:
         made = [create(api) for _ in range(2)]
         for m in made:
@@ -415,12 +422,14 @@ def test_delete_of_a_volume_still_formatting_is_refused_with_24_or_succeeds_late
     assert result["status"] == "success" or result["error"] == 24
 
 
-def test_fifty_parallel_deletes_of_one_volume_exactly_one_wins(api: httpx.Client) -> None:
+def test_fifty_parallel_deletes_of_one_volume_exactly_one_wins(
+    api: httpx.Client, server: LiveServer
+) -> None:
     item = create(api)
     wait_for_state(api, str(item["uuid"]))
 
     def delete(_: int) -> dict[str, object]:
-        with httpx.Client(base_url=str(api.base_url), headers=api.headers) as client:
+        with server.client() as client:
             return items(client.delete(f"/v1/volumes/{item['uuid']}"))[0]
 
     with ThreadPoolExecutor(max_workers=50) as pool:
@@ -429,11 +438,11 @@ def test_fifty_parallel_deletes_of_one_volume_exactly_one_wins(api: httpx.Client
     assert {r.get("error") for r in results if r["status"] == "error"} == {8}
 
 
-def test_fifty_parallel_creates_of_one_name_exactly_one_wins(api: httpx.Client) -> None:
+def test_fifty_parallel_creates_of_one_name_exactly_one_wins(server: LiveServer) -> None:
     name = unique("race")
 
     def create_named(_: int) -> dict[str, object]:
-        with httpx.Client(base_url=str(api.base_url), headers=api.headers) as client:
+        with server.client() as client:
             return items(client.post("/v1/volumes", json={"size_mb": 1, "name": name}))[0]
 
     with ThreadPoolExecutor(max_workers=50) as pool:

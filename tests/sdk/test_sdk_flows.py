@@ -11,6 +11,7 @@ import pytest
 from unikraft_cloud import NotFoundError, Ref, UnikraftCloud
 from unikraft_cloud.api.platform import models
 
+from tests.api import attach_helpers
 from tests.conftest import LiveServer
 from tests.sdk.test_sdk_volumes import run
 
@@ -108,3 +109,30 @@ def test_create_then_delete_at_once(sdk_server: LiveServer) -> None:
             await ukc.volumes.get(uuid=str(created.uuid))
 
     run(sdk_server, body)
+
+
+def test_official_sdk_attach_detach_and_instance_calls(sdk_server: LiveServer) -> None:
+    """(Moved from tests/api/test_attach.py, which runs in process: the SDK needs a real
+    server.)"""
+    vol_name, inst_name = attach_helpers.unique("sdkv"), attach_helpers.unique("sdki")
+    with sdk_server.client() as api:
+        attach_helpers.new_volume(api, vol_name)
+
+    async def scenario() -> None:
+        async with UnikraftCloud(token=sdk_server.token, base_url=sdk_server.url) as ukc:
+            web = await ukc.instances.create(image="nginx:latest", name=inst_name)
+            assert web.state == "stopped"
+            await ukc.volumes.get(name=vol_name).attach(to=inst_name, at="/data")
+            await ukc.instances.get(name=inst_name).start()
+            await ukc.instances.get(name=inst_name).wait(state="running", timeout_seconds=5)
+            got = await ukc.volumes.get(name=vol_name)
+            assert got.state == "mounted" and got.attached_to is not None
+            assert got.attached_to[0].name == inst_name
+            await ukc.instances.get(name=inst_name).stop()
+            await ukc.volumes.get(name=vol_name).detach(from_=inst_name)
+            await ukc.instances.get(name=inst_name).delete()
+
+    asyncio.run(scenario())
+    with sdk_server.client() as api:
+        uuid = str(attach_helpers.ok(api.get("/v1/volumes", params={"name": vol_name}))["uuid"])
+        assert attach_helpers.volume(api, uuid)["state"] == "available"

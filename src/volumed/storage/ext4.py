@@ -55,8 +55,8 @@ class Ext4ImageDriver:
     * A new volume is always a fresh ``truncate`` + ``mke2fs`` of a newly created file,
       never a reused one, so deleted data never reappears in a new volume.
     * ``create`` and ``clone`` build ``<uuid>.img.tmp`` and rename it over
-      ``<uuid>.img`` after an ``fsync``, then ``fsync`` the directory: after a crash
-      the image is either absent or complete.
+      ``<uuid>.img`` after an ``fsync`` (``mke2fs``'s own, for ``create``), then
+      ``fsync`` the directory: after a crash the image is either absent or complete.
     * ``delete`` succeeds when the image is already gone.
     * No ``OSError`` or subprocess error escapes: failures are ``StorageError``, with
       ``no_space`` set when the host is full. Bad arguments are ``ValueError``.
@@ -117,20 +117,27 @@ class Ext4ImageDriver:
             no_space_detail=self._space_note(size_mb if reserve else None),
             hide_dir=self._dir,
         ):
-            await run_blocking(_unlink, tmp)
             try:
-                await run_blocking(_new_sparse_file, tmp, size)
+                # The file is reserved before mke2fs writes into it, so mke2fs's own
+                # fsync as it closes the image (two, in e2fsprogs' unix_io) makes the file
+                # system and the reservation durable at once: no fsync of ours follows.
+                # nodiscard: a new inode holds no old blocks, and discarding would punch
+                # the reservation out again.
+                await run_blocking(_new_image_file, tmp, size, reserve)
                 await run(
                     [
                         "mke2fs", "-q", "-F", "-t", "ext4", "-m", "0",
-                        "-E", "lazy_itable_init=1,lazy_journal_init=1",
+                        "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
                         "-L", _label(uuid), str(tmp),
                     ],
                     timeout=self._timeout,
                 )  # fmt: skip
-                if reserve:
-                    await run_blocking(_allocate, tmp, 0, size)
-                await self._finish(tmp, path, stage)
+                if stage is None:
+                    await run_blocking(_rename_durably, tmp, path)
+                # A staged image's name is made durable by the publish's fsync of the
+                # directory, not before the commit: should a power cut lose it, the
+                # next claim finds no image of the committed epoch (committed_usage is
+                # None) and formats again, which is all a format's redo needs.
             except BaseException:
                 _discard(tmp)
                 raise
@@ -153,10 +160,9 @@ class Ext4ImageDriver:
         path = self.image_path(uuid)
         with storage_errors(f"Could not publish the new image of volume {uuid}"):
             try:
-                await run_blocking(os.rename, staged, path)
+                await run_blocking(_rename_durably, staged, path)
             except FileNotFoundError:
                 return False
-            await run_blocking(_fsync_dir, self._dir)
         return True
 
     async def discard_staged(self, uuid: str, stage: int | None = None) -> None:
@@ -552,11 +558,17 @@ def _discard(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _new_sparse_file(path: Path, size: int) -> None:
+def _new_image_file(path: Path, size: int, reserve: bool) -> None:
+    """A brand-new file of ``size`` bytes, sparse or with every block allocated; a
+    leftover of an interrupted attempt under the same name goes first."""
+    path.unlink(missing_ok=True)
     # O_EXCL: the image is always a brand-new inode, never the blocks of an old one.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.ftruncate(fd, size)
+        if reserve:
+            # Unwritten extents: allocated on the host, read as zeros.
+            os.posix_fallocate(fd, 0, size)
     finally:
         os.close(fd)
 
@@ -618,6 +630,12 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _rename_durably(source: Path, target: Path) -> None:
+    """Rename ``source`` over ``target`` and fsync their directory (one thread hop)."""
+    os.rename(source, target)
+    _fsync_dir(target.parent)
 
 
 def _fsync_dir(path: Path) -> None:

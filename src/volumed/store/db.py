@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from volumed.domain.store import StoreFull, StoreUnavailable
+from volumed.store._wal_index import WalIndexHeader
 
 Row = Mapping[str, Any]
 Params = Sequence[Any]
@@ -36,6 +37,12 @@ class Queries(Protocol):
 
     async def fetchone(self, sql: str, params: Params = ()) -> Any: ...
     async def fetchall(self, sql: str, params: Params = ()) -> list[Any]: ...
+    async def fetchall_reused(self, sql: str, params: Params = ()) -> list[Any]:
+        """:meth:`fetchall`, whose result the adapter may reuse while the database is
+        provably unchanged. Only for reads whose result depends on the stored data alone
+        (no clock, no randomness): the hottest ones, such as GET one volume."""
+        ...
+
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run a statement; returns the number of rows it changed."""
         ...
@@ -74,12 +81,39 @@ class SqliteDatabase:
         self._db.execute("PRAGMA busy_timeout=30000")
         self._in_transaction = False
         self._file_id = _file_id(path)
+        self._wal = WalIndexHeader(path)
+        self._reused: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
+        self._reused_at: bytes | None = None
 
     async def fetchone(self, sql: str, params: Params = ()) -> Any:
         return self._run(sql, params).fetchone()
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
         return self._run(sql, params).fetchall()
+
+    async def fetchall_reused(self, sql: str, params: Params = ()) -> list[Any]:
+        """Rows read since the last commit to the database (by any connection, any
+        process: see store/_wal_index.py) are reused, not read again. sqlite3 releases
+        the GIL around each step of a statement, and under load granian's threads take
+        it every time: a GET one paid those hand-offs (bench/README.md, issue 15)."""
+        stamp = self._wal.stamp()
+        if stamp is None or self._db.in_transaction:
+            # Inside a transaction this connection sees its own uncommitted rows.
+            read: list[Any] = self._run(sql, params).fetchall()
+            self._wal.open()  # once this connection has used the WAL index
+            return read
+        if stamp != self._reused_at:
+            self._reused.clear()
+            self._reused_at = stamp
+        key = (sql, tuple(params))
+        kept = self._reused.get(key)
+        if kept is None:
+            # Read after the stamp: if anything commits meanwhile, the next stamp differs.
+            kept = self._run(sql, params).fetchall()
+            if len(self._reused) >= _REUSED_MAX:
+                self._reused.clear()
+            self._reused[key] = kept
+        return list(kept)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         return self._run(sql, params).rowcount
@@ -123,6 +157,8 @@ class SqliteDatabase:
             raise StoreUnavailable(f"The database file {self.path} is gone") from exc
         if found != self._file_id:
             raise StoreUnavailable(f"The database file {self.path} was replaced")
+        if not self._wal.is_current():
+            self._wal.close()  # read again from now on, and map the new one
         try:
             self._db.execute("SELECT count(*) FROM schema_migrations").fetchone()
         except sqlite3.Error as exc:
@@ -144,7 +180,12 @@ class SqliteDatabase:
             os.close(fd)
 
     async def close(self) -> None:
+        self._wal.close()
         self._db.close()
+
+
+_REUSED_MAX = 4096
+"""Results kept at most between two commits (then all are forgotten at once)."""
 
 
 def _file_id(path: Path) -> tuple[int, int]:
@@ -183,6 +224,10 @@ class _PgQueries:
     async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
         with _pg_errors():
             return list(await self._target.fetch(self._sql(sql), *_no_nul(params)))
+
+    async def fetchall_reused(self, sql: str, params: Params = ()) -> list[Any]:
+        # Replicas write to the same database: nothing here can tell a result is current.
+        return await self.fetchall(sql, params)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         with _pg_errors():
