@@ -9,11 +9,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
+from tests.conftest import LiveServer
 from volumed.api.envelope import error_envelope, failed_item
 from volumed.api.openapi import DESCRIPTION, openapi_document
 from volumed.bootstrap import bootstrap
@@ -333,3 +335,46 @@ def test_answers_are_typed_structs_that_validate() -> None:
     body = {"status": "success", "data": {"volumes": [ref]}, "op_time_us": 1}
     for key in (("DELETE", "/v1/volumes"), ("GET", "/v1/volumes"), ("PUT", "/v1/volumes/attach")):
         _validator(_response_schema(*key)).validate(body)
+
+
+# -- the document the server serves ----------------------------------------------------------
+
+SAMPLE = {"integer": "1", "boolean": "true", "string": "x"}
+
+
+def _sample(schema: dict[str, Any]) -> str:
+    """A value of ``schema`` as a query string spells it."""
+    if "$ref" in schema:
+        schema = DOC["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]  # type: ignore[index]
+    if "items" in schema:
+        return _sample(schema["items"])
+    if "enum" in schema:
+        return str(schema["enum"][0])
+    if "anyOf" in schema:
+        return _sample(schema["anyOf"][0])
+    return SAMPLE[schema["type"]]
+
+
+def _query_parameters(op: dict[str, Any]) -> list[dict[str, Any]]:
+    parameters: dict[str, dict[str, Any]] = DOC["components"]["parameters"]  # type: ignore[index]
+    found = [parameters[p["$ref"].rsplit("/", 1)[1]] for p in op.get("parameters", [])]
+    return [p for p in found if p["in"] == "query"]
+
+
+def test_the_served_document_is_valid_and_the_same(server: LiveServer) -> None:
+    served = httpx.get(server.url + "/openapi.json").json()
+    OpenAPIV31SpecValidator(served).validate()
+    assert served == openapi_document()
+
+
+def test_the_server_takes_every_documented_query_parameter(server: LiveServer) -> None:
+    """The other way round, an undocumented parameter, is a 400 the handler answers."""
+    unknown = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    with server.client() as api:
+        for (method, path), op in _operations().items():
+            for parameter in _query_parameters(op):
+                url = path.replace("{uuid}", unknown)
+                answer = api.request(
+                    method, url, params={parameter["name"]: _sample(parameter["schema"])}
+                )
+                assert "Unknown query parameter" not in answer.text, (method, path, parameter)

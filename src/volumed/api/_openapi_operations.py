@@ -21,7 +21,7 @@ from volumed.api._openapi_schemas import (
     type_ref,
 )
 from volumed.api.bodies import MAX_ITEMS
-from volumed.domain.states import VolumeState
+from volumed.domain.states import InstanceState, VolumeState
 
 REQUEST_ERRORS: Final = ("400", "401", "404", "405", "408", "413", "415", "429", "500", "503")
 """Request-level failures an authenticated route can answer with."""
@@ -214,6 +214,11 @@ LIST: Final = ("uuid", "name", "details", "count", "from", "order", "sortby", "t
 """The query of ``GET /v1/volumes``, ``/v1/volumes/templates`` and ``/v1/instances``."""
 BY_UUID: Final = ("path_uuid",)
 BY_UUID_DETAILS: Final = ("path_uuid", "details")
+# The instances' uuid/name may be given in the query of /v1/instances/log and /wait too;
+# not documented there, as the query's and the body's items together are at most 253,
+# which a schema cannot say.
+LOG_RANGE: Final = ("offset", "limit")
+WAIT_FOR: Final = ("wait_state", "timeout_s", "timeout_ms")
 
 _VOLUME = (wire.VolumeItem, wire.ItemRef)
 _INSTANCE = (wire.InstanceItem, wire.ItemRef)
@@ -236,9 +241,15 @@ _WAIT_ITEMS = Many(bodies.WaitInstanceBody, min_items=1)
 
 def _wait(method: str, path: str, operation_id: str, body: Body) -> Op:
     says = f"The wait results, {RESULTS} (12: timed out)."
+    local = "{uuid}" in path
+    summary = (
+        "Wait until an instance reaches a state"
+        if local
+        else "Wait until instances reach a state (also named by uuid/name in the query)"
+    )
     return Op(
-        method, path, operation_id, "Wait until instances reach a state", "instances",
-        instances(says, wire.InstanceWaited), body, BY_UUID if "{uuid}" in path else (),
+        method, path, operation_id, summary, "instances",
+        instances(says, wire.InstanceWaited), body, BY_UUID + WAIT_FOR if local else WAIT_FOR,
     )  # fmt: skip
 
 
@@ -362,16 +373,16 @@ OPERATIONS: Final = (
        "Get instances' console output (also by uuid/name/offset/limit in the query)",
        "instances", instances(f"The console output, {RESULTS}.", wire.InstanceLog),
        # Named in the query or the body; an empty array names none (400).
-       Many(bodies.LogsInstanceBody, required=False, min_items=1)),
+       Many(bodies.LogsInstanceBody, required=False, min_items=1), LOG_RANGE),
     Op("GET", "/v1/instances/{uuid}/log", "get_instance_logs_by_uuid",
        "Get one instance's console output", "instances",
        instances("The console output, or a failed item.", wire.InstanceLog),
-       One(bodies.LogsByUuidBody), BY_UUID),
+       One(bodies.LogsByUuidBody), BY_UUID + LOG_RANGE),
     Op("GET", "/v1/images", "get_images",
        "List the images instances may name (busybox and imported ones)", "instances",
        Items("The images; an unknown tag or digest gives a failed item (8).", "images",
              (wire.Image,)),
-       Many(bodies.ImageRefBody, required=False)),
+       Many(bodies.ImageRefBody, required=False), ("tag", "digest")),
     # ---- volumed extensions
     Op("GET", "/healthz", "get_healthz", "Liveness probe", "volumed", _CHECKS, public=True),
     Op("GET", "/readyz", "get_readyz",
@@ -403,6 +414,10 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
 def parameters() -> dict[str, Schema]:
     """``components.parameters``. An unknown query parameter is a 400."""
     # At most 253 identifiers in the query, uuid and name together (and 253 in a body).
+    # offset, limit, state and timeouts pair with the identifiers by position, or one
+    # value applies to all of them.
+    strings = array({"type": "string"})
+    int64s = array({"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1})
     uuids = array({"type": "string"}, max_items=MAX_ITEMS // 2)
     names = array({"type": "string"}, max_items=MAX_ITEMS - MAX_ITEMS // 2)
     start: Schema = {
@@ -428,4 +443,13 @@ def parameters() -> dict[str, Schema]:
         "tags": _query("tags", {"type": "string"}, "Comma-separated; all must be present."),
         "persistent": _query("persistent", {"type": "boolean"}, "Filter by persistence."),
         "state": _query("state", type_ref(VolumeState), "Filter by state."),
+        "tag": _query("tag", strings, "Get the images with these tags (repeatable)."),
+        "digest": _query("digest", strings, "Get the images with these digests (repeatable)."),
+        "offset": _query("offset", int64s, "First byte (< 0: from the end), per instance."),
+        "limit": _query("limit", int64s, "Most bytes (default 65536), per instance."),
+        "wait_state": _query(
+            "state", array(type_ref(InstanceState)), "The state to wait for (default running)."
+        ),
+        "timeout_s": _query("timeout_s", int64s, "Seconds to wait at most."),
+        "timeout_ms": _query("timeout_ms", int64s, "Milliseconds (rounded up to seconds)."),
     }
