@@ -8,22 +8,16 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from volumed.api import compression
 from volumed.api.auth import Authenticator
 from volumed.api.envelope import error_envelope
 from volumed.api.http import Request, RequestError
 from volumed.api.routing import Response, Route, Router
+from volumed.asgi import Receive, Scope, Send
 from volumed.domain.store import StoreFull, StoreUnavailable
 
 log = logging.getLogger("volumed.api")
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 class VolumedApp:

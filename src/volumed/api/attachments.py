@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from volumed.api import bodies, views
-from volumed.api.envelope import AnyItem, Item, items_envelope
-from volumed.api.http import Request
-from volumed.api.routing import Response, Router
-from volumed.api.volumes import each_item, path_ref, to_ref
+from volumed.api.envelope import AnyItem
+from volumed.api.items import each_named, on_path, to_ref
+from volumed.api.routing import Router
 from volumed.domain import errors, rules
 from volumed.domain.attachments import AttachmentService
-from volumed.domain.model import Ref
+from volumed.domain.model import Ref, User
 
 KEY = "volumes"
 
@@ -35,14 +32,6 @@ def _attach_to(value: bodies.RefBody | str | None) -> Ref:
     return ref
 
 
-def _ids(body: bodies.AttachBody | bodies.DetachBody) -> Item:
-    return {"uuid": body.uuid, "name": body.name}
-
-
-def _volume_ref(body: bodies.AttachBody | bodies.DetachBody) -> Ref:
-    return rules.check_ref(body.uuid, body.name)
-
-
 class AttachmentHandlers:
     def __init__(self, service: AttachmentService) -> None:
         self._service = service
@@ -53,57 +42,19 @@ class AttachmentHandlers:
         router.add("PUT", "/v1/volumes/detach", self.detach_many)
         router.add("PUT", "/v1/volumes/{uuid}/detach", self.detach_one)
 
-    async def attach_many(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        items = bodies.parse_items(request.body, bodies.AttachBody)
+    async def _attach(self, user: User, ref: Ref, body: bodies.AttachByUuidBody) -> AnyItem:
+        volume = await self._service.attach(
+            user, ref, _attach_to(body.attach_to), body.at, body.readonly
+        )
+        return views.volume_ref(volume)
 
-        async def attach(body: bodies.AttachBody) -> AnyItem:
-            volume = await self._service.attach(
-                user, _volume_ref(body), _attach_to(body.attach_to), body.at, body.readonly
-            )
-            return views.volume_ref(volume)
+    attach_many = each_named(KEY, bodies.AttachBody)(_attach)
+    attach_one = on_path(KEY, bodies.AttachByUuidBody)(_attach)
 
-        results = await each_item(items, attach, _ids)
-        return Response(items_envelope(KEY, results, started))
+    async def _detach(self, user: User, ref: Ref, body: bodies.DetachByUuidBody) -> AnyItem:
+        volume = await self._service.detach(user, ref, instance_ref(body.from_))
+        return views.volume_ref(volume)
 
-    async def attach_one(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        body = bodies.parse_object(request.body, bodies.AttachByUuidBody)
-        raw = request.path_params["uuid"]
-
-        async def attach(_: object) -> AnyItem:
-            volume = await self._service.attach(
-                user, path_ref(request), _attach_to(body.attach_to), body.at, body.readonly
-            )
-            return views.volume_ref(volume)
-
-        results = await each_item([None], attach, lambda _: {"uuid": raw})
-        return Response(items_envelope(KEY, results, started))
-
-    async def detach_many(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        items = bodies.parse_items(request.body, bodies.DetachBody)
-
-        async def detach(body: bodies.DetachBody) -> AnyItem:
-            volume = await self._service.detach(user, _volume_ref(body), instance_ref(body.from_))
-            return views.volume_ref(volume)
-
-        results = await each_item(items, detach, _ids)
-        return Response(items_envelope(KEY, results, started))
-
-    async def detach_one(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        # The seed's curl sends no body at all; the SDK sends {} or {"from": …}.
-        body = bodies.parse_object(request.body, bodies.DetachByUuidBody)
-        raw = request.path_params["uuid"]
-
-        async def detach(_: object) -> AnyItem:
-            volume = await self._service.detach(user, path_ref(request), instance_ref(body.from_))
-            return views.volume_ref(volume)
-
-        results = await each_item([None], detach, lambda _: {"uuid": raw})
-        return Response(items_envelope(KEY, results, started))
+    detach_many = each_named(KEY, bodies.DetachBody)(_detach)
+    # The seed's curl sends no body at all; the SDK sends {} or {"from": …}.
+    detach_one = on_path(KEY, bodies.DetachByUuidBody)(_detach)

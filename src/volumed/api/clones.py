@@ -4,18 +4,18 @@ as it is when the wait's bound runs out."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 
 from volumed.api import bodies
-from volumed.api.envelope import items_envelope
 from volumed.api.http import Request
-from volumed.api.routing import Response, Router
-from volumed.api.volumes import KEY, each_new_volume, path_ref
-from volumed.domain import rules
+from volumed.api.items import each_named, on_path
+from volumed.api.routing import Router
 from volumed.domain.clones import CloneService, CloneVolume
-from volumed.domain.model import Volume
+from volumed.domain.model import Ref, User, Volume
 
 __all__ = ["CloneHandlers"]
+
+KEY = "volumes"
 
 
 def _request(body: bodies.CloneByUuidBody) -> CloneVolume:
@@ -27,6 +27,12 @@ def _request(body: bodies.CloneByUuidBody) -> CloneVolume:
     )
 
 
+def _options(request: Request) -> list[bodies.CloneByUuidBody]:
+    # No body (or {}) clones with the source's settings.
+    items = bodies.parse_items(request.body, bodies.CloneByUuidBody, required=False)
+    return items or [bodies.CloneByUuidBody()]
+
+
 class CloneHandlers:
     def __init__(self, service: CloneService) -> None:
         self._service = service
@@ -35,37 +41,11 @@ class CloneHandlers:
         router.add("POST", "/v1/volumes/clone", self.clone_many)
         router.add("POST", "/v1/volumes/{uuid}/clone", self.clone_one)
 
-    async def clone_many(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        items = bodies.parse_items(request.body, bodies.CloneBody)
+    async def _clone(self, user: User, ref: Ref, body: bodies.CloneByUuidBody) -> Volume:
+        return await self._service.clone(user, ref, _request(body))
 
-        async def clone(body: bodies.CloneBody) -> Volume:
-            ref = rules.check_ref(body.uuid, body.name)
-            return await self._service.clone(user, ref, _request(body))
+    async def _settled(self, user: User, made: Sequence[Volume]) -> Sequence[Volume]:
+        return await self._service.settled(user, made)
 
-        results = await each_new_volume(
-            items,
-            clone,
-            lambda b: {"uuid": b.uuid, "name": b.name},
-            lambda made: self._service.settled(user, made),
-        )
-        return Response(items_envelope(KEY, results, started))
-
-    async def clone_one(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        # No body (or {}) clones with the source's settings.
-        items = bodies.parse_items(request.body, bodies.CloneByUuidBody, required=False)
-        raw = request.path_params["uuid"]
-
-        async def clone(body: bodies.CloneByUuidBody) -> Volume:
-            return await self._service.clone(user, path_ref(request), _request(body))
-
-        results = await each_new_volume(
-            items or [bodies.CloneByUuidBody()],
-            clone,
-            lambda _: {"uuid": raw},
-            lambda made: self._service.settled(user, made),
-        )
-        return Response(items_envelope(KEY, results, started))
+    clone_many = each_named(KEY, bodies.CloneBody, settle=_settled)(_clone)
+    clone_one = on_path(KEY, _options, settle=_settled)(_clone)

@@ -12,8 +12,8 @@ import time
 from volumed.api import views
 from volumed.api.envelope import failed_item, items_envelope
 from volumed.api.http import Request
+from volumed.api.items import path_ref
 from volumed.api.routing import Response, Router
-from volumed.api.volumes import path_ref
 from volumed.domain import errors
 from volumed.domain.events import EventService
 

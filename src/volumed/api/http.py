@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
+from volumed.asgi import Receive
 from volumed.domain.model import User
-
-Receive = Callable[[], Awaitable[dict[str, object]]]
 
 
 class RequestError(Exception):

@@ -15,8 +15,8 @@ import time
 from volumed.api import bodies, views
 from volumed.api.envelope import AnyItem, items_envelope
 from volumed.api.http import Request, RequestError
+from volumed.api.items import each_item, on_path
 from volumed.api.routing import Response, Router
-from volumed.api.volumes import each_item, path_ref
 from volumed.domain import errors, rules
 from volumed.domain.instances import InstanceService
 from volumed.domain.model import Ref, User
@@ -28,6 +28,18 @@ KEY = "instances"
 DEFAULT_LIMIT = 65_536
 MAX_LIMIT = 4 * 1_048_576
 _PARAMS = frozenset({"uuid", "name", "offset", "limit"})
+
+
+def _window(request: Request) -> list[bodies.LogsByUuidBody]:
+    """A local-scope request's ``offset`` and ``limit``: the body's, or the query's."""
+    body = bodies.parse_object(request.body, bodies.LogsByUuidBody)
+    query = _query_items({"uuid": ["-"], **request.query_values(_PARAMS - {"uuid", "name"})})[0]
+    return [
+        bodies.LogsByUuidBody(
+            offset=body.offset if body.offset is not None else query.offset,
+            limit=body.limit if body.limit is not None else query.limit,
+        )
+    ]
 
 
 class InstanceLogHandlers:
@@ -73,20 +85,9 @@ class InstanceLogHandlers:
             for instance in listed
         ]
 
-    async def get_one(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        body = bodies.parse_object(request.body, bodies.LogsByUuidBody)
-        query = _query_items({"uuid": ["-"], **request.query_values(_PARAMS - {"uuid", "name"})})
-        offset = body.offset if body.offset is not None else query[0].offset
-        limit = body.limit if body.limit is not None else query[0].limit
-        raw = request.path_params["uuid"]
-
-        async def one(_: object) -> AnyItem:
-            return await self._logs(user, path_ref(request), offset, limit)
-
-        results = await each_item([None], one, lambda _: {"uuid": raw})
-        return Response(items_envelope(KEY, results, started))
+    @on_path(KEY, _window)
+    async def get_one(self, user: User, ref: Ref, body: bodies.LogsByUuidBody) -> AnyItem:
+        return await self._logs(user, ref, body.offset, body.limit)
 
     async def _logs(self, user: User, ref: Ref, offset: int | None, limit: int | None) -> AnyItem:
         if limit is not None and not 0 <= limit <= MAX_LIMIT:

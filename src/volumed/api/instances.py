@@ -8,15 +8,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 from volumed.api import bodies, views
 from volumed.api.envelope import AnyItem, Item, failed_item, items_envelope
 from volumed.api.http import Request, RequestError, query_bool
+from volumed.api.items import each, each_item, each_named, named_ids, on_path, path_ref, to_ref
+from volumed.api.listing import GET_PARAMS, details_only, named, parse_list_query
 from volumed.api.routing import Response, Router
-from volumed.api.volumes import each_item, parse_list_query, path_ref
-from volumed.domain import errors, rules
+from volumed.domain import errors
 from volumed.domain.instances import (
     CreateInstance,
     InstanceService,
@@ -28,30 +27,12 @@ from volumed.domain.states import InstanceState
 
 KEY = "instances"
 TIMED_OUT = "Operation timed out"
-_GET_PARAMS = frozenset({"uuid", "name", "details", "count", "from", "order", "sortby", "tags"})
 _WAIT_PARAMS = frozenset({"uuid", "name", "state", "timeout_s", "timeout_ms"})
 _DEFAULT_WAIT_STATE = InstanceState.RUNNING.value
 
 
-class _Named(Protocol):
-    """A request item that names an instance."""
-
-    @property
-    def uuid(self) -> str | None: ...
-    @property
-    def name(self) -> str | None: ...
-
-
-_Action = Callable[[User, Ref, object], Awaitable[AnyItem]]
-"""A per-item start, stop or delete: (tenant, instance, the item's body) → item."""
-
-
-def _ids(body: _Named) -> Item:
-    return {"uuid": body.uuid, "name": body.name}
-
-
-def _ref(body: _Named) -> Ref:
-    return rules.check_ref(body.uuid, body.name, "instance")
+def _new_ids(body: bodies.CreateInstanceBody) -> Item:
+    return {"name": body.name or None}
 
 
 def _to_create(body: bodies.CreateInstanceBody) -> CreateInstance:
@@ -120,121 +101,61 @@ class InstanceHandlers:
 
     # ------------------------------------------------------------------ create
 
-    async def create(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        items = bodies.parse_items(request.body, bodies.CreateInstanceBody)
-
-        async def create_one(body: bodies.CreateInstanceBody) -> AnyItem:
-            done = await self._service.create(user, _to_create(body))
-            return views.instance_item(done.instance, message=done.message or None)
-
-        results = await each_item(items, create_one, lambda b: {"name": b.name or None})
-        return Response(items_envelope(KEY, results, started))
+    @each(KEY, bodies.CreateInstanceBody, ids=_new_ids)
+    async def create(self, user: User, body: bodies.CreateInstanceBody) -> AnyItem:
+        done = await self._service.create(user, _to_create(body))
+        return views.instance_item(done.instance, message=done.message or None)
 
     # ------------------------------------------------------------------ get
 
     async def get_many(self, request: Request) -> Response:
         started = time.perf_counter_ns()
         user = request.tenant()
-        values = request.query_values(_GET_PARAMS)
-        details = query_bool(values, "details")
-        details = True if details is None else details
-        refs: list[bodies.RefBody] = [bodies.RefBody(uuid=u) for u in values.get("uuid", [])]
-        refs += [bodies.RefBody(name=n) for n in values.get("name", [])]
-        if len(refs) > bodies.MAX_ITEMS:
-            raise RequestError(400, f"Too many query identifiers: at most {bodies.MAX_ITEMS}")
-        refs += bodies.parse_items(request.body, bodies.RefBody, required=False)
+        values = request.query_values(GET_PARAMS)
+        details = query_bool(values, "details") is not False
+        refs = named(request, values)
         if not refs:
             instances = await self._service.list_instances(user, parse_list_query(values))
             listed = [views.instance_item(i, details=details) for i in instances]
             return Response(items_envelope(KEY, listed, started))
 
         async def get_one(body: bodies.RefBody) -> AnyItem:
-            instance = await self._service.get(user, _ref(body))
+            instance = await self._service.get(user, to_ref(body, "instance"))
             return views.instance_item(instance, details=details)
 
-        results = await each_item(refs, get_one, _ids)
+        results = await each_item(refs, get_one, named_ids)
         return Response(items_envelope(KEY, results, started))
 
-    async def get_one(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        details = query_bool(request.query_values(frozenset({"details"})), "details")
-        if request.body.strip():
-            bodies.parse_object(request.body, bodies.Body)
-        raw = request.path_params["uuid"]
-
-        async def fetch(_: object) -> AnyItem:
-            instance = await self._service.get(user, path_ref(request))
-            return views.instance_item(instance, details=details is not False)
-
-        results = await each_item([None], fetch, lambda _: {"uuid": raw})
-        return Response(items_envelope(KEY, results, started))
+    @on_path(KEY, details_only)
+    async def get_one(self, user: User, ref: Ref, details: bool) -> AnyItem:
+        return views.instance_item(await self._service.get(user, ref), details=details)
 
     # ------------------------------------------------------------------ start / stop / delete
 
-    async def start_many(self, request: Request) -> Response:
-        items = bodies.parse_items(request.body, bodies.StartInstanceBody)
-        return await self._each(request, items, self._start)
-
-    async def start_one(self, request: Request) -> Response:
-        bodies.parse_object(request.body, bodies.StartByUuidBody)
-        return await self._local(request, self._start)
-
-    async def _start(self, user: User, ref: Ref, body: object) -> AnyItem:
+    async def _start(self, user: User, ref: Ref, body: bodies.StartByUuidBody) -> AnyItem:
         done = await self._service.start(user, ref)
         return views.instance_transition(done.instance, done.previous)
 
-    async def stop_many(self, request: Request) -> Response:
-        items = bodies.parse_items(request.body, bodies.StopInstanceBody)
-        return await self._each(request, items, self._stop)
+    start_many = each_named(KEY, bodies.StartInstanceBody, kind="instance")(_start)
+    start_one = on_path(KEY, bodies.StartByUuidBody)(_start)
 
-    async def stop_one(self, request: Request) -> Response:
-        body = bodies.parse_object(request.body, bodies.StopByUuidBody)
-        return await self._local(request, self._stop, body)
-
-    async def _stop(self, user: User, ref: Ref, body: object) -> AnyItem:
-        stop = body if isinstance(body, bodies.StopByUuidBody) else bodies.StopByUuidBody()
-        if stop.drain_timeout_ms is not None and stop.drain_timeout_ms < 0:
+    async def _stop(self, user: User, ref: Ref, body: bodies.StopByUuidBody) -> AnyItem:
+        if body.drain_timeout_ms is not None and body.drain_timeout_ms < 0:
             raise errors.Invalid("drain_timeout_ms must not be negative")
         done = await self._service.stop(
-            user, ref, force=bool(stop.force), drain_timeout_ms=stop.drain_timeout_ms
+            user, ref, force=bool(body.force), drain_timeout_ms=body.drain_timeout_ms
         )
         return views.instance_transition(done.instance, done.previous)
 
-    async def delete_many(self, request: Request) -> Response:
-        items = bodies.parse_items(request.body, bodies.DeleteInstanceBody)
-        return await self._each(request, items, self._delete)
+    stop_many = each_named(KEY, bodies.StopInstanceBody, kind="instance")(_stop)
+    stop_one = on_path(KEY, bodies.StopByUuidBody)(_stop)
 
-    async def delete_one(self, request: Request) -> Response:
-        bodies.parse_object(request.body, bodies.DeleteInstanceByUuidBody)
-        return await self._local(request, self._delete)
-
-    async def _delete(self, user: User, ref: Ref, body: object) -> AnyItem:
+    async def _delete(self, user: User, ref: Ref, body: bodies.DeleteInstanceByUuidBody) -> AnyItem:
         done: Transition = await self._service.delete(user, ref)
         return views.instance_deleted(done.instance, done.previous)
 
-    async def _each(self, request: Request, items: Sequence[_Named], action: _Action) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-
-        async def one(body: _Named) -> AnyItem:
-            return await action(user, _ref(body), body)
-
-        results = await each_item(list(items), one, _ids)
-        return Response(items_envelope(KEY, results, started))
-
-    async def _local(self, request: Request, action: _Action, body: object = None) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        raw = request.path_params["uuid"]
-
-        async def one(_: object) -> AnyItem:
-            return await action(user, path_ref(request), body)
-
-        results = await each_item([None], one, lambda _: {"uuid": raw})
-        return Response(items_envelope(KEY, results, started))
+    delete_many = each_named(KEY, bodies.DeleteInstanceBody, kind="instance")(_delete)
+    delete_one = on_path(KEY, bodies.DeleteInstanceByUuidBody)(_delete)
 
     # ------------------------------------------------------------------ wait
 
@@ -251,10 +172,10 @@ class InstanceHandlers:
 
         async def one(body: bodies.WaitInstanceBody) -> AnyItem:
             try:
-                ref = _ref(body)
+                ref = to_ref(body, "instance")
             except errors.VolumedError as exc:
-                return failed_item(exc.code, exc.message, **_ids(body))
-            return await self._wait(user, ref, body, _ids(body))
+                return failed_item(exc.code, exc.message, **named_ids(body))
+            return await self._wait(user, ref, body, named_ids(body))
 
         # Concurrently: a request waits as long as its slowest item, not their sum.
         results = list(await asyncio.gather(*(one(item) for item in items)))

@@ -13,20 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from volumed.api.envelope import item_errors
+from volumed.asgi import ASGIApp, Message, Receive, Scope, Send
 from volumed.logs import AccessLog
 from volumed.metrics import Metrics
 
 __all__ = ["UNMATCHED", "ObservedApp"]
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UNMATCHED = "unmatched"
 """The route label of requests no route matched (404, 405): paths are not labels."""

@@ -11,20 +11,23 @@ import msgspec
 from volumed.api import bodies, views
 from volumed.api.envelope import AnyItem, items_envelope
 from volumed.api.http import Request, RequestError, query_bool
+from volumed.api.items import each_item, each_named, named_ids, on_path, to_ref
+from volumed.api.listing import GET_PARAMS, details_only, named, parse_list_query
 from volumed.api.routing import Response, Router
-from volumed.api.updates import update_global, update_local
-from volumed.api.volumes import KEY, each_item, parse_list_query, path_ref, ref_ids, to_ref
+from volumed.api.updates import ChangeBody, apply_change, changes, echo_id
+from volumed.domain.model import Ref, User
 from volumed.domain.templates import TemplateService
 from volumed.domain.updates import UpdateService
 
 __all__ = ["TemplateHandlers", "parse_template_refs"]
 
-_GET_PARAMS = frozenset({"uuid", "name", "details", "count", "from", "order", "sortby", "tags"})
+KEY = "volumes"
 
 
-def parse_template_refs(body: bytes) -> list[bodies.RefBody]:
+def parse_template_refs(request: Request) -> list[bodies.RefBody]:
     """The three shapes clients send: ``[{uuid|name}, …]`` (the SDK), ``{ids: [...]}``
     (the 2025 OpenAPI spec) and ``{uuid|name}`` (the product docs)."""
+    body = request.body
     if body.strip():
         value = bodies.decode(body, msgspec.json.decode)
         if isinstance(value, dict) and "ids" in value:
@@ -36,12 +39,6 @@ def parse_template_refs(body: bytes) -> list[bodies.RefBody]:
                 raise RequestError(400, f"Too many items: at most {bodies.MAX_ITEMS}")
             return refs
     return bodies.parse_items(body, bodies.RefBody)
-
-
-def _no_identifiers_in_body(request: Request) -> None:
-    """Local scope takes its identifier from the path; a body may not name another."""
-    if request.body.strip():
-        bodies.parse_object(request.body, bodies.Body)
 
 
 class TemplateHandlers:
@@ -59,27 +56,16 @@ class TemplateHandlers:
         router.add("DELETE", base + "/{uuid}", self.delete_one)
         router.add("PATCH", base + "/{uuid}", self.update_one)
 
-    async def make(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        refs = parse_template_refs(request.body)
-
-        async def make_one(body: bodies.RefBody) -> AnyItem:
-            return views.volume_created(await self._templates.make(user, to_ref(body)))
-
-        results = await each_item(refs, make_one, ref_ids)
-        return Response(items_envelope(KEY, results, started))
+    @each_named(KEY, parse_template_refs)
+    async def make(self, user: User, ref: Ref, body: bodies.RefBody) -> AnyItem:
+        return views.volume_created(await self._templates.make(user, ref))
 
     async def get_many(self, request: Request) -> Response:
         started = time.perf_counter_ns()
         user = request.tenant()
-        values = request.query_values(_GET_PARAMS)
+        values = request.query_values(GET_PARAMS)
         details = query_bool(values, "details") is not False
-        refs = [bodies.RefBody(uuid=u) for u in values.get("uuid", [])]
-        refs += [bodies.RefBody(name=n) for n in values.get("name", [])]
-        if len(refs) > bodies.MAX_ITEMS:
-            raise RequestError(400, f"Too many query identifiers: at most {bodies.MAX_ITEMS}")
-        refs += bodies.parse_items(request.body, bodies.RefBody, required=False)
+        refs = named(request, values)
         if not refs:
             query = parse_list_query(values, templates=True)
             results = views.page_items(await self._templates.page(user, query), details=details)
@@ -89,51 +75,21 @@ class TemplateHandlers:
             template = await self._templates.get(user, to_ref(body, "template"))
             return views.volume_item(template, details=details)
 
-        results = await each_item(refs, get, ref_ids)
+        results = await each_item(refs, get, named_ids)
         return Response(items_envelope(KEY, results, started))
 
-    async def get_one(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        details = query_bool(request.query_values(frozenset({"details"})), "details")
-        _no_identifiers_in_body(request)
+    @on_path(KEY, details_only)
+    async def get_one(self, user: User, ref: Ref, details: bool) -> AnyItem:
+        return views.volume_item(await self._templates.get(user, ref), details=details)
 
-        async def get(_: object) -> AnyItem:
-            template = await self._templates.get(user, path_ref(request))
-            return views.volume_item(template, details=details is not False)
+    async def _delete(self, user: User, ref: Ref, body: bodies.Body) -> AnyItem:
+        return views.volume_ref(await self._templates.delete(user, ref))
 
-        raw = request.path_params["uuid"]
-        results = await each_item([None], get, lambda _: {"uuid": raw})
-        return Response(items_envelope(KEY, results, started))
+    delete_many = each_named(KEY, bodies.RefBody, kind="template")(_delete)
+    delete_one = on_path(KEY, bodies.Body)(_delete)
 
-    async def delete_many(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        refs = bodies.parse_items(request.body, bodies.RefBody)
+    async def _update(self, user: User, ref: Ref, body: ChangeBody) -> AnyItem:
+        return await apply_change(self._updates, user, ref, body, template=True)
 
-        async def delete(body: bodies.RefBody) -> AnyItem:
-            template = await self._templates.delete(user, to_ref(body, "template"))
-            return views.volume_ref(template)
-
-        results = await each_item(refs, delete, ref_ids)
-        return Response(items_envelope(KEY, results, started))
-
-    async def delete_one(self, request: Request) -> Response:
-        started = time.perf_counter_ns()
-        user = request.tenant()
-        _no_identifiers_in_body(request)
-
-        async def delete(_: object) -> AnyItem:
-            return views.volume_ref(await self._templates.delete(user, path_ref(request)))
-
-        raw = request.path_params["uuid"]
-        results = await each_item([None], delete, lambda _: {"uuid": raw})
-        return Response(items_envelope(KEY, results, started))
-
-    async def update_many(self, request: Request) -> Response:
-        return await update_global(request, self._updates, bodies.UpdateTemplateBody, template=True)
-
-    async def update_one(self, request: Request) -> Response:
-        return await update_local(
-            request, self._updates, bodies.UpdateTemplateByUuidBody, template=True
-        )
+    update_many = each_named(KEY, bodies.UpdateTemplateBody, kind="template", echo=echo_id)(_update)
+    update_one = on_path(KEY, changes(bodies.UpdateTemplateByUuidBody), echo=echo_id)(_update)

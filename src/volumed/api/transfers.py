@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator
 from volumed.api import views
 from volumed.api.envelope import AnyItem, failed_item, items_envelope
 from volumed.api.http import Request, RequestError
+from volumed.api.items import each_item, path_ref
 from volumed.api.routing import Response, Router
-from volumed.api.volumes import each_item, path_ref
 from volumed.domain import errors
 from volumed.domain.transfers import TransferService
 

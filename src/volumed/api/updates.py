@@ -7,57 +7,43 @@ the request item's ``id``.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 
 from volumed.api import bodies, views
-from volumed.api.envelope import AnyItem, items_envelope
+from volumed.api.envelope import AnyItem, Item
 from volumed.api.http import Request
-from volumed.api.routing import Response, Router
-from volumed.api.volumes import KEY, each_item, path_ref
-from volumed.domain import rules
+from volumed.api.items import each_named, on_path
+from volumed.api.routing import Router
+from volumed.domain.model import Ref, User
 from volumed.domain.updates import Change, UpdateService
 
-__all__ = ["UpdateHandlers", "update_global", "update_local"]
+__all__ = ["UpdateHandlers", "apply_change", "changes", "echo_id"]
 
-GlobalBody = bodies.UpdateBody | bodies.UpdateTemplateBody
-LocalBody = bodies.UpdateByUuidBody | bodies.UpdateTemplateByUuidBody
+KEY = "volumes"
 
-
-async def update_global(
-    request: Request, service: UpdateService, kind: type[GlobalBody], *, template: bool
-) -> Response:
-    """A global-scope PATCH: each item names its volume (or template)."""
-    started = time.perf_counter_ns()
-    user = request.tenant()
-    items: list[GlobalBody] = list(bodies.parse_items(request.body, kind))
-    noun = "template" if template else "volume"
-
-    async def update(body: GlobalBody) -> AnyItem:
-        ref = rules.check_ref(body.uuid, body.name, noun)
-        change = Change(body.prop, body.op, body.value)
-        volume = await service.apply(user, ref, change, template=template)
-        return views.volume_updated(volume, body.id)
-
-    results = await each_item(items, update, lambda b: {"uuid": b.uuid, "name": b.name, "id": b.id})
-    return Response(items_envelope(KEY, results, started))
+ChangeBody = bodies.UpdateByUuidBody | bodies.UpdateTemplateByUuidBody
 
 
-async def update_local(
-    request: Request, service: UpdateService, kind: type[LocalBody], *, template: bool
-) -> Response:
-    """A local-scope PATCH (``/{uuid}``): one change, or an array of them, to one volume."""
-    started = time.perf_counter_ns()
-    user = request.tenant()
-    items: list[LocalBody] = list(bodies.parse_items(request.body, kind))
-    raw = request.path_params["uuid"]
+def echo_id(body: ChangeBody) -> Item:
+    return {"id": body.id}
 
-    async def update(body: LocalBody) -> AnyItem:
-        change = Change(body.prop, body.op, body.value)
-        volume = await service.apply(user, path_ref(request), change, template=template)
-        return views.volume_updated(volume, body.id)
 
-    results = await each_item(items, update, lambda b: {"uuid": raw, "id": b.id})
-    return Response(items_envelope(KEY, results, started))
+def changes(kind: type[ChangeBody]) -> Callable[[Request], list[ChangeBody]]:
+    """A local-scope PATCH (``/{uuid}``) takes one change, or an array of them."""
+
+    def parse(request: Request) -> list[ChangeBody]:
+        return list(bodies.parse_items(request.body, kind))
+
+    return parse
+
+
+async def apply_change(
+    service: UpdateService, user: User, ref: Ref, body: ChangeBody, *, template: bool
+) -> AnyItem:
+    volume = await service.apply(
+        user, ref, Change(body.prop, body.op, body.value), template=template
+    )
+    return views.volume_updated(volume, body.id)
 
 
 class UpdateHandlers:
@@ -68,8 +54,8 @@ class UpdateHandlers:
         router.add("PATCH", "/v1/volumes", self.update_many)
         router.add("PATCH", "/v1/volumes/{uuid}", self.update_one)
 
-    async def update_many(self, request: Request) -> Response:
-        return await update_global(request, self._service, bodies.UpdateBody, template=False)
+    async def _update(self, user: User, ref: Ref, body: ChangeBody) -> AnyItem:
+        return await apply_change(self._service, user, ref, body, template=False)
 
-    async def update_one(self, request: Request) -> Response:
-        return await update_local(request, self._service, bodies.UpdateByUuidBody, template=False)
+    update_many = each_named(KEY, bodies.UpdateBody, echo=echo_id)(_update)
+    update_one = on_path(KEY, changes(bodies.UpdateByUuidBody), echo=echo_id)(_update)

@@ -24,20 +24,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from volumed.asgi import ASGIApp, Receive, Scope, Send
 from volumed.edge.tcp import Connection, address_key, api_connections
 
 __all__ = ["ConnectionGuard", "Sweep"]
 
 log = logging.getLogger("volumed.edge")
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _SWEEP_S = 0.2
 """How often connections are checked: how long an address can exceed its share."""
