@@ -67,6 +67,7 @@ NOT_STATES: tuple[tuple[str, str, str, str], ...] = (
     ("api/_openapi_schemas.py", "error", '"enum": ["success"', "response status"),
     ("api/envelope.py", "error", 'body["status"]', "response status"),
     ("api/templates.py", "template", "to_ref(", "a request field's name"),
+    ("api/templates.py", "template", 'kind="template"', "a noun in a message"),
     ("api/volumes.py", "template", "to_ref(", "a request field's name"),
     ("api/updates.py", "template", "noun =", "a noun in a message"),
     ("domain/updates.py", "template", "No {", "a noun in a message"),
