@@ -125,9 +125,27 @@ def test_a_caller_changing_its_rows_list_changes_no_one_elses(traced: Traced) ->
     assert asyncio.run(scenario()) == ["a"]
 
 
-def test_a_replaced_wal_index_is_mapped_again_after_a_health_check(traced: Traced) -> None:
+def test_sqlites_locks_on_the_wal_index_stay_held(traced: Traced) -> None:
+    """Another process must find the ``-shm`` file locked by this connection (its "dead
+    man switch" byte, 128): had the mapping's descriptor been closed, the process's POSIX
+    locks would be gone, and the next connection would reset the file under us."""
+    traced.read()
+    traced.read()
+    assert not traced.asked()  # the header is mapped
+    script = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)\n"
+    )
+    shm = f"{traced.path}-shm"
+    done = subprocess.run([sys.executable, "-c", script, shm], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "BlockingIOError" in done.stderr or "PermissionError" in done.stderr, done.stderr
+
+
+def test_a_replaced_wal_index_is_not_trusted_after_a_health_check(traced: Traced) -> None:
     """Never expected while the connection is open (SQLite keeps the file), but if the
-    ``-shm`` file were replaced, ping drops the stale mapping: reads go to the database."""
+    ``-shm`` file were replaced, ping stops the reuse: reads go to the database."""
     traced.read()
     shm = Path(f"{traced.path}-shm")
     copy = shm.with_name("copy")

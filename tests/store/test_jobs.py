@@ -89,6 +89,31 @@ async def test_the_holder_moves_the_state_and_ends_the_job(store: SqlStore) -> N
     assert await store.claim_job("w", MINUTE_US) is None
 
 
+async def test_a_claim_starts_the_job_it_names_in_its_own_transaction(
+    store: SqlStore,
+) -> None:
+    owner = await tenant(store)
+    starts = {"format": to(VolumeState.INITIALIZING, *NEW)}
+    uuid = await _owing(store, owner)
+    other = await _owing(store, owner, "delete")  # a kind the claim does not start
+    job = await store.claim_job("w", EXPIRED_US, starts)
+    assert job is not None and (job.uuid, job.state) == (uuid, VolumeState.INITIALIZING)
+    got = await store.get_volume(owner.id, Ref(uuid=uuid))
+    assert got is not None and got.state == VolumeState.INITIALIZING
+    trail = [(e.action, e.state_from, e.state_to, e.message) for e in
+             await store.volume_events(owner.id, uuid)]  # fmt: skip
+    assert trail[1:] == [("format", "uninitialized", "initializing", "Started (attempt 1)")]
+    untouched = await store.claim_job("w", MINUTE_US, starts)
+    assert untouched is not None and untouched.uuid == other
+    assert untouched.state == VolumeState.UNINITIALIZED
+    # Claimed again (the lease ran out): already started, no second event.
+    again = await store.claim_job("w", MINUTE_US, starts)
+    assert again is not None and (again.uuid, again.state) == (uuid, VolumeState.INITIALIZING)
+    assert len(await store.volume_events(owner.id, uuid)) == len(trail)
+    # Nothing to claim: nothing changes.
+    assert await store.claim_job("w", MINUTE_US, starts) is None
+
+
 async def test_a_failed_job_ends_in_error_with_its_message(store: SqlStore) -> None:
     owner = await tenant(store)
     uuid = await _owing(store, owner)

@@ -21,6 +21,7 @@ from volumed.domain.values import (
     InsertOutcome,
     InstanceOutcome,
     Job,
+    JobStarts,
     Lease,
     ListQuery,
     NewAttachment,
@@ -124,7 +125,16 @@ class JobStore(Protocol):
     """Background jobs, recorded on volume rows and claimed under a lease whose epoch
     fences every transition of its holder."""
 
-    async def claim_job(self, worker_id: str, lease_us: int) -> Job | None: ...
+    async def claim_job(
+        self, worker_id: str, lease_us: int, starts: JobStarts | None = None
+    ) -> Job | None:
+        """Take the oldest job whose lease ran out, under a new lease (and epoch). For a
+        job whose kind ``starts`` names, a volume in one of the expected states moves to
+        the state given, in the claim's transaction, with the event :meth:`set_job_state`
+        records: one commit where a claim and then a start took two. The job carries the
+        state it is in after the claim."""
+        ...
+
     async def renew_lease(self, uuid: str, lease: Lease, lease_us: int) -> bool: ...
     async def release_leases(self, worker_id: str | None = None) -> int: ...
     async def set_job_state(self, uuid: str, lease: Lease, step: Step[VolumeState]) -> bool:

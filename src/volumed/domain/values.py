@@ -5,6 +5,7 @@ quota limits and usage, the aggregates metrics read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -16,6 +17,7 @@ __all__ = [
     "InsertOutcome",
     "InstanceOutcome",
     "Job",
+    "JobStarts",
     "Lease",
     "ListQuery",
     "NewAttachment",
@@ -63,6 +65,11 @@ class Job:
     @property
     def lease(self) -> Lease:
         return Lease(self.lease_owner, self.epoch)
+
+
+JobStarts = Mapping[str, Step[VolumeState]]
+"""Job kind -> how its job starts (the table's step: the states it starts from, the
+state each starts in): see :meth:`volumed.domain.store.JobStore.claim_job`."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -157,8 +157,7 @@ class SqliteDatabase:
             raise StoreUnavailable(f"The database file {self.path} is gone") from exc
         if found != self._file_id:
             raise StoreUnavailable(f"The database file {self.path} was replaced")
-        if not self._wal.is_current():
-            self._wal.close()  # read again from now on, and map the new one
+        self._wal.check()
         try:
             self._db.execute("SELECT count(*) FROM schema_migrations").fetchone()
         except sqlite3.Error as exc:
@@ -180,8 +179,8 @@ class SqliteDatabase:
             os.close(fd)
 
     async def close(self) -> None:
-        self._wal.close()
         self._db.close()
+        self._wal.close()  # after the connection: see store/_wal_index.py
 
 
 _REUSED_MAX = 4096

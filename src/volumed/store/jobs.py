@@ -10,7 +10,7 @@ from typing import Any
 from volumed.domain.audit import WORKER, EventResult
 from volumed.domain.states import VolumeState
 from volumed.domain.transitions import Step
-from volumed.domain.values import Job, Lease, StoreStats
+from volumed.domain.values import Job, JobStarts, Lease, StoreStats
 from volumed.store import _states
 from volumed.store._base import _HELD, _NO_JOB, SqlBase, now_us
 from volumed.store._rows import _QUOTA_POLICIES, _VOLUME_STATES
@@ -22,9 +22,19 @@ __all__ = ["SqlJobs"]
 class SqlJobs(SqlBase):
     """Jobs and leases (:class:`~volumed.domain.store.JobStore`)."""
 
-    async def claim_job(self, worker_id: str, lease_us: int) -> Job | None:
-        """Take the oldest job whose lease has expired, under a new lease for ``worker_id``."""
-        db: Queries = self._db
+    async def claim_job(
+        self, worker_id: str, lease_us: int, starts: JobStarts | None = None
+    ) -> Job | None:
+        """Take the oldest job whose lease has expired, under a new lease for ``worker_id``;
+        with ``starts``, the job's start too (see the port)."""
+        if not starts:
+            return await self._claim(self._db, worker_id, lease_us, {})
+        async with self._db.transaction() as db:
+            return await self._claim(db, worker_id, lease_us, starts)
+
+    async def _claim(
+        self, db: Queries, worker_id: str, lease_us: int, starts: JobStarts
+    ) -> Job | None:
         now = now_us()
         # Replicas claiming at once skip each other's candidate rows (PostgreSQL); the
         # outer WHERE re-checks the lease, so a job is never claimed twice anyway.
@@ -41,11 +51,28 @@ class SqlJobs(SqlBase):
         )
         if row is None:
             return None
+        state = _VOLUME_STATES[row[3]]
+        start = starts.get(row[1])
+        started = start.target(state) if start is not None and state in start.expected else state
+        if started is not state:
+            # The row is ours (claimed in this transaction): the state alone is checked.
+            await db.execute("UPDATE volumes SET state = ? WHERE uuid = ?", (started.value, row[0]))
+            await self._events.record(
+                db,
+                row[0],
+                row[1],
+                EventResult.OK,
+                actor=WORKER,
+                state_from=state.value,
+                state_to=started.value,
+                message=f"Started (attempt {row[6]})",
+            )
+            state = started
         return Job(
             uuid=row[0],
             kind=row[1],
             args=json.loads(row[2] or "{}"),
-            state=_VOLUME_STATES[row[3]],
+            state=state,
             size_mb=row[4],
             quota_policy=_QUOTA_POLICIES[row[5]],
             attempts=row[6],

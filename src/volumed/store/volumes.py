@@ -45,10 +45,11 @@ class SqlVolumes(SqlBase):
 
     async def get_volume(self, owner_id: str, ref: Ref) -> Volume | None:
         # One statement for the volume and its attachments: this is the hottest read.
+        # Reused until the next commit (SQLite, store/db.py): a GET one asks no database.
         if ref.uuid is not None:
-            rows = await self._db.fetchall(_GET_VOLUME_BY_UUID, (ref.uuid, owner_id))
+            rows = await self._db.fetchall_reused(_GET_VOLUME_BY_UUID, (ref.uuid, owner_id))
         else:
-            rows = await self._db.fetchall(_GET_VOLUME_BY_NAME, (owner_id, ref.name))
+            rows = await self._db.fetchall_reused(_GET_VOLUME_BY_NAME, (owner_id, ref.name))
         if not rows:
             return None
         volume = _volume_from_row(rows[0])

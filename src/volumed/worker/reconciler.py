@@ -33,7 +33,7 @@ from volumed.domain.states import QuotaPolicy
 from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import EventStore, JobStore, StoreUnavailable, VolumeStore
 from volumed.domain.transitions import End, step
-from volumed.domain.values import Job
+from volumed.domain.values import Job, JobStarts
 
 log = logging.getLogger("volumed.worker")
 
@@ -87,6 +87,9 @@ class Reconciler:
             "format": self._format,
             "delete": self._delete,
         }
+        # A format starts (initializing) in the transaction that claims it: one commit
+        # fewer between a create and its answer (issue 15).
+        self._starts: JobStarts = {"format": step(End.FORMAT_STARTED)}
 
     @property
     def lease_us(self) -> int:
@@ -117,7 +120,7 @@ class Reconciler:
             # is asked (a job inserted just then) still ends the idle wait at once.
             self._wake.clear()
             try:
-                job = await self._store.claim_job(self.worker_id, self.lease_us)
+                job = await self._store.claim_job(self.worker_id, self.lease_us, self._starts)
             except StoreUnavailable as exc:  # the database restarts: try again later
                 log.warning("claiming a job failed: %s", exc)
             except Exception:
@@ -137,7 +140,7 @@ class Reconciler:
     async def drain(self) -> None:
         """Run until no job is left that can be claimed now (used by tests and the CLI)."""
         while True:
-            job = await self._store.claim_job(self.worker_id, self.lease_us)
+            job = await self._store.claim_job(self.worker_id, self.lease_us, self._starts)
             if job is None:
                 if self._running:
                     await asyncio.gather(*self._running, return_exceptions=True)
@@ -245,8 +248,11 @@ class Reconciler:
         if job.attempts > self._settings.max_attempts:
             await self._fail(job, f"Formatting failed {job.attempts - 1} times")
             return
-        if not await self._store.set_job_state(job.uuid, job.lease, step(End.FORMAT_STARTED)):
-            return
+        started = step(End.FORMAT_STARTED)
+        if job.state is not started.to and not await self._store.set_job_state(
+            job.uuid, job.lease, started
+        ):
+            return  # not in a state a format starts from (the claim moved what it could)
         usage = await committed_usage(self._storage, job)
         if usage is None:
             try:
