@@ -278,6 +278,7 @@ def test_op_step_is_the_allowed_cells_with_their_targets() -> None:
     assert t.op_step(Op.GROW, S.IDLE).moves == ((S.IDLE, S.BUSY),)
     with pytest.raises(ValueError):
         t.op_step(Op.GROW, S.MOUNTED)
+    assert t.op_step(Op.UNMOUNT).changing().moves == ((S.MOUNTED, S.IDLE),)
     stop = t.instance_op_step(InstanceOp.STOP, I.STOPPING)
     assert stop.moves == ((I.RUNNING, I.STOPPING),)
     assert stop.to is I.STOPPING

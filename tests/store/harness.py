@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import uuid4
 
 import pytest
@@ -27,6 +27,7 @@ from tests.conftest import TEST_STORE, new_database_url
 from volumed.bootstrap import open_store
 from volumed.domain.model import Instance, User, Volume
 from volumed.domain.states import InstanceState, QuotaPolicy, VolumeState
+from volumed.domain.transitions import Step
 from volumed.domain.values import QuotaLimits
 from volumed.settings import Settings
 from volumed.store.sql import SqlStore
@@ -140,6 +141,15 @@ async def tenant(store: SqlStore, name: str | None = None) -> User:
     user = User(secrets.token_hex(8), name or "t-" + secrets.token_hex(4))
     await store.create_user(user)
     return user
+
+
+_S = TypeVar("_S", VolumeState, InstanceState)
+
+
+def to(target: _S, *expected: _S) -> Step[_S]:
+    """A compare-and-set from each of ``expected`` to ``target`` (written out here, not
+    taken from the table: the store must do what it is told)."""
+    return Step(tuple((state, target) for state in expected))
 
 
 def volume(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.store.harness import ROOMY, database_url, open_empty, tenant, volume
+from tests.store.harness import ROOMY, database_url, open_empty, tenant, to, volume
 from volumed.domain.audit import WORKER, VolumeEvent
 from volumed.domain.states import VolumeState
 from volumed.settings import Settings
@@ -26,9 +26,9 @@ async def test_a_format_leaves_its_trail_in_order(store: SqlStore) -> None:
     await store.insert_volume_within_quota(item, "format", {}, ROOMY)
     job = await store.claim_job("w", 60_000_000)
     assert job is not None
-    assert await store.set_job_state(item.uuid, job.lease, NEW, VolumeState.INITIALIZING)
+    assert await store.set_job_state(item.uuid, job.lease, to(VolumeState.INITIALIZING, *NEW))
     await store.add_volume_event(item.uuid, "format", "error", "Attempt 1 failed")
-    assert await store.finish_job(item.uuid, job.lease, NEW, VolumeState.ERROR, message="no")
+    assert await store.finish_job(item.uuid, job.lease, to(VolumeState.ERROR, *NEW), message="no")
     events = await store.volume_events(owner.id, item.uuid)
     assert _steps(events) == [
         ("alice", "create", "ok", None, "uninitialized"),
@@ -46,7 +46,9 @@ async def test_a_lost_compare_and_set_writes_no_event(store: SqlStore) -> None:
     item = volume(owner)
     await store.insert_volume_within_quota(item, None, {}, ROOMY)
     assert not await store.begin_delete(owner.id, item.uuid, [VolumeState.IDLE])
-    assert not await store.make_template(owner.id, item.uuid, VolumeState.ERROR)
+    assert not await store.make_template(
+        owner.id, item.uuid, to(VolumeState.TEMPLATE, VolumeState.ERROR)
+    )
     assert [e.action for e in await store.volume_events(owner.id, item.uuid)] == ["create"]
 
 

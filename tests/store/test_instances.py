@@ -4,16 +4,24 @@ compare-and-set leaves both as they were."""
 
 from __future__ import annotations
 
-from tests.store.harness import ROOMY, instance, tenant, volume
+from tests.store.harness import ROOMY, instance, tenant, to, volume
 from volumed.domain.model import Instance, Ref, User, Volume
 from volumed.domain.runtime import GuestExit, StopReason
 from volumed.domain.states import InstanceState, VolumeState
+from volumed.domain.transitions import Step
 from volumed.domain.values import AttachOutcome, InstanceOutcome, ListQuery, NewAttachment
 from volumed.store.sql import SqlStore
 
 USABLE = (VolumeState.AVAILABLE, VolumeState.IDLE)
+TAKE = Step(((VolumeState.AVAILABLE, VolumeState.IDLE), (VolumeState.IDLE, VolumeState.IDLE)))
+"""Attach: an available volume becomes idle; an idle (shared) one stays idle."""
 STOPPED = (InstanceState.STOPPED,)
 MOUNTABLE = (VolumeState.IDLE, VolumeState.MOUNTED)
+MOUNT = to(VolumeState.MOUNTED, *MOUNTABLE)
+START = to(InstanceState.STARTING, InstanceState.STOPPED)
+STOP = to(InstanceState.STOPPING, InstanceState.RUNNING)
+STARTED = to(InstanceState.RUNNING, InstanceState.STARTING)
+STOPPING_DONE = to(InstanceState.STOPPED, InstanceState.STOPPING)
 
 
 async def _volume(store: SqlStore, owner: User, *, persistent: bool = True) -> Volume:
@@ -35,9 +43,9 @@ async def _state(store: SqlStore, owner: User, uuid: str) -> VolumeState:
 
 
 async def _attach(
-    store: SqlStore, owner: User, item: Volume, to: Instance, at: str = "/data", ro: bool = False
+    store: SqlStore, owner: User, item: Volume, vm: Instance, at: str = "/data", ro: bool = False
 ) -> AttachOutcome:
-    return await store.attach(owner.id, item.uuid, to.uuid, at, ro, USABLE, STOPPED, 4)
+    return await store.attach(owner.id, item.uuid, vm.uuid, at, ro, TAKE, STOPPED, 4)
 
 
 async def test_an_instance_is_inserted_with_new_and_existing_volumes(store: SqlStore) -> None:
@@ -46,7 +54,7 @@ async def test_an_instance_is_inserted_with_new_and_existing_volumes(store: SqlS
     made = volume(owner, state=VolumeState.UNINITIALIZED)
     item = instance(owner, "web")
     links = [
-        NewAttachment(existing.uuid, "/old", False, USABLE),
+        NewAttachment(existing.uuid, "/old", False, TAKE),
         NewAttachment(made.uuid, "/new", True),
     ]
     outcome = await store.insert_instance(item, [made], links, ROOMY)
@@ -71,7 +79,7 @@ async def test_an_insert_that_loses_a_volume_inserts_nothing(store: SqlStore) ->
     # The existing volume was read idle; it is available now.
     links = [
         NewAttachment(made.uuid, "/new", False),
-        NewAttachment(taken.uuid, "/x", False, (VolumeState.IDLE,)),
+        NewAttachment(taken.uuid, "/x", False, to(VolumeState.IDLE, VolumeState.IDLE)),
     ]
     outcome = await store.insert_instance(item, [made], links)
     assert (outcome.result, outcome.index) == (AttachOutcome.VOLUME_CHANGED, 1)
@@ -92,17 +100,24 @@ async def test_attach_reports_why_it_did_not(store: SqlStore) -> None:
     assert await _state(store, owner, first.uuid) == VolumeState.IDLE
     assert await _attach(store, owner, first, vm, "/b") == AttachOutcome.ALREADY_ATTACHED
     assert await _attach(store, owner, second, vm, "/a") == AttachOutcome.PATH_TAKEN
-    one_only = await store.attach(owner.id, second.uuid, vm.uuid, "/b", False, USABLE, STOPPED, 1)
+    one_only = await store.attach(owner.id, second.uuid, vm.uuid, "/b", False, TAKE, STOPPED, 1)
     assert one_only == AttachOutcome.TOO_MANY
     busy = await store.attach(
-        owner.id, second.uuid, vm.uuid, "/b", False, (VolumeState.BUSY,), STOPPED, 4
+        owner.id,
+        second.uuid,
+        vm.uuid,
+        "/b",
+        False,
+        to(VolumeState.BUSY, VolumeState.BUSY),
+        STOPPED,
+        4,
     )
     assert busy == AttachOutcome.VOLUME_CHANGED
     running = await store.attach(
-        owner.id, second.uuid, vm.uuid, "/b", False, USABLE, (InstanceState.RUNNING,), 4
+        owner.id, second.uuid, vm.uuid, "/b", False, TAKE, (InstanceState.RUNNING,), 4
     )
     assert running == AttachOutcome.INSTANCE_CHANGED
-    gone = await store.attach(owner.id, third.uuid, "no-such", "/c", False, USABLE, STOPPED, 4)
+    gone = await store.attach(owner.id, third.uuid, "no-such", "/c", False, TAKE, STOPPED, 4)
     assert gone == AttachOutcome.INSTANCE_GONE
     # None of the refusals changed anything.
     assert await _state(store, owner, second.uuid) == VolumeState.AVAILABLE
@@ -132,26 +147,25 @@ async def test_start_and_stop_mount_and_unmount_the_volumes(store: SqlStore) -> 
     item = await _volume(store, owner)
     vm = await _instance(store, owner)
     assert await _attach(store, owner, item, vm) == AttachOutcome.DONE
-    assert await store.begin_start(owner.id, vm.uuid, STOPPED, MOUNTABLE) == InstanceOutcome.DONE
+    assert await store.begin_start(owner.id, vm.uuid, START, MOUNT) == InstanceOutcome.DONE
     assert await _state(store, owner, item.uuid) == VolumeState.MOUNTED
     assert [i.uuid for i in await store.transitional_instances()] == [vm.uuid]
-    assert await store.finish_start(vm.uuid, node="n1", boot_time_us=5)
-    assert not await store.finish_start(vm.uuid, node="n1")
+    assert await store.finish_start(vm.uuid, STARTED, node="n1", boot_time_us=5)
+    assert not await store.finish_start(vm.uuid, STARTED, node="n1")
     mounted = await store.get_volume(owner.id, Ref(uuid=item.uuid))
     assert mounted is not None and [m.uuid for m in mounted.mounted_by] == [vm.uuid]
     assert [i.uuid for i in await store.running_instances("n1")] == [vm.uuid]
     assert await store.running_instances("n2") == []
-    again = await store.begin_start(owner.id, vm.uuid, STOPPED, MOUNTABLE)
+    again = await store.begin_start(owner.id, vm.uuid, START, MOUNT)
     assert again == InstanceOutcome.CHANGED
-    running = (InstanceState.RUNNING,)
-    assert await store.begin_stop(owner.id, vm.uuid, running) == InstanceOutcome.DONE
+    assert await store.begin_stop(owner.id, vm.uuid, STOP) == InstanceOutcome.DONE
     assert await _state(store, owner, item.uuid) == VolumeState.MOUNTED
-    assert await store.finish_stop(vm.uuid, GuestExit(StopReason.USER, exit_code=0))
+    assert await store.finish_stop(vm.uuid, STOPPING_DONE, GuestExit(StopReason.USER, exit_code=0))
     assert await _state(store, owner, item.uuid) == VolumeState.IDLE
     stopped = await store.get_instance(owner.id, Ref(uuid=vm.uuid))
     assert stopped is not None and stopped.state == InstanceState.STOPPED
     assert stopped.exit_code == 0 and stopped.stopped_at_us is not None
-    assert await store.begin_stop(owner.id, "no-such", running) == InstanceOutcome.GONE
+    assert await store.begin_stop(owner.id, "no-such", STOP) == InstanceOutcome.GONE
 
 
 async def test_a_start_waits_for_every_volume(store: SqlStore) -> None:
@@ -159,7 +173,9 @@ async def test_a_start_waits_for_every_volume(store: SqlStore) -> None:
     item = await _volume(store, owner)
     vm = await _instance(store, owner)
     assert await _attach(store, owner, item, vm) == AttachOutcome.DONE
-    refused = await store.begin_start(owner.id, vm.uuid, STOPPED, (VolumeState.MOUNTED,))
+    refused = await store.begin_start(
+        owner.id, vm.uuid, START, to(VolumeState.MOUNTED, VolumeState.MOUNTED)
+    )
     assert refused == InstanceOutcome.VOLUMES_NOT_READY
     got = await store.get_instance(owner.id, Ref(uuid=vm.uuid))
     assert got is not None and got.state == InstanceState.STOPPED
@@ -173,20 +189,21 @@ async def test_a_shared_volume_stays_mounted_while_one_holder_runs(store: SqlSto
     for vm in (one, two):
         assert await _attach(store, owner, shared, vm, ro=True) == AttachOutcome.DONE
     for vm in (one, two):
-        assert await store.begin_start(owner.id, vm.uuid, STOPPED, MOUNTABLE) == "done"
-        assert await store.finish_start(vm.uuid, node="n1")
-    assert await store.request_stop(one.uuid, "n1", '{"force": false}')
-    assert not await store.request_stop(one.uuid, "n2", "{}")
+        assert await store.begin_start(owner.id, vm.uuid, START, MOUNT) == "done"
+        assert await store.finish_start(vm.uuid, STARTED, node="n1")
+    running = (InstanceState.RUNNING,)
+    assert await store.request_stop(one.uuid, "n1", '{"force": false}', running)
+    assert not await store.request_stop(one.uuid, "n2", "{}", running)
     assert [(i.uuid, r) for i, r in await store.stop_requests("n1")] == [
         (one.uuid, '{"force": false}')
     ]
     assert await store.record_exit(
-        one.uuid, (InstanceState.RUNNING,), GuestExit(StopReason.USER, exit_code=3)
+        one.uuid, to(InstanceState.STOPPED, *running), GuestExit(StopReason.USER, exit_code=3)
     )
     assert await _state(store, owner, shared.uuid) == VolumeState.MOUNTED
     assert await store.stop_requests("n1") == []
-    assert await store.begin_stop(owner.id, two.uuid, (InstanceState.RUNNING,)) == "done"
-    assert await store.finish_stop(two.uuid)
+    assert await store.begin_stop(owner.id, two.uuid, STOP) == "done"
+    assert await store.finish_stop(two.uuid, STOPPING_DONE)
     assert await _state(store, owner, shared.uuid) == VolumeState.IDLE
 
 
@@ -195,9 +212,10 @@ async def test_an_aborted_start_puts_everything_back(store: SqlStore) -> None:
     item = await _volume(store, owner)
     vm = await _instance(store, owner)
     assert await _attach(store, owner, item, vm) == AttachOutcome.DONE
-    assert await store.begin_start(owner.id, vm.uuid, STOPPED, MOUNTABLE) == "done"
-    assert await store.abort_start(vm.uuid)
-    assert not await store.abort_start(vm.uuid)
+    assert await store.begin_start(owner.id, vm.uuid, START, MOUNT) == "done"
+    aborted = to(InstanceState.STOPPED, InstanceState.STARTING)
+    assert await store.abort_start(vm.uuid, aborted)
+    assert not await store.abort_start(vm.uuid, aborted)
     assert await _state(store, owner, item.uuid) == VolumeState.IDLE
     assert await store.transitional_instances() == []
 

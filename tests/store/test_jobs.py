@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.store.harness import ROOMY, tenant, volume
+from tests.store.harness import ROOMY, tenant, to, volume
 from volumed.domain.model import Ref, User
 from volumed.domain.states import QuotaPolicy, VolumeState
 from volumed.domain.values import Job, Lease
@@ -17,6 +17,7 @@ EXPIRED_US = 1
 """A lease that is over by the time anyone looks again."""
 
 NEW = (VolumeState.UNINITIALIZED, VolumeState.INITIALIZING)
+BUSY = VolumeState.BUSY
 
 
 async def _owing(store: SqlStore, owner: User, job: str = "format") -> str:
@@ -57,8 +58,8 @@ async def test_a_lapsed_lease_is_claimed_again_under_a_new_epoch(store: SqlStore
     assert fresh.epoch > stale.epoch and fresh.attempts == stale.attempts + 1
     assert not await store.renew_lease(uuid, stale.lease, MINUTE_US)
     assert not await store.commit_stage(uuid, stale.lease)
-    assert not await store.set_job_state(uuid, stale.lease, NEW, VolumeState.INITIALIZING)
-    assert not await store.finish_job(uuid, stale.lease, NEW, VolumeState.AVAILABLE, free_mb=1)
+    assert not await store.set_job_state(uuid, stale.lease, to(VolumeState.INITIALIZING, *NEW))
+    assert not await store.finish_job(uuid, stale.lease, to(VolumeState.AVAILABLE, *NEW), free_mb=1)
     assert not await store.retry_job_later(uuid, stale.lease, 0)
     assert not await store.park_job(uuid, stale.lease, "stale")
     # The current holder still holds it.
@@ -71,14 +72,14 @@ async def test_the_holder_moves_the_state_and_ends_the_job(store: SqlStore) -> N
     uuid = await _owing(store, owner)
     job = await _claim(store, "w")
     assert not await store.set_job_state(
-        uuid, job.lease, [VolumeState.AVAILABLE], VolumeState.INITIALIZING
+        uuid, job.lease, to(VolumeState.INITIALIZING, VolumeState.AVAILABLE)
     )
-    assert await store.set_job_state(uuid, job.lease, NEW, VolumeState.INITIALIZING)
+    assert await store.set_job_state(uuid, job.lease, to(VolumeState.INITIALIZING, *NEW))
     assert not await store.finish_job(
-        uuid, job.lease, [VolumeState.UNINITIALIZED], VolumeState.AVAILABLE
+        uuid, job.lease, to(VolumeState.AVAILABLE, VolumeState.UNINITIALIZED)
     )
     assert await store.finish_job(
-        uuid, job.lease, [VolumeState.INITIALIZING], VolumeState.AVAILABLE, free_mb=12
+        uuid, job.lease, to(VolumeState.AVAILABLE, VolumeState.INITIALIZING), free_mb=12
     )
     got = await store.get_volume(owner.id, Ref(uuid=uuid))
     assert got is not None and (got.state, got.free_mb) == (VolumeState.AVAILABLE, 12)
@@ -92,7 +93,7 @@ async def test_a_claim_starts_the_job_it_names_in_its_own_transaction(
     store: SqlStore,
 ) -> None:
     owner = await tenant(store)
-    starts = {"format": (NEW, VolumeState.INITIALIZING)}
+    starts = {"format": to(VolumeState.INITIALIZING, *NEW)}
     uuid = await _owing(store, owner)
     other = await _owing(store, owner, "delete")  # a kind the claim does not start
     job = await store.claim_job("w", EXPIRED_US, starts)
@@ -118,7 +119,7 @@ async def test_a_failed_job_ends_in_error_with_its_message(store: SqlStore) -> N
     uuid = await _owing(store, owner)
     job = await _claim(store, "w")
     assert await store.finish_job(
-        uuid, job.lease, NEW, VolumeState.ERROR, message="Formatting failed: no space"
+        uuid, job.lease, to(VolumeState.ERROR, *NEW), message="Formatting failed: no space"
     )
     got = await store.get_volume(owner.id, Ref(uuid=uuid))
     assert got is not None
@@ -175,14 +176,18 @@ async def test_an_import_is_leased_to_its_streamer(store: SqlStore) -> None:
     owner = await tenant(store)
     item = volume(owner)
     await store.insert_volume_within_quota(item, None, {}, ROOMY)
-    assert await store.begin_import(owner.id, item.uuid, [VolumeState.IDLE], "w", 1) is None
-    lease = await store.begin_import(owner.id, item.uuid, [VolumeState.AVAILABLE], "w", MINUTE_US)
+    assert await store.begin_import(owner.id, item.uuid, to(BUSY, VolumeState.IDLE), "w", 1) is None
+    lease = await store.begin_import(
+        owner.id, item.uuid, to(BUSY, VolumeState.AVAILABLE), "w", MINUTE_US
+    )
     assert isinstance(lease, Lease) and lease.owner == "w"
     got = await store.get_volume(owner.id, Ref(uuid=item.uuid))
     assert got is not None and got.state == VolumeState.BUSY
     assert await store.job_holding(item.uuid) == "import"
     # Held: no second import, and no worker claims it while the streamer renews.
-    assert await store.begin_import(owner.id, item.uuid, [VolumeState.BUSY], "w2", 1) is None
+    assert (
+        await store.begin_import(owner.id, item.uuid, to(BUSY, VolumeState.BUSY), "w2", 1) is None
+    )
     assert await store.claim_job("w2", MINUTE_US) is None
     assert await store.renew_lease(item.uuid, lease, MINUTE_US)
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from tests.store.harness import ROOMY, instance, tenant, volume
+from tests.store.harness import ROOMY, instance, tenant, to, volume
 from volumed.domain.states import InstanceState, VolumeState
 from volumed.domain.store import QuotaRefused
 from volumed.domain.values import ListQuery, QuotaLimits, QuotaOverrides, QuotaUsage
@@ -63,7 +63,9 @@ async def test_usage_follows_inserts_grows_deletes_and_purges(store: SqlStore) -
         volume(owner, state=VolumeState.TEMPLATE, size_mb=4), None, {}, ROOMY
     )
     assert await store.quota_usage(owner.id) == QuotaUsage(4, 52)
-    assert await store.begin_grow(owner.id, grown.uuid, VolumeState.AVAILABLE, 16, 40, ROOMY)
+    assert await store.begin_grow(
+        owner.id, grown.uuid, to(VolumeState.BUSY, VolumeState.AVAILABLE), 16, 40, ROOMY
+    )
     assert await store.quota_usage(owner.id) == QuotaUsage(4, 76)
     # A deleted volume stops counting at once, not when its image is gone.
     assert await store.begin_delete(owner.id, gone.uuid, [VolumeState.AVAILABLE])

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from tests.api.lifecycle_helpers import fsck_clean, superblock_size_mb
-from tests.store.harness import ROOMY, tenant
+from tests.store.harness import ROOMY, tenant, to
 from tests.worker.test_reconciler import formatted
 from volumed.bootstrap import Services
 from volumed.domain.fencing import LeaseLost, publish, roll_forward
@@ -19,6 +19,8 @@ from volumed.domain.states import VolumeState
 from volumed.domain.values import Job
 from volumed.store.sql import SqlStore
 from volumed.worker.volume_jobs import VolumeJobs
+
+GROW = to(VolumeState.BUSY, VolumeState.AVAILABLE)
 
 _MINUTE_US = 60_000_000
 
@@ -48,7 +50,7 @@ async def test_a_holder_claimed_again_cannot_commit_even_under_the_same_name(
 ) -> None:
     store, driver = services.store, services.storage
     owner, uuid = await _grow_owed(services)
-    assert await store.begin_grow(owner, uuid, VolumeState.AVAILABLE, 16, 32, ROOMY)
+    assert await store.begin_grow(owner, uuid, GROW, 16, 32, ROOMY)
     stale = await _claim(store, "w-same", 1)  # its lease is over at once
     await driver.grow(uuid, 32, reserve=False, stage=stale.epoch)
     # The same worker claims the job again: only the epoch tells the claims apart.
@@ -58,7 +60,7 @@ async def test_a_holder_claimed_again_cannot_commit_even_under_the_same_name(
     assert not driver.staged_path(uuid, stale.epoch).exists()
     await VolumeJobs(store, driver).grow(fresh)
     # Grown again, to 48, through a new job.
-    assert await store.begin_grow(owner, uuid, VolumeState.AVAILABLE, 32, 48, ROOMY)
+    assert await store.begin_grow(owner, uuid, GROW, 32, 48, ROOMY)
     newer = await _claim(store, "w-other", _MINUTE_US)
     await roll_forward(driver, newer)
     # The stale holder, still running, builds its staged image again meanwhile.
@@ -70,7 +72,7 @@ async def test_a_holder_claimed_again_cannot_commit_even_under_the_same_name(
     assert not driver.staged_path(uuid, stale.epoch).exists()
     assert not await store.renew_lease(uuid, stale.lease, _MINUTE_US)
     assert not await store.finish_grow(
-        uuid, stale.lease, VolumeState.AVAILABLE, size_mb=32, free_mb=1
+        uuid, stale.lease, to(VolumeState.AVAILABLE, VolumeState.BUSY), size_mb=32, free_mb=1
     )
 
     path = driver.image_path(uuid)
@@ -83,7 +85,7 @@ async def test_a_holder_claimed_again_cannot_commit_even_under_the_same_name(
 async def test_a_committed_image_is_put_in_place_by_the_next_claim(services: Services) -> None:
     store, driver = services.store, services.storage
     owner, uuid = await _grow_owed(services)
-    assert await store.begin_grow(owner, uuid, VolumeState.AVAILABLE, 16, 40, ROOMY)
+    assert await store.begin_grow(owner, uuid, GROW, 16, 40, ROOMY)
     first = await _claim(store, "w-a", 1)
     await driver.grow(uuid, 40, reserve=False, stage=first.epoch)
     # Committed, then frozen (or killed) before the rename.

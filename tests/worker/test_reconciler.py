@@ -12,7 +12,7 @@ from typing import Any
 
 from tests.api.lifecycle_helpers import allocated_mb, fsck_clean, put_file, read_file
 from tests.api.lifecycle_helpers import superblock_size_mb as size_mb_of
-from tests.store.harness import ROOMY, tenant, volume
+from tests.store.harness import ROOMY, tenant, to, volume
 from volumed.bootstrap import Services
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.states import QuotaPolicy, VolumeState
@@ -82,7 +82,7 @@ async def test_a_grow_grows_the_file_system_and_keeps_its_files(
     path = services.storage.image_path(made.uuid)
     put_file(path, "kept", b"still here", tmp_path)
     assert await services.store.begin_grow(
-        owner.id, made.uuid, VolumeState.AVAILABLE, 16, 40, ROOMY
+        owner.id, made.uuid, to(VolumeState.BUSY, VolumeState.AVAILABLE), 16, 40, ROOMY
     )
     await services.worker.drain()
     grown = await _row(services, owner, made.uuid)
@@ -101,7 +101,9 @@ async def test_a_clone_is_a_copy_with_its_own_identity(services: Services, tmp_p
     put_file(source_path, "data", b"copied", tmp_path)
     # Made from a smaller source, as a volume made from a template: copied, then grown.
     clone = volume(owner, state=VolumeState.UNINITIALIZED, size_mb=24)
-    assert await services.store.begin_clone(source.uuid, VolumeState.AVAILABLE, True, clone, ROOMY)
+    assert await services.store.begin_clone(
+        source.uuid, to(VolumeState.BUSY, VolumeState.AVAILABLE), clone, ROOMY
+    )
     await services.worker.drain()
     copied = await _row(services, owner, clone.uuid)
     assert copied.state == VolumeState.AVAILABLE

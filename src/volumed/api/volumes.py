@@ -115,10 +115,10 @@ class VolumeHandlers:
         if persistent is None:
             persistent = body.persistent
         state = values["state"][-1] if "state" in values else body.state
-        states: tuple[str, ...] = ()
+        states: tuple[VolumeState, ...] = ()
         if state is not None:
             try:
-                states = (VolumeState(state).value,)
+                states = (VolumeState(state),)
             except ValueError:
                 raise RequestError(400, f"Unknown volume state '{state[:64]}'") from None
         query = ListQuery(persistent=persistent, states=states)

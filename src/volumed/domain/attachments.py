@@ -22,6 +22,7 @@ from volumed.domain.transitions import (
     check,
     check_instance,
     instance_states_allowing,
+    op_step,
     states_allowing,
 )
 from volumed.domain.values import AttachOutcome
@@ -102,7 +103,7 @@ class AttachmentService:
                 instance.uuid,
                 at,
                 ro,
-                states_allowing(op),
+                op_step(op),
                 instance_states_allowing(InstanceOp.CHANGE_VOLUMES),
                 self._max,
             )

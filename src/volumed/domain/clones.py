@@ -22,10 +22,10 @@ from volumed.domain import errors, rules
 from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.quotas import QuotaService, refusal
-from volumed.domain.states import QuotaPolicy, VolumeState
+from volumed.domain.states import QuotaPolicy
 from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import MaintenanceStore, NameTaken, QuotaRefused, VolumeStore
-from volumed.domain.transitions import INITIAL, Op, check
+from volumed.domain.transitions import INITIAL, Op, check, op_step
 from volumed.domain.values import QuotaLimits
 from volumed.domain.volumes import CreateVolume
 
@@ -133,7 +133,7 @@ class CloneService:
         for _ in range(_ATTEMPTS):
             source = await self._waits.ready(user, source, Op.CLONE)
             label = f"'{source.name}'"
-            busy = check(Op.CLONE, source.state, label) is VolumeState.BUSY
+            check(Op.CLONE, source.state, label)
             if any(not m.readonly for m in source.mounted_by):
                 raise errors.CannotBeUsed(
                     f"Volume {label} is mounted read-write by a running instance; a clone "
@@ -159,7 +159,7 @@ class CloneService:
                 filesystem=source.filesystem,
                 tags=spec.tags,
             )
-            if await self._insert(source, busy, clone, limits, explicit=spec.name is not None):
+            if await self._insert(source, clone, limits, explicit=spec.name is not None):
                 self._wake_worker()
                 return clone
             fresh = await self._store.get_volume(user.id, Ref(uuid=source.uuid))
@@ -169,16 +169,17 @@ class CloneService:
         raise errors.FailedOperation(f"Volume '{source.name}' kept changing; try again")
 
     async def _insert(
-        self, source: Volume, busy: bool, clone: Volume, limits: QuotaLimits, *, explicit: bool
+        self, source: Volume, clone: Volume, limits: QuotaLimits, *, explicit: bool
     ) -> bool:
         """One transaction: take the source, insert the clone. False if the source
         changed meanwhile; a taken random name is drawn again."""
         for _ in range(_NAME_ATTEMPTS):
             try:
+                # An available or idle source goes busy; a template, or a volume mounted
+                # read-only only, is copied as it is (Op.CLONE).
                 return await self._store.begin_clone(
                     source.uuid,
-                    source.state.value,
-                    busy,
+                    op_step(Op.CLONE, source.state),
                     clone,
                     limits,
                     # Copied while running instances read it: none may write it.

@@ -19,7 +19,7 @@ from volumed.domain.job_waits import JobWaits
 from volumed.domain.model import Instance, Ref, User, Volume
 from volumed.domain.quotas import refusal
 from volumed.domain.store import QuotaRefused
-from volumed.domain.transitions import INITIAL_INSTANCE, check, states_allowing
+from volumed.domain.transitions import INITIAL_INSTANCE, check, op_step
 from volumed.domain.values import AttachOutcome, NewAttachment
 from volumed.domain.volumes import CreateVolume, VolumeService
 
@@ -167,7 +167,7 @@ class InstanceFactory:
         volume = await self._waits.ready(user, volume, op)
         check(op, volume.state, label(volume))
         readonly = attach_readonly(volume, spec.readonly)
-        return NewAttachment(volume.uuid, at, readonly, tuple(states_allowing(op))), None
+        return NewAttachment(volume.uuid, at, readonly, op_step(op)), None
 
     async def _insert(
         self,

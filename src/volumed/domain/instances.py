@@ -54,8 +54,11 @@ from volumed.domain.transitions import (
     check_instance,
     instance_end_outcome,
     instance_end_states,
+    instance_op_step,
     instance_outcome,
     instance_states_leading,
+    instance_step,
+    op_step,
     states_allowing,
 )
 from volumed.domain.values import InstanceOutcome, ListQuery
@@ -161,8 +164,8 @@ class InstanceService:
             outcome = await self._store.begin_start(
                 user.id,
                 instance.uuid,
-                instance_states_leading(InstanceOp.START, InstanceState.STARTING),
-                states_allowing(Op.MOUNT),
+                instance_op_step(InstanceOp.START, InstanceState.STARTING),
+                op_step(Op.MOUNT),
             )
             if outcome is InstanceOutcome.DONE:
                 previous = instance.state
@@ -188,13 +191,16 @@ class InstanceService:
         try:
             info = await self._runtime.start(fresh, boot)
         except RuntimeFailure as exc:
-            await self._store.abort_start(instance.uuid)
+            await self._store.abort_start(instance.uuid, instance_step(InstanceEnd.START_FAILED))
             self._notify()
             raise errors.FailedOperation(
                 f"Instance {label(instance)} did not start: {exc.message}"
             ) from None
         await self._store.finish_start(
-            instance.uuid, node=self._node, boot_time_us=info.boot_time_us
+            instance.uuid,
+            instance_step(InstanceEnd.STARTED),
+            node=self._node,
+            boot_time_us=info.boot_time_us,
         )
         self._notify()
 
@@ -240,7 +246,7 @@ class InstanceService:
             outcome = await self._store.begin_stop(
                 user.id,
                 instance.uuid,
-                instance_states_leading(InstanceOp.STOP, InstanceState.STOPPING),
+                instance_op_step(InstanceOp.STOP, InstanceState.STOPPING),
             )
             if outcome is InstanceOutcome.DONE:
                 previous = instance.state
@@ -268,7 +274,7 @@ class InstanceService:
                 f"Instance {label(instance)} did not stop: {exc.message}"
             ) from None
         await self._settle_images(instance, outcome)
-        await self._store.finish_stop(instance.uuid, outcome)
+        await self._store.finish_stop(instance.uuid, instance_step(InstanceEnd.STOPPED), outcome)
         self._notify()
 
     async def _power_off(self, instance: Instance) -> None:
@@ -299,7 +305,7 @@ class InstanceService:
                 outcome = await self._store.begin_stop(
                     user.id,
                     instance.uuid,
-                    instance_states_leading(InstanceOp.DELETE, InstanceState.STOPPING),
+                    instance_op_step(InstanceOp.DELETE, InstanceState.STOPPING),
                 )
                 if outcome is InstanceOutcome.DONE:
                     await asyncio.shield(self._power_off(instance))
@@ -318,7 +324,7 @@ class InstanceService:
                 return Transition(instance, previous)
             if stopped_here:
                 # Keep what was done consistent: the guest is down, record it.
-                await self._store.finish_stop(instance.uuid)
+                await self._store.finish_stop(instance.uuid, instance_step(InstanceEnd.STOPPED))
                 self._notify()
             if outcome is InstanceOutcome.GONE:
                 raise errors.NotFound(f"No instance with {ref.describe()}")
@@ -378,7 +384,12 @@ class InstanceService:
         if target is KEEP or instance.node is None:
             return Transition(instance, instance.state)
         request = json.dumps({"force": force, "drain_timeout_ms": drain_timeout_ms})
-        await self._store.request_stop(instance.uuid, instance.node, request)
+        await self._store.request_stop(
+            instance.uuid,
+            instance.node,
+            request,
+            instance_states_leading(InstanceOp.STOP, InstanceState.STOPPING),
+        )
         try:
             done = await self.wait(
                 user, Ref(uuid=instance.uuid), InstanceState.STOPPED.value, self._limits.wait_max_s
@@ -412,7 +423,7 @@ class InstanceService:
             outcome = await self._store.begin_stop(
                 instance.owner_id,
                 instance.uuid,
-                instance_states_leading(InstanceOp.STOP, InstanceState.STOPPING),
+                instance_op_step(InstanceOp.STOP, InstanceState.STOPPING),
             )
             if outcome is InstanceOutcome.DONE:
                 task = asyncio.create_task(
@@ -424,7 +435,7 @@ class InstanceService:
                 )
                 halting.add(task)
                 task.add_done_callback(halting.discard)
-        expected = instance_end_states(InstanceEnd.EXITED)
+        exited = instance_step(InstanceEnd.EXITED)
         for node in await self._store.dead_nodes(now):
             if node == self._node:
                 continue
@@ -432,16 +443,15 @@ class InstanceService:
                 # Fencing caveat (docs/guests.md): a partitioned node's guest may still
                 # be writing; its volumes are released all the same.
                 log.warning("node %s is gone: instance %s stopped", node, instance.uuid)
-                if await self._store.record_exit(instance.uuid, expected, _NODE_GONE):
+                if await self._store.record_exit(instance.uuid, exited, _NODE_GONE):
                     self._notify()
 
     async def _guest_exited(self, instance_uuid: str, outcome: GuestExit) -> None:
         """A guest ended by itself: the instance is stopped, its volumes idle."""
-        expected = instance_end_states(InstanceEnd.EXITED)
         instance = await self._store.instance_by_uuid(instance_uuid)
         if instance is not None:
             await self._settle_images(instance, outcome)
-        if await self._store.record_exit(instance_uuid, expected, outcome):
+        if await self._store.record_exit(instance_uuid, instance_step(InstanceEnd.EXITED), outcome):
             self._notify()
 
     async def _settle_images(self, instance: Instance, outcome: GuestExit) -> None:

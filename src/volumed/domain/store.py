@@ -14,6 +14,8 @@ from typing import Any, Protocol
 from volumed.domain.audit import VolumeEvent
 from volumed.domain.model import Instance, Ref, User, Volume
 from volumed.domain.runtime import GuestExit
+from volumed.domain.states import InstanceState, QuotaPolicy, VolumeState
+from volumed.domain.transitions import Step
 from volumed.domain.values import (
     AttachOutcome,
     InsertOutcome,
@@ -89,7 +91,7 @@ class VolumeStore(Protocol):
         place of a listing cursor. None if the tenant never had it."""
         ...
 
-    async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[str]) -> bool:
+    async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[VolumeState]) -> bool:
         """Hide the volume and owe its deletion, if unlocked, unattached, in ``expected``
         and held by no job, except a ``format`` no worker has claimed (it is cancelled)."""
         ...
@@ -135,9 +137,10 @@ class JobStore(Protocol):
 
     async def renew_lease(self, uuid: str, lease: Lease, lease_us: int) -> bool: ...
     async def release_leases(self, worker_id: str | None = None) -> int: ...
-    async def set_job_state(
-        self, uuid: str, lease: Lease, expected: Sequence[str], state: str
-    ) -> bool: ...
+    async def set_job_state(self, uuid: str, lease: Lease, step: Step[VolumeState]) -> bool:
+        """Fenced compare-and-set of the state of a volume whose job ``lease`` holds."""
+        ...
+
     async def commit_stage(self, uuid: str, lease: Lease) -> bool:
         """Fenced: record that the staged image of ``lease.epoch`` is the job's result
         (to be renamed into place), if ``lease`` still holds the job."""
@@ -160,13 +163,16 @@ class JobStore(Protocol):
         self,
         uuid: str,
         lease: Lease,
-        expected: Sequence[str],
-        state: str,
+        step: Step[VolumeState],
         *,
         free_mb: int | None = None,
         size_mb: int | None = None,
         message: str | None = None,
-    ) -> bool: ...
+    ) -> bool:
+        """End the job ``lease`` holds as ``step`` says (a volume that ends ``available``
+        while attached ends as Op.ATTACH makes it: ``idle``)."""
+        ...
+
     async def stats(self) -> StoreStats: ...
 
 
@@ -179,13 +185,13 @@ class MaintenanceStore(Protocol):
         self,
         owner_id: str,
         uuid: str,
-        expected_state: str,
+        step: Step[VolumeState],
         expected_size_mb: int,
         size_mb: int,
         limits: QuotaLimits,
     ) -> bool:
-        """``busy`` and owe a ``grow`` job to ``size_mb``, if the volume is still in
-        ``expected_state`` at ``expected_size_mb`` without a job; QuotaRefused if the
+        """As ``step`` (one move) says (→ ``busy``), owing a ``grow`` job to ``size_mb``,
+        if the volume is still at ``expected_size_mb`` without a job; QuotaRefused if the
         tenant's total size would exceed its limit."""
         ...
 
@@ -193,49 +199,49 @@ class MaintenanceStore(Protocol):
         self,
         uuid: str,
         lease: Lease,
-        state: str,
+        step: Step[VolumeState],
         *,
         size_mb: int | None,
         free_mb: int | None,
         message: str | None = None,
     ) -> bool:
-        """End the grow job held by ``worker_id``: ``busy`` → ``state``, with the new
-        size (None: the size stays, the grow did not happen)."""
+        """End the grow job ``lease`` holds as ``step`` says, with the new size (None:
+        the size stays, the grow did not happen)."""
         ...
 
     async def begin_reservation(
-        self, owner_id: str, uuid: str, expected_state: str, reserve: bool
+        self, owner_id: str, uuid: str, step: Step[VolumeState], reserve: bool
     ) -> bool:
-        """``busy`` and owe a ``reserve`` (static) or ``release`` (dynamic) job."""
+        """As ``step`` (one move) says (→ ``busy``), owing a ``reserve`` (static) or
+        ``release`` (dynamic) job."""
         ...
 
     async def finish_reservation(
         self,
         uuid: str,
         lease: Lease,
-        state: str,
+        step: Step[VolumeState],
         *,
-        quota_policy: str | None,
+        quota_policy: QuotaPolicy | None,
         free_mb: int | None,
         message: str | None = None,
     ) -> bool:
-        """End the reservation job: ``busy`` → ``state`` with the new policy (None: the
+        """End the reservation job as ``step`` says, with the new policy (None: the
         policy stays)."""
         ...
 
     async def begin_clone(
         self,
         source_uuid: str,
-        expected_state: str,
-        source_busy: bool,
+        step: Step[VolumeState],
         clone: Volume,
         limits: QuotaLimits,
         *,
         all_readonly: bool = False,
     ) -> bool:
         """Insert ``clone`` owing a ``clone`` job and, in the same transaction, take the
-        source by compare-and-set (still ``expected_state``, no job; ``busy`` if
-        ``source_busy``; every attachment read-only if ``all_readonly``). False if the
+        source by compare-and-set as ``step`` (one move) says (no job; made ``busy``, or
+        left as it is; every attachment read-only if ``all_readonly``). False if the
         source changed; QuotaRefused or NameTaken if the clone cannot be inserted."""
         ...
 
@@ -243,26 +249,26 @@ class MaintenanceStore(Protocol):
         self,
         uuid: str,
         lease: Lease,
-        state: str,
+        step: Step[VolumeState],
         *,
         source_uuid: str,
-        source_state: str | None,
+        source_back: Step[VolumeState] | None,
         free_mb: int | None,
         message: str | None = None,
     ) -> bool:
-        """End the clone job: the clone becomes ``state`` and, in the same transaction,
-        a ``busy`` source goes back to ``source_state`` (None: it was not made busy)."""
+        """End the clone job as ``step`` says and, in the same transaction, give the
+        source back as ``source_back`` says (None: it was not made busy)."""
         ...
 
-    async def make_template(self, owner_id: str, uuid: str, expected_state: str) -> bool:
-        """``template``, if unattached, without a job and still ``expected_state``."""
+    async def make_template(self, owner_id: str, uuid: str, step: Step[VolumeState]) -> bool:
+        """As ``step`` (one move) says (→ ``template``), if unattached and without a job."""
         ...
 
     async def begin_import(
-        self, owner_id: str, uuid: str, expected: Sequence[str], worker_id: str, lease_us: int
+        self, owner_id: str, uuid: str, step: Step[VolumeState], worker_id: str, lease_us: int
     ) -> Lease | None:
-        """An unattached volume in ``expected`` → ``busy`` with an ``import`` job leased
-        to ``worker_id``; the lease (None if the volume changed)."""
+        """An unattached volume in a state ``step`` expects → its target, with an
+        ``import`` job leased to ``worker_id``; the lease (None if the volume changed)."""
         ...
 
 
@@ -297,12 +303,12 @@ class InstanceStore(Protocol):
         instance_uuid: str,
         at: str,
         readonly: bool,
-        expected_volume_states: Sequence[str],
-        expected_instance_states: Sequence[str],
+        volume_step: Step[VolumeState],
+        expected_instance_states: Sequence[InstanceState],
         max_volumes: int,
     ) -> AttachOutcome:
         """Attach if the volume and the instance are in expected states, the instance has
-        room and nothing else at ``at``; an ``available`` volume becomes ``idle``."""
+        room and nothing else at ``at``; the volume moves as ``volume_step`` says."""
         ...
 
     async def detach(
@@ -310,8 +316,8 @@ class InstanceStore(Protocol):
         owner_id: str,
         volume_uuid: str,
         from_instance_uuid: str | None,
-        expected_volume_states: Sequence[str],
-        expected_instance_states: Sequence[str],
+        expected_volume_states: Sequence[VolumeState],
+        expected_instance_states: Sequence[InstanceState],
     ) -> AttachOutcome:
         """Detach from one instance (or from all when None), each in an expected state.
         The volume becomes persistent, and ``available`` once nothing holds it."""
@@ -321,22 +327,28 @@ class InstanceStore(Protocol):
         self,
         owner_id: str,
         instance_uuid: str,
-        expected: Sequence[str],
-        mountable: Sequence[str],
+        step: Step[InstanceState],
+        mount: Step[VolumeState],
     ) -> InstanceOutcome:
-        """``starting``, and every attached volume ``mounted``, if each is ``mountable``."""
+        """The instance as ``step`` says (``starting``), and every attached volume as
+        ``mount`` says (``mounted``), if each is in a state ``mount`` expects."""
         ...
 
     async def finish_start(
-        self, instance_uuid: str, *, node: str | None = None, boot_time_us: int | None = None
+        self,
+        instance_uuid: str,
+        step: Step[InstanceState],
+        *,
+        node: str | None = None,
+        boot_time_us: int | None = None,
     ) -> bool:
         """``starting`` → ``running`` on ``node``; clears how it last stopped."""
         ...
 
     async def record_exit(
-        self, instance_uuid: str, expected: Sequence[str], outcome: GuestExit
+        self, instance_uuid: str, step: Step[InstanceState], outcome: GuestExit
     ) -> bool:
-        """``expected`` → ``stopped`` because its guest ended by itself, with
+        """As ``step`` says (→ ``stopped``) because its guest ended by itself, with
         ``outcome``; volumes no running instance holds go back to idle."""
         ...
 
@@ -348,9 +360,11 @@ class InstanceStore(Protocol):
         """Nodes whose lease ended before ``now_us``."""
         ...
 
-    async def request_stop(self, instance_uuid: str, node: str, request: str) -> bool:
+    async def request_stop(
+        self, instance_uuid: str, node: str, request: str, expected: Sequence[InstanceState]
+    ) -> bool:
         """Leave a stop ``request`` (JSON) for ``node``, which runs the instance's guest;
-        False if the instance is not running there any more."""
+        False if the instance is not there in an ``expected`` state any more."""
         ...
 
     async def stop_requests(self, node: str) -> list[tuple[Instance, str]]:
@@ -365,17 +379,19 @@ class InstanceStore(Protocol):
         """Instances of every tenant that ``node`` runs (``running``)."""
         ...
 
-    async def abort_start(self, instance_uuid: str) -> bool:
+    async def abort_start(self, instance_uuid: str, step: Step[InstanceState]) -> bool:
         """``starting`` → ``stopped``; volumes no running instance holds go back to idle."""
         ...
 
     async def begin_stop(
-        self, owner_id: str, instance_uuid: str, expected: Sequence[str]
+        self, owner_id: str, instance_uuid: str, step: Step[InstanceState]
     ) -> InstanceOutcome:
         """→ ``stopping``; the volumes stay mounted until the runtime is done."""
         ...
 
-    async def finish_stop(self, instance_uuid: str, outcome: GuestExit | None = None) -> bool:
+    async def finish_stop(
+        self, instance_uuid: str, step: Step[InstanceState], outcome: GuestExit | None = None
+    ) -> bool:
         """``stopping`` → ``stopped`` (recording ``outcome``); volumes no running instance
         holds go back to idle."""
         ...
@@ -384,8 +400,8 @@ class InstanceStore(Protocol):
         self,
         owner_id: str,
         instance_uuid: str,
-        expected: Sequence[str],
-        releasable: Sequence[str],
+        expected: Sequence[InstanceState],
+        releasable: Sequence[VolumeState],
     ) -> InstanceOutcome:
         """Remove the instance and its attachments if every attached volume is
         ``releasable``. A volume left without attachments becomes ``available``, or, if

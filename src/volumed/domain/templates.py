@@ -17,7 +17,7 @@ from volumed.domain.model import Ref, User, Volume
 from volumed.domain.states import VolumeState
 from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import MaintenanceStore, VolumeStore
-from volumed.domain.transitions import GONE, Op, check, states_allowing
+from volumed.domain.transitions import GONE, Op, check, op_step, states_allowing
 from volumed.domain.values import ListQuery
 
 __all__ = ["TemplateService"]
@@ -57,7 +57,8 @@ class TemplateService:
             assert isinstance(target, VolumeState)
             if volume.attached_to:
                 raise errors.Attached(f"Volume {label} is attached to an instance")
-            if await self._store.make_template(user.id, volume.uuid, volume.state.value):
+            step = op_step(Op.MAKE_TEMPLATE, volume.state)
+            if await self._store.make_template(user.id, volume.uuid, step):
                 volume.state = target
                 return volume
             volume = await self._reread(user, volume.uuid, ref)

@@ -38,7 +38,7 @@ from volumed.domain.model import Ref, User, Volume
 from volumed.domain.states import QuotaPolicy
 from volumed.domain.storage import ImportRefused, StorageDriver, StorageError
 from volumed.domain.store import JobStore, MaintenanceStore, StoreUnavailable, VolumeStore
-from volumed.domain.transitions import End, Op, check, states_allowing, step
+from volumed.domain.transitions import End, Op, check, op_step, step
 from volumed.domain.values import Job, Lease
 
 __all__ = ["IMPORT_JOB", "TransferService"]
@@ -133,7 +133,7 @@ class TransferService:
             lease = await self._store.begin_import(
                 user.id,
                 volume.uuid,
-                states_allowing(Op.IMPORT),
+                op_step(Op.IMPORT),
                 self._worker_id,
                 self._lease_us,
             )
@@ -198,9 +198,10 @@ class TransferService:
         """End the import job. If the store cannot write now (a full disk), the caller
         still gets the import's own answer; the job keeps its lease, and once that runs
         out the reconciler's ``import`` handler hands the volume back."""
-        end = step(End.IMPORT_ENDED)
         try:
-            ended = await self._store.finish_job(uuid, lease, end.expected, end.to, free_mb=free_mb)
+            ended = await self._store.finish_job(
+                uuid, lease, step(End.IMPORT_ENDED), free_mb=free_mb
+            )
         except StoreUnavailable as exc:
             log.warning("import of %s: could not end the job now (%s); the worker will", uuid, exc)
             return
@@ -230,18 +231,15 @@ class TransferService:
         try:
             usage = await self._storage.usage(job.uuid)
         except StorageError as exc:
-            lost = step(End.IMPORT_LOST)
             await self._store.finish_job(
                 job.uuid,
                 job.lease,
-                lost.expected,
-                lost.to,
+                step(End.IMPORT_LOST),
                 message=f"An interrupted import left no usable image: {exc.message}",
             )
             return
-        end = step(End.IMPORT_ENDED)
         await self._store.finish_job(
-            job.uuid, job.lease, end.expected, end.to, free_mb=usage.free_mb
+            job.uuid, job.lease, step(End.IMPORT_ENDED), free_mb=usage.free_mb
         )
         log.info("interrupted import of %s rolled back", job.uuid)
 

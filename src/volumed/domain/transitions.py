@@ -520,6 +520,10 @@ class Step(Generic[StateT]):
     def target(self, state: StateT) -> StateT:
         return dict(self.moves)[state]
 
+    def changing(self) -> Step[StateT]:
+        """Only the moves that change the state (the rows an UPDATE must touch)."""
+        return Step(tuple((state, to) for state, to in self.moves if state is not to))
+
 
 def step(end: End, *, previous: S | None = None) -> Step[S]:
     """The compare-and-set of ``end``; ``previous`` (from :func:`restored`) fills the

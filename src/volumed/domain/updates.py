@@ -26,7 +26,7 @@ from volumed.domain.quotas import QuotaService, refusal
 from volumed.domain.states import QuotaPolicy, VolumeState
 from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import MaintenanceStore, QuotaRefused, VolumeStore
-from volumed.domain.transitions import KEEP, TRANSITIONAL, Op, check
+from volumed.domain.transitions import KEEP, TRANSITIONAL, Op, check, op_step
 
 __all__ = ["Change", "UpdateService"]
 
@@ -131,7 +131,12 @@ class UpdateService:
                 await self._quotas.check_free_space(growth_mb, f"growing volume {label}")
             try:
                 won = await self._store.begin_grow(
-                    user.id, volume.uuid, volume.state.value, volume.size_mb, size_mb, limits
+                    user.id,
+                    volume.uuid,
+                    op_step(Op.GROW, volume.state),
+                    volume.size_mb,
+                    size_mb,
+                    limits,
                 )
             except QuotaRefused as refused:
                 raise refusal(limits, refused, 0, growth_mb) from None
@@ -162,7 +167,7 @@ class UpdateService:
                     f"reserving volume {label}",
                 )
             if await self._store.begin_reservation(
-                user.id, volume.uuid, volume.state.value, reserve
+                user.id, volume.uuid, op_step(Op.RESERVE, volume.state), reserve
             ):
                 self._wake_worker()
                 return await self._finished(

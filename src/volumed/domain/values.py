@@ -5,9 +5,12 @@ quota limits and usage, the aggregates metrics read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+
+from volumed.domain.states import QuotaPolicy, VolumeState
+from volumed.domain.transitions import Step
 
 __all__ = [
     "AttachOutcome",
@@ -31,7 +34,7 @@ class ListQuery:
 
     templates: bool = False
     """List template volumes (``/v1/volumes/templates``) instead of ordinary ones."""
-    states: tuple[str, ...] = ()
+    states: tuple[VolumeState, ...] = ()
     persistent: bool | None = None
     tags: tuple[str, ...] = ()
     from_uuid: str | None = None
@@ -48,9 +51,9 @@ class Job:
     uuid: str
     kind: str
     args: dict[str, object]
-    state: str
+    state: VolumeState
     size_mb: int
-    quota_policy: str
+    quota_policy: QuotaPolicy
     attempts: int
     lease_owner: str
     epoch: int = 0
@@ -64,9 +67,9 @@ class Job:
         return Lease(self.lease_owner, self.epoch)
 
 
-JobStarts = Mapping[str, tuple[Sequence[str], str]]
-"""Job kind -> (the states its job starts from, the state it starts in): see
-:meth:`volumed.domain.store.JobStore.claim_job`."""
+JobStarts = Mapping[str, Step[VolumeState]]
+"""Job kind -> how its job starts (the table's step: the states it starts from, the
+state each starts in): see :meth:`volumed.domain.store.JobStore.claim_job`."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,7 +89,7 @@ class Lease:
 class StoreStats:
     """Aggregates over every tenant, read when metrics are scraped."""
 
-    volumes_by_state: dict[str, int]
+    volumes_by_state: dict[VolumeState, int]
     """Live volumes (deleted ones excluded) per state."""
     provisioned_mb: int
     """Sum of the sizes of live volumes."""
@@ -143,9 +146,9 @@ class NewAttachment:
     volume_uuid: str
     at: str
     readonly: bool
-    expected_states: tuple[str, ...] = ()
-    """For an existing volume: the states its compare-and-set accepts. Empty for a
-    volume inserted in the same transaction."""
+    step: Step[VolumeState] | None = None
+    """For an existing volume: its compare-and-set (the table's attach step). None for
+    a volume inserted in the same transaction."""
 
 
 @dataclass(slots=True, frozen=True)

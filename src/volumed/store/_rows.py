@@ -13,8 +13,8 @@ from volumed.domain.states import AccessMode, InstanceState, QuotaPolicy, Volume
 
 __all__ = [
     "_ACCESS_MODES",
+    "_INSTANCE_STATES",
     "_QUOTA_POLICIES",
-    "_RUNNING_STATES",
     "_VOLUME_COLUMNS",
     "_VOLUME_STATES",
     "_chunks",
@@ -31,9 +31,9 @@ _VOLUME_COLUMNS = (
     "access_mode, delete_lock, free_mb, filesystem, tags, message"
 )
 _VOLUME_STATES = {s.value: s for s in VolumeState}
+_INSTANCE_STATES = {s.value: s for s in InstanceState}
 _QUOTA_POLICIES = {p.value: p for p in QuotaPolicy}
 _ACCESS_MODES = {m.value: m for m in AccessMode}
-_RUNNING_STATES = ("starting", "running", "stopping")
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -104,7 +104,7 @@ def _instance_from_row(row: Any) -> Instance:
         uuid=row["uuid"],
         owner_id=row["owner_id"],
         name=row["name"],
-        state=InstanceState(row["state"]),
+        state=_INSTANCE_STATES[row["state"]],
         created_at_us=row["created_at_us"],
         image=row["image"],
         memory_mb=row["memory_mb"],

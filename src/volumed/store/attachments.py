@@ -9,7 +9,10 @@ from collections.abc import Sequence
 
 from volumed.domain.audit import EventAction
 from volumed.domain.model import Instance, Volume
+from volumed.domain.states import InstanceState, VolumeState
+from volumed.domain.transitions import Step
 from volumed.domain.values import AttachOutcome, InsertOutcome, NewAttachment, QuotaLimits
+from volumed.store import _states
 from volumed.store._base import SqlBase, _Abort, now_us
 from volumed.store._rows import _VOLUME_COLUMNS, _instance_values, _marks, _volume_values
 from volumed.store.db import Queries, UniqueViolation
@@ -59,8 +62,8 @@ class SqlAttachments(SqlBase):
                     await self._created_event(db, volume)
                 for i, link in enumerate(attachments):
                     state_before = await self._volume_state(db, link.volume_uuid)
-                    if link.expected_states and not await self._take_volume(
-                        db, instance.owner_id, link.volume_uuid, link.expected_states
+                    if link.step is not None and not await self._take_volume(
+                        db, instance.owner_id, link.volume_uuid, link.step
                     ):
                         raise _Abort(InsertOutcome(AttachOutcome.VOLUME_CHANGED, i))
                     await db.execute(
@@ -77,27 +80,28 @@ class SqlAttachments(SqlBase):
         return InsertOutcome(AttachOutcome.DONE)
 
     async def _take_volume(
-        self, db: Queries, owner_id: str, uuid: str, expected: Sequence[str]
+        self, db: Queries, owner_id: str, uuid: str, step: Step[VolumeState]
     ) -> bool:
-        """Compare-and-set of the volume side of an attach: ``available`` → ``idle``;
-        a shared volume already attached elsewhere keeps its state."""
+        """Compare-and-set of the volume side of an attach, as ``step`` says (Op.ATTACH:
+        ``available`` → ``idle``; a shared volume attached elsewhere keeps its state)."""
+        target, target_params = _states.assign(step)
+        expected, expected_params = _states.expect(step)
         cur = await db.execute(
-            "UPDATE volumes SET state = CASE WHEN state = 'available' THEN 'idle' "
-            "ELSE state END WHERE uuid = ? AND owner_id = ? AND deleted = 0 "
-            f"AND state IN ({_marks(expected)})",
-            (uuid, owner_id, *expected),
+            f"UPDATE volumes SET state = {target} WHERE uuid = ? AND owner_id = ? AND deleted = 0 "
+            f"AND {expected}",
+            (*target_params, uuid, owner_id, *expected_params),
         )
         return cur == 1
 
     async def _take_instance(
-        self, db: Queries, owner_id: str, uuid: str, expected: Sequence[str]
+        self, db: Queries, owner_id: str, uuid: str, expected: Sequence[InstanceState]
     ) -> None:
         """Compare-and-set on the instance's state (a no-op UPDATE that takes the row),
         or abort with GONE / CHANGED."""
+        states, params = _states.expect(expected)
         cur = await db.execute(
-            "UPDATE instances SET state = state WHERE uuid = ? AND owner_id = ? "
-            f"AND state IN ({_marks(expected)})",
-            (uuid, owner_id, *expected),
+            f"UPDATE instances SET state = state WHERE uuid = ? AND owner_id = ? AND {states}",
+            (uuid, owner_id, *params),
         )
         if cur == 1:
             return
@@ -113,8 +117,8 @@ class SqlAttachments(SqlBase):
         instance_uuid: str,
         at: str,
         readonly: bool,
-        expected_volume_states: Sequence[str],
-        expected_instance_states: Sequence[str],
+        volume_step: Step[VolumeState],
+        expected_instance_states: Sequence[InstanceState],
         max_volumes: int,
     ) -> AttachOutcome:
         try:
@@ -138,7 +142,7 @@ class SqlAttachments(SqlBase):
                 if at in paths:
                     raise _Abort(AttachOutcome.PATH_TAKEN)
                 state_before = await self._volume_state(db, volume_uuid)
-                if not await self._take_volume(db, owner_id, volume_uuid, expected_volume_states):
+                if not await self._take_volume(db, owner_id, volume_uuid, volume_step):
                     raise _Abort(AttachOutcome.VOLUME_CHANGED)
                 await db.execute(
                     "INSERT INTO attachments (volume_uuid, instance_uuid, at, readonly, "
@@ -158,9 +162,12 @@ class SqlAttachments(SqlBase):
         owner_id: str,
         volume_uuid: str,
         from_instance_uuid: str | None,
-        expected_volume_states: Sequence[str],
-        expected_instance_states: Sequence[str],
+        expected_volume_states: Sequence[VolumeState],
+        expected_instance_states: Sequence[InstanceState],
     ) -> AttachOutcome:
+        volume_states, volume_params = _states.expect(expected_volume_states)
+        available, available_params = _states.assign(_states.ORPHANED)
+        attached, attached_params = _states.expect(_states.ORPHANED)
         try:
             async with self._db.transaction() as db:
                 sql = "SELECT instance_uuid FROM attachments WHERE volume_uuid = ?"
@@ -174,8 +181,8 @@ class SqlAttachments(SqlBase):
                     await self._take_instance(db, owner_id, holder, expected_instance_states)
                 cur = await db.execute(
                     "UPDATE volumes SET persistent = 1 WHERE uuid = ? AND owner_id = ? "
-                    f"AND deleted = 0 AND state IN ({_marks(expected_volume_states)})",
-                    (volume_uuid, owner_id, *expected_volume_states),
+                    f"AND deleted = 0 AND {volume_states}",
+                    (volume_uuid, owner_id, *volume_params),
                 )
                 if cur == 0:
                     raise _Abort(AttachOutcome.VOLUME_CHANGED)
@@ -190,9 +197,9 @@ class SqlAttachments(SqlBase):
                 # Detached instances are stopped, so they mounted nothing: the state
                 # only changes when no instance holds the volume any more.
                 await db.execute(
-                    "UPDATE volumes SET state = 'available' WHERE uuid = ? AND NOT EXISTS "
-                    "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
-                    (volume_uuid,),
+                    f"UPDATE volumes SET state = {available} WHERE uuid = ? AND {attached} "
+                    "AND NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
+                    (*available_params, volume_uuid, *attached_params),
                 )
                 await self._link_event(db, EventAction.DETACH, volume_uuid, holders, state_before)
         except _Abort as abort:

@@ -16,9 +16,12 @@ from typing import Any
 from volumed.domain.audit import EventAction, EventResult
 from volumed.domain.model import Instance, InstanceVolume, Ref
 from volumed.domain.runtime import GuestExit
+from volumed.domain.states import InstanceState, VolumeState
+from volumed.domain.transitions import Step
 from volumed.domain.values import InstanceOutcome, ListQuery
+from volumed.store import _states
 from volumed.store._base import _NEW_JOB, SqlBase, _Abort, now_us
-from volumed.store._rows import _RUNNING_STATES, _chunks, _instance_from_row, _marks
+from volumed.store._rows import _chunks, _instance_from_row, _marks
 from volumed.store.db import Queries
 
 __all__ = ["SqlInstances"]
@@ -96,8 +99,9 @@ class SqlInstances(SqlBase):
 
     async def transitional_instances(self) -> list[Instance]:
         db: Queries = self._db
+        states, params = _states.expect(_states.INSTANCE_TRANSITIONAL)
         rows = await db.fetchall(
-            "SELECT * FROM instances WHERE state IN ('starting', 'stopping') ORDER BY created_at_us"
+            f"SELECT * FROM instances WHERE {states} ORDER BY created_at_us", params
         )
         instances = [_instance_from_row(r) for r in rows]
         await self._fill_instance_volumes(db, instances)
@@ -111,8 +115,8 @@ class SqlInstances(SqlBase):
     async def running_instances(self, node: str) -> list[Instance]:
         db: Queries = self._db
         rows = await db.fetchall(
-            "SELECT * FROM instances WHERE node = ? AND state = 'running' ORDER BY created_at_us",
-            (node,),
+            "SELECT * FROM instances WHERE node = ? AND state = ? ORDER BY created_at_us",
+            (node, _states.RUNNING),
         )
         instances = [_instance_from_row(r) for r in rows]
         await self._fill_instance_volumes(db, instances)
@@ -122,27 +126,28 @@ class SqlInstances(SqlBase):
         self,
         owner_id: str,
         instance_uuid: str,
-        expected: Sequence[str],
-        mountable: Sequence[str],
+        step: Step[InstanceState],
+        mount: Step[VolumeState],
     ) -> InstanceOutcome:
+        mountable, mountable_params = _states.expect(mount)
+        mounted, mounted_params = _states.assign(mount)
         try:
             async with self._db.transaction() as db:
-                await self._move_instance(db, owner_id, instance_uuid, expected, "starting")
+                await self._move_instance(db, owner_id, instance_uuid, step)
                 unready = await db.fetchone(
                     "SELECT 1 FROM attachments a JOIN volumes v ON v.uuid = a.volume_uuid "
-                    f"WHERE a.instance_uuid = ? AND v.state NOT IN ({_marks(mountable)}) "
+                    f"WHERE a.instance_uuid = ? AND NOT {_states.expect(mount, 'v.state')[0]} "
                     "LIMIT 1",
-                    (instance_uuid, *mountable),
+                    (instance_uuid, *mountable_params),
                 )
                 if unready:
                     raise _Abort(InstanceOutcome.VOLUMES_NOT_READY)
                 held = "SELECT volume_uuid FROM attachments WHERE instance_uuid = ?"
                 before = await self._states_of(db, held, (instance_uuid,))
                 await db.execute(
-                    "UPDATE volumes SET state = 'mounted' WHERE uuid IN (SELECT volume_uuid "
-                    "FROM attachments WHERE instance_uuid = ?) "
-                    f"AND state IN ({_marks(mountable)})",
-                    (instance_uuid, *mountable),
+                    f"UPDATE volumes SET state = {mounted} WHERE uuid IN (SELECT volume_uuid "
+                    f"FROM attachments WHERE instance_uuid = ?) AND {mountable}",
+                    (*mounted_params, instance_uuid, *mountable_params),
                 )
                 await self._state_events(
                     db, before, "Mounted: an instance it is attached to starts"
@@ -153,12 +158,19 @@ class SqlInstances(SqlBase):
         return InstanceOutcome.DONE
 
     async def _move_instance(
-        self, db: Queries, owner_id: str, uuid: str, expected: Sequence[str], state: str
+        self,
+        db: Queries,
+        owner_id: str,
+        uuid: str,
+        step: Step[InstanceState] | Sequence[InstanceState],
     ) -> None:
+        """Compare-and-set the instance as ``step`` says (given only the expected states,
+        take the row as it is), or abort with GONE or CHANGED."""
+        expected, expected_params = _states.expect(step)
+        target, target_params = _states.assign(step) if isinstance(step, Step) else ("state", ())
         cur = await db.execute(
-            "UPDATE instances SET state = ? WHERE uuid = ? AND owner_id = ? "
-            f"AND state IN ({_marks(expected)})",
-            (state, uuid, owner_id, *expected),
+            f"UPDATE instances SET state = {target} WHERE uuid = ? AND owner_id = ? AND {expected}",
+            (*target_params, uuid, owner_id, *expected_params),
         )
         if cur == 1:
             return
@@ -168,43 +180,56 @@ class SqlInstances(SqlBase):
         raise _Abort(InstanceOutcome.CHANGED if exists else InstanceOutcome.GONE)
 
     async def finish_start(
-        self, instance_uuid: str, *, node: str | None = None, boot_time_us: int | None = None
+        self,
+        instance_uuid: str,
+        step: Step[InstanceState],
+        *,
+        node: str | None = None,
+        boot_time_us: int | None = None,
     ) -> bool:
         db: Queries = self._db
+        target, target_params = _states.assign(step)
+        expected, expected_params = _states.expect(step)
         cur = await db.execute(
-            "UPDATE instances SET state = 'running', node = ?, boot_time_us = ?, "
+            f"UPDATE instances SET state = {target}, node = ?, boot_time_us = ?, "
             "started_at_us = ?, stopped_at_us = NULL, stop_reason = NULL, exit_code = NULL, "
             "stop_request = NULL, "
-            "stop_code = NULL WHERE uuid = ? AND state = 'starting'",
-            (node, boot_time_us, now_us(), instance_uuid),
+            f"stop_code = NULL WHERE uuid = ? AND {expected}",
+            (*target_params, node, boot_time_us, now_us(), instance_uuid, *expected_params),
         )
         return cur == 1
 
     async def record_exit(
-        self, instance_uuid: str, expected: Sequence[str], outcome: GuestExit
+        self, instance_uuid: str, step: Step[InstanceState], outcome: GuestExit
     ) -> bool:
-        return await self._to_stopped(instance_uuid, expected, outcome)
+        return await self._to_stopped(instance_uuid, step, outcome)
 
-    async def abort_start(self, instance_uuid: str) -> bool:
-        return await self._to_stopped(instance_uuid, ("starting",), None)
+    async def abort_start(self, instance_uuid: str, step: Step[InstanceState]) -> bool:
+        return await self._to_stopped(instance_uuid, step, None)
 
     async def begin_stop(
-        self, owner_id: str, instance_uuid: str, expected: Sequence[str]
+        self, owner_id: str, instance_uuid: str, step: Step[InstanceState]
     ) -> InstanceOutcome:
         try:
             async with self._db.transaction() as db:
-                await self._move_instance(db, owner_id, instance_uuid, expected, "stopping")
+                await self._move_instance(db, owner_id, instance_uuid, step)
         except _Abort as abort:
             assert isinstance(abort.outcome, InstanceOutcome)
             return abort.outcome
         return InstanceOutcome.DONE
 
-    async def finish_stop(self, instance_uuid: str, outcome: GuestExit | None = None) -> bool:
-        return await self._to_stopped(instance_uuid, ("stopping",), outcome)
+    async def finish_stop(
+        self, instance_uuid: str, step: Step[InstanceState], outcome: GuestExit | None = None
+    ) -> bool:
+        return await self._to_stopped(instance_uuid, step, outcome)
 
     async def _to_stopped(
-        self, instance_uuid: str, from_states: Sequence[str], outcome: GuestExit | None
+        self, instance_uuid: str, step: Step[InstanceState], outcome: GuestExit | None
     ) -> bool:
+        """End a start or a stop (or record an exit) as ``step`` says; the volumes no
+        running instance holds any more are unmounted in the same transaction."""
+        target, target_params = _states.assign(step)
+        expected, expected_params = _states.expect(step)
         ended = (
             (None, None, None)
             if outcome is None
@@ -212,10 +237,10 @@ class SqlInstances(SqlBase):
         )
         async with self._db.transaction() as db:
             cur = await db.execute(
-                "UPDATE instances SET state = 'stopped', stop_request = NULL, stopped_at_us = ?, "
-                "stop_reason = ?, "
-                f"exit_code = ?, stop_code = ? WHERE uuid = ? AND state IN ({_marks(from_states)})",
-                (now_us(), *ended, instance_uuid, *from_states),
+                f"UPDATE instances SET state = {target}, stop_request = NULL, "
+                "stopped_at_us = ?, stop_reason = ?, "
+                f"exit_code = ?, stop_code = ? WHERE uuid = ? AND {expected}",
+                (*target_params, now_us(), *ended, instance_uuid, *expected_params),
             )
             if cur == 0:
                 return False
@@ -230,12 +255,15 @@ class SqlInstances(SqlBase):
         """Op.UNMOUNT for the chosen volumes: ``mounted`` → ``idle`` unless another
         instance that still runs holds them (a shared read-only volume)."""
         before = await self._states_of(db, volumes_sql, params)
+        target, target_params = _states.assign(_states.UNMOUNT)
+        expected, expected_params = _states.expect(_states.UNMOUNT)
+        running, running_params = _states.expect(_states.HOLDING_MOUNTS, "i.state")
         await db.execute(
-            f"UPDATE volumes SET state = 'idle' WHERE uuid IN ({volumes_sql}) "
-            "AND state = 'mounted' AND NOT EXISTS (SELECT 1 FROM attachments a "
+            f"UPDATE volumes SET state = {target} WHERE uuid IN ({volumes_sql}) "
+            f"AND {expected} AND NOT EXISTS (SELECT 1 FROM attachments a "
             "JOIN instances i ON i.uuid = a.instance_uuid WHERE a.volume_uuid = volumes.uuid "
-            f"AND i.state IN ({_marks(_RUNNING_STATES)}))",
-            (*params, *_RUNNING_STATES),
+            f"AND {running})",
+            (*target_params, *params, *expected_params, *running_params),
         )
         await self._state_events(db, before, "Unmounted: no running instance holds it any more")
 
@@ -243,13 +271,14 @@ class SqlInstances(SqlBase):
         self,
         owner_id: str,
         instance_uuid: str,
-        expected: Sequence[str],
-        releasable: Sequence[str],
+        expected: Sequence[InstanceState],
+        releasable: Sequence[VolumeState],
     ) -> InstanceOutcome:
+        released = _states.values(releasable)
         try:
             async with self._db.transaction() as db:
                 # The state stays while the row lives; the row goes at the end.
-                await self._move_instance(db, owner_id, instance_uuid, expected, "stopped")
+                await self._move_instance(db, owner_id, instance_uuid, expected)
                 held = [
                     (r[0], r[1], r[2])
                     for r in await db.fetchall(
@@ -259,7 +288,7 @@ class SqlInstances(SqlBase):
                     )
                 ]
                 # A job (format, grow, clone, ...) owns a volume row until it ends.
-                if any(state not in releasable or job is not None for _, state, job in held):
+                if any(state not in released or job is not None for _, state, job in held):
                     raise _Abort(InstanceOutcome.VOLUMES_NOT_READY)
                 await db.execute(
                     "DELETE FROM attachments WHERE instance_uuid = ?", (instance_uuid,)
@@ -278,11 +307,12 @@ class SqlInstances(SqlBase):
                         "RETURNING uuid",
                         uuids,
                     )
+                    available, available_params = _states.assign(_states.ORPHANED)
+                    attached, attached_params = _states.expect(_states.ORPHANED)
                     await db.execute(
-                        "UPDATE volumes SET state = 'available' "
-                        f"WHERE uuid IN ({marks}) AND deleted = 0 "
-                        f"AND state IN ('idle', 'mounted') AND {orphan}",
-                        uuids,
+                        f"UPDATE volumes SET state = {available} "
+                        f"WHERE uuid IN ({marks}) AND deleted = 0 AND {attached} AND {orphan}",
+                        (*available_params, *uuids, *attached_params),
                     )
                     await self._unmount_released(db, marks, tuple(uuids))
                     await self._instance_deleted_events(
@@ -311,21 +341,22 @@ class SqlInstances(SqlBase):
             else:
                 await self._link_event(db, EventAction.DETACH, uuid, [instance_uuid], state)
 
-    async def request_stop(self, instance_uuid: str, node: str, request: str) -> bool:
+    async def request_stop(
+        self, instance_uuid: str, node: str, request: str, expected: Sequence[InstanceState]
+    ) -> bool:
         db: Queries = self._db
+        states, params = _states.expect(expected)
         cur = await db.execute(
-            "UPDATE instances SET stop_request = ? WHERE uuid = ? AND node = ? "
-            "AND state = 'running'",
-            (request, instance_uuid, node),
+            f"UPDATE instances SET stop_request = ? WHERE uuid = ? AND node = ? AND {states}",
+            (request, instance_uuid, node, *params),
         )
         return cur == 1
 
     async def stop_requests(self, node: str) -> list[tuple[Instance, str]]:
         db: Queries = self._db
         rows = await db.fetchall(
-            "SELECT * FROM instances WHERE node = ? AND state = 'running' "
-            "AND stop_request IS NOT NULL",
-            (node,),
+            "SELECT * FROM instances WHERE node = ? AND state = ? AND stop_request IS NOT NULL",
+            (node, _states.RUNNING),
         )
         found = [(_instance_from_row(r), str(r["stop_request"])) for r in rows]
         await self._fill_instance_volumes(db, [i for i, _ in found])

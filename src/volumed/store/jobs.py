@@ -5,13 +5,15 @@ transition of the holder, renewed, retried later, parked, ended.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from volumed.domain.audit import WORKER, EventResult
 from volumed.domain.states import VolumeState
+from volumed.domain.transitions import Step
 from volumed.domain.values import Job, JobStarts, Lease, StoreStats
+from volumed.store import _states
 from volumed.store._base import _HELD, _NO_JOB, SqlBase, now_us
+from volumed.store._rows import _QUOTA_POLICIES, _VOLUME_STATES
 from volumed.store.db import Queries
 
 __all__ = ["SqlJobs"]
@@ -49,19 +51,20 @@ class SqlJobs(SqlBase):
         )
         if row is None:
             return None
-        state = row[3]
-        expected, started = starts.get(row[1], ((), state))
-        if state != started and state in expected:
+        state = _VOLUME_STATES[row[3]]
+        start = starts.get(row[1])
+        started = start.target(state) if start is not None and state in start.expected else state
+        if started is not state:
             # The row is ours (claimed in this transaction): the state alone is checked.
-            await db.execute("UPDATE volumes SET state = ? WHERE uuid = ?", (started, row[0]))
+            await db.execute("UPDATE volumes SET state = ? WHERE uuid = ?", (started.value, row[0]))
             await self._events.record(
                 db,
                 row[0],
                 row[1],
                 EventResult.OK,
                 actor=WORKER,
-                state_from=state,
-                state_to=started,
+                state_from=state.value,
+                state_to=started.value,
                 message=f"Started (attempt {row[6]})",
             )
             state = started
@@ -71,7 +74,7 @@ class SqlJobs(SqlBase):
             args=json.loads(row[2] or "{}"),
             state=state,
             size_mb=row[4],
-            quota_policy=row[5],
+            quota_policy=_QUOTA_POLICIES[row[5]],
             attempts=row[6],
             lease_owner=worker_id,
             epoch=int(row[7]),
@@ -160,20 +163,21 @@ class SqlJobs(SqlBase):
             )
         return cur
 
-    async def set_job_state(
-        self, uuid: str, lease: Lease, expected: Sequence[str], state: str
-    ) -> bool:
+    async def set_job_state(self, uuid: str, lease: Lease, step: Step[VolumeState]) -> bool:
         """Compare-and-set the state of a volume whose job ``lease`` holds."""
+        expected, expected_params = _states.expect(step)
+        target, target_params = _states.assign(step)
         async with self._db.transaction() as db:
             before = await db.fetchone(
                 "SELECT state, job, job_attempts FROM volumes WHERE uuid = ?", (uuid,)
             )
             cur = await db.execute(
-                f"UPDATE volumes SET state = ? WHERE uuid = ? AND {_HELD} "
-                f"AND job IS NOT NULL AND state IN ({','.join('?' * len(expected))})",
-                (state, uuid, lease.owner, lease.epoch, *expected),
+                f"UPDATE volumes SET state = {target} WHERE uuid = ? AND {_HELD} "
+                f"AND job IS NOT NULL AND {expected}",
+                (*target_params, uuid, lease.owner, lease.epoch, *expected_params),
             )
-            if cur == 1 and before[0] != state:
+            state_to = step.target(_VOLUME_STATES[before[0]]) if cur == 1 else None
+            if state_to is not None and before[0] != state_to:
                 await self._events.record(
                     db,
                     uuid,
@@ -181,7 +185,7 @@ class SqlJobs(SqlBase):
                     EventResult.OK,
                     actor=WORKER,
                     state_from=before[0],
-                    state_to=state,
+                    state_to=state_to.value,
                     message=f"Started (attempt {before[2]})",
                 )
         return cur == 1
@@ -190,35 +194,36 @@ class SqlJobs(SqlBase):
         self,
         uuid: str,
         lease: Lease,
-        expected: Sequence[str],
-        state: str,
+        step: Step[VolumeState],
         *,
         free_mb: int | None = None,
         size_mb: int | None = None,
         message: str | None = None,
     ) -> bool:
-        """Compare-and-set: end the job held by ``lease`` and move to ``state``."""
-        # "available" means attached to nothing. A volume created with its instance is
-        # attached before it is formatted, so it finishes "idle" instead.
+        """Compare-and-set: end the job held by ``lease`` as ``step`` says."""
+        expected, expected_params = _states.expect(step)
+        # A volume created with its instance is attached before it is formatted.
+        when_attached, attached_params = _states.assign(_states.attached(step))
+        target, target_params = _states.assign(step)
         async with self._db.transaction() as db:
             before = await db.fetchone("SELECT state, job FROM volumes WHERE uuid = ?", (uuid,))
             won = await db.fetchall(
-                "UPDATE volumes SET state = CASE WHEN ? = 'available' AND EXISTS "
-                "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) THEN 'idle' "
-                "ELSE ? END, free_mb = COALESCE(?, free_mb), "
+                "UPDATE volumes SET state = CASE WHEN EXISTS "
+                f"(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) "
+                f"THEN {when_attached} ELSE {target} END, free_mb = COALESCE(?, free_mb), "
                 f"size_mb = COALESCE(?, size_mb), message = ?, {_NO_JOB} "
                 f"WHERE uuid = ? AND {_HELD} AND job IS NOT NULL "
-                f"AND state IN ({','.join('?' * len(expected))}) RETURNING state",
+                f"AND {expected} RETURNING state",
                 (
-                    state,
-                    state,
+                    *attached_params,
+                    *target_params,
                     free_mb,
                     size_mb,
                     message,
                     uuid,
                     lease.owner,
                     lease.epoch,
-                    *expected,
+                    *expected_params,
                 ),
             )
             if won:
@@ -237,13 +242,13 @@ class SqlJobs(SqlBase):
 
     async def stats(self) -> StoreStats:
         db: Queries = self._db
-        by_state: dict[str, int] = {}
+        by_state: dict[VolumeState, int] = {}
         provisioned = used = 0
         for state, count, size_mb, used_mb in await db.fetchall(
             "SELECT state, count(*), COALESCE(SUM(size_mb), 0), "
             "COALESCE(SUM(size_mb - free_mb), 0) FROM volumes WHERE deleted = 0 GROUP BY state"
         ):
-            by_state[state] = int(count)
+            by_state[_VOLUME_STATES[state]] = int(count)
             provisioned += int(size_mb)
             used += int(used_mb)
         tenants = (await db.fetchone("SELECT count(*) FROM users"))[0]

@@ -6,14 +6,16 @@ owes a job, and ends by a fenced one of the job's holder.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 from volumed.domain.audit import WORKER, EventAction, EventResult
 from volumed.domain.model import Volume
-from volumed.domain.states import VolumeState
+from volumed.domain.states import QuotaPolicy, VolumeState
 from volumed.domain.store import QuotaRefused
+from volumed.domain.transitions import Step
 from volumed.domain.values import Lease, QuotaLimits, QuotaUsage
+from volumed.store import _states
 from volumed.store._base import _HELD, _NEW_JOB, _NO_JOB, SqlBase, now_us
+from volumed.store.db import Queries
 
 __all__ = ["SqlMaintenance"]
 
@@ -26,21 +28,23 @@ class SqlMaintenance(SqlBase):
         self,
         owner_id: str,
         uuid: str,
-        expected_state: str,
+        step: Step[VolumeState],
         expected_size_mb: int,
         size_mb: int,
         limits: QuotaLimits,
     ) -> bool:
-        args = {"size_mb": size_mb, "previous_state": expected_state}
+        ((previous, busy),) = step.moves
+        args = {"size_mb": size_mb, "previous_state": previous.value}
         async with self._db.transaction() as db:
             await self._lock_tenant(db, owner_id)  # before the volume row, as every quota check
             cur = await db.execute(
-                "UPDATE volumes SET state = 'busy', job = 'grow', job_args = ?, "
+                "UPDATE volumes SET state = ?, job = 'grow', job_args = ?, "
                 f"pending_size_mb = ?, message = NULL, {_NEW_JOB} "
                 "WHERE uuid = ? AND owner_id = ? AND deleted = 0 "
                 "AND job IS NULL AND state = ? AND size_mb = ?",
-                (json.dumps(args), size_mb, uuid, owner_id, expected_state, expected_size_mb),
-            )
+                (busy.value, json.dumps(args), size_mb, uuid, owner_id, previous.value,
+                 expected_size_mb),
+            )  # fmt: skip
             if cur != 1:
                 return False
             # The usage now counts this volume at its new size.
@@ -52,8 +56,8 @@ class SqlMaintenance(SqlBase):
                 uuid,
                 EventAction.GROW,
                 EventResult.OK,
-                state_from=expected_state,
-                state_to=VolumeState.BUSY.value,
+                state_from=previous.value,
+                state_to=busy.value,
                 message=f"Growing from {expected_size_mb} MB to {size_mb} MB",
             )
         return True
@@ -62,37 +66,42 @@ class SqlMaintenance(SqlBase):
         self,
         uuid: str,
         lease: Lease,
-        state: str,
+        step: Step[VolumeState],
         *,
         size_mb: int | None,
         free_mb: int | None,
         message: str | None = None,
     ) -> bool:
+        target, target_params = _states.assign(step)
+        expected, expected_params = _states.expect(step)
         async with self._db.transaction() as db:
+            before = await self._volume_state(db, uuid)
             cur = await db.execute(
-                "UPDATE volumes SET state = ?, size_mb = COALESCE(?, size_mb), "
+                f"UPDATE volumes SET state = {target}, size_mb = COALESCE(?, size_mb), "
                 f"free_mb = COALESCE(?, free_mb), pending_size_mb = NULL, message = ?, {_NO_JOB} "
-                f"WHERE uuid = ? AND {_HELD} AND job = 'grow' AND state = 'busy'",
-                (state, size_mb, free_mb, message, uuid, lease.owner, lease.epoch),
-            )
+                f"WHERE uuid = ? AND {_HELD} AND job = 'grow' AND {expected}",
+                (*target_params, size_mb, free_mb, message, uuid, lease.owner, lease.epoch,
+                 *expected_params),
+            )  # fmt: skip
             if cur == 1:
-                await self._job_end_event(
-                    db, uuid, EventAction.GROW, VolumeState.BUSY.value, message
-                )
+                await self._job_end_event(db, uuid, EventAction.GROW, before, message)
         return cur == 1
 
     async def begin_reservation(
-        self, owner_id: str, uuid: str, expected_state: str, reserve: bool
+        self, owner_id: str, uuid: str, step: Step[VolumeState], reserve: bool
     ) -> bool:
-        job, current = ("reserve", "dynamic") if reserve else ("release", "static")
+        ((previous, busy),) = step.moves
+        job, current = (
+            ("reserve", QuotaPolicy.DYNAMIC) if reserve else ("release", QuotaPolicy.STATIC)
+        )
         async with self._db.transaction() as db:
             cur = await db.execute(
-                "UPDATE volumes SET state = 'busy', job = ?, job_args = ?, message = NULL, "
+                "UPDATE volumes SET state = ?, job = ?, job_args = ?, message = NULL, "
                 f"{_NEW_JOB} "
                 "WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL AND state = ? "
                 "AND quota_policy = ?",
-                (job, json.dumps({"previous_state": expected_state}), uuid, owner_id,
-                 expected_state, current),
+                (busy.value, job, json.dumps({"previous_state": previous.value}), uuid,
+                 owner_id, previous.value, current.value),
             )  # fmt: skip
             if cur == 1:
                 await self._events.record(
@@ -100,9 +109,9 @@ class SqlMaintenance(SqlBase):
                     uuid,
                     job,
                     EventResult.OK,
-                    state_from=expected_state,
-                    state_to=VolumeState.BUSY.value,
-                    message=f"Quota policy changing from {current}",
+                    state_from=previous.value,
+                    state_to=busy.value,
+                    message=f"Quota policy changing from {current.value}",
                 )
         return cur == 1
 
@@ -110,47 +119,57 @@ class SqlMaintenance(SqlBase):
         self,
         uuid: str,
         lease: Lease,
-        state: str,
+        step: Step[VolumeState],
         *,
-        quota_policy: str | None,
+        quota_policy: QuotaPolicy | None,
         free_mb: int | None,
         message: str | None = None,
     ) -> bool:
+        target, target_params = _states.assign(step)
+        expected, expected_params = _states.expect(step)
+        policy = None if quota_policy is None else quota_policy.value
         async with self._db.transaction() as db:
-            job = await db.fetchone("SELECT job FROM volumes WHERE uuid = ?", (uuid,))
+            job = await db.fetchone("SELECT job, state FROM volumes WHERE uuid = ?", (uuid,))
             cur = await db.execute(
-                "UPDATE volumes SET state = ?, quota_policy = COALESCE(?, quota_policy), "
+                f"UPDATE volumes SET state = {target}, quota_policy = COALESCE(?, quota_policy), "
                 f"free_mb = COALESCE(?, free_mb), message = ?, {_NO_JOB} "
-                f"WHERE uuid = ? AND {_HELD} AND job IN ('reserve', 'release') "
-                "AND state = 'busy'",
-                (state, quota_policy, free_mb, message, uuid, lease.owner, lease.epoch),
-            )
+                f"WHERE uuid = ? AND {_HELD} AND job IN ('reserve', 'release') AND {expected}",
+                (*target_params, policy, free_mb, message, uuid, lease.owner, lease.epoch,
+                 *expected_params),
+            )  # fmt: skip
             if cur == 1:
-                await self._job_end_event(db, uuid, job[0], VolumeState.BUSY.value, message)
+                await self._job_end_event(db, uuid, job[0], job[1], message)
         return cur == 1
 
     async def begin_clone(
         self,
         source_uuid: str,
-        expected_state: str,
-        source_busy: bool,
+        step: Step[VolumeState],
         clone: Volume,
         limits: QuotaLimits,
         *,
         all_readonly: bool = False,
     ) -> bool:
+        ((expected_state, target),) = step.moves
+        source_busy = target is not expected_state
         source = "uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL AND state = ?" + (
             " AND NOT EXISTS (SELECT 1 FROM attachments "
             "WHERE volume_uuid = volumes.uuid AND readonly = 0)"
             if all_readonly
             else ""
         )
-        params = (source_uuid, clone.owner_id, expected_state)
-        args = {"source": source_uuid, "source_state": expected_state if source_busy else None}
+        params = (source_uuid, clone.owner_id, expected_state.value)
+        # The state to give the source back once the copy is done (None: it stays as is).
+        args = {
+            "source": source_uuid,
+            "source_state": expected_state.value if source_busy else None,
+        }
         async with self._db.transaction() as db:
             await self._lock_tenant(db, clone.owner_id)  # before the volume rows
             if source_busy:
-                won = await db.execute(f"UPDATE volumes SET state = 'busy' WHERE {source}", params)
+                won = await db.execute(
+                    f"UPDATE volumes SET state = ? WHERE {source}", (target.value, *params)
+                )
                 if won != 1:
                     return False
                 await self._events.record(
@@ -158,8 +177,8 @@ class SqlMaintenance(SqlBase):
                     source_uuid,
                     EventAction.CLONE,
                     EventResult.OK,
-                    state_from=expected_state,
-                    state_to=VolumeState.BUSY.value,
+                    state_from=expected_state.value,
+                    state_to=target.value,
                     message=f"Being cloned to '{clone.name}' ({clone.uuid})",
                 )
             elif await db.fetchone(f"SELECT 1 FROM volumes WHERE {source}", params) is None:
@@ -172,51 +191,63 @@ class SqlMaintenance(SqlBase):
         self,
         uuid: str,
         lease: Lease,
-        state: str,
+        step: Step[VolumeState],
         *,
         source_uuid: str,
-        source_state: str | None,
+        source_back: Step[VolumeState] | None,
         free_mb: int | None,
         message: str | None = None,
     ) -> bool:
+        target, target_params = _states.assign(step)
+        expected, expected_params = _states.expect(step)
         async with self._db.transaction() as db:
             before = await self._volume_state(db, uuid)
             cur = await db.execute(
-                f"UPDATE volumes SET state = ?, free_mb = COALESCE(?, free_mb), message = ?, "
-                f"{_NO_JOB} WHERE uuid = ? AND {_HELD} AND job = 'clone' "
-                "AND state IN ('uninitialized', 'initializing')",
-                (state, free_mb, message, uuid, lease.owner, lease.epoch),
-            )
+                f"UPDATE volumes SET state = {target}, free_mb = COALESCE(?, free_mb), "
+                f"message = ?, {_NO_JOB} WHERE uuid = ? AND {_HELD} AND job = 'clone' "
+                f"AND {expected}",
+                (*target_params, free_mb, message, uuid, lease.owner, lease.epoch,
+                 *expected_params),
+            )  # fmt: skip
             if cur != 1:
                 return False
             await self._job_end_event(db, uuid, EventAction.CLONE, before, message)
-            if source_state is not None:
-                # Only a clone makes a volume busy without a job of its own.
-                back = await db.execute(
-                    "UPDATE volumes SET state = ? WHERE uuid = ? AND state = 'busy' "
-                    "AND job IS NULL",
-                    (source_state, source_uuid),
-                )
-                if back == 1:
-                    await self._events.record(
-                        db,
-                        source_uuid,
-                        EventAction.CLONE,
-                        EventResult.OK,
-                        actor=WORKER,
-                        state_from=VolumeState.BUSY.value,
-                        state_to=source_state,
-                        message=f"Cloned to {uuid}",
-                    )
+            if source_back is not None:
+                await self._give_back(db, source_uuid, source_back, uuid)
         return True
 
-    async def make_template(self, owner_id: str, uuid: str, expected_state: str) -> bool:
+    async def _give_back(
+        self, db: Queries, source_uuid: str, back: Step[VolumeState], clone_uuid: str
+    ) -> None:
+        """The source a clone made busy is itself again (End.SOURCE_RETURNED)."""
+        target, target_params = _states.assign(back)
+        expected, expected_params = _states.expect(back)
+        before = await self._volume_state(db, source_uuid)
+        # Only a clone makes a volume busy without a job of its own.
+        done = await db.execute(
+            f"UPDATE volumes SET state = {target} WHERE uuid = ? AND {expected} AND job IS NULL",
+            (*target_params, source_uuid, *expected_params),
+        )
+        if done == 1:
+            await self._events.record(
+                db,
+                source_uuid,
+                EventAction.CLONE,
+                EventResult.OK,
+                actor=WORKER,
+                state_from=before,
+                state_to=await self._volume_state(db, source_uuid),
+                message=f"Cloned to {clone_uuid}",
+            )
+
+    async def make_template(self, owner_id: str, uuid: str, step: Step[VolumeState]) -> bool:
+        ((expected_state, template),) = step.moves
         async with self._db.transaction() as db:
             cur = await db.execute(
-                "UPDATE volumes SET state = 'template' WHERE uuid = ? AND owner_id = ? "
+                "UPDATE volumes SET state = ? WHERE uuid = ? AND owner_id = ? "
                 "AND deleted = 0 AND job IS NULL AND state = ? "
                 "AND NOT EXISTS (SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid)",
-                (uuid, owner_id, expected_state),
+                (template.value, uuid, owner_id, expected_state.value),
             )
             if cur == 1:
                 await self._events.record(
@@ -224,14 +255,14 @@ class SqlMaintenance(SqlBase):
                     uuid,
                     EventAction.STATE,
                     EventResult.OK,
-                    state_from=expected_state,
-                    state_to=VolumeState.TEMPLATE.value,
+                    state_from=expected_state.value,
+                    state_to=template.value,
                     message="Converted to a template",
                 )
         return cur == 1
 
     async def begin_import(
-        self, owner_id: str, uuid: str, expected: Sequence[str], worker_id: str, lease_us: int
+        self, owner_id: str, uuid: str, step: Step[VolumeState], worker_id: str, lease_us: int
     ) -> Lease | None:
         """Compare-and-set: an unattached volume in ``expected`` becomes ``busy`` and owes
         an ``import`` job, leased to ``worker_id`` (the process streaming the archive
@@ -242,18 +273,19 @@ class SqlMaintenance(SqlBase):
                 "SELECT state FROM volumes WHERE uuid = ? AND owner_id = ? AND deleted = 0",
                 (uuid, owner_id),
             )
-            if before is None or before[0] not in expected:
+            if before is None or before[0] not in _states.values(step.expected):
                 return None
+            target = step.target(VolumeState(before[0])).value
             won = await db.fetchone(
-                "UPDATE volumes SET state = 'busy', job = 'import', job_args = ?, "
+                "UPDATE volumes SET state = ?, job = 'import', job_args = ?, "
                 "message = NULL, lease_owner = ?, lease_until_us = ?, job_attempts = 1, "
                 "lease_epoch = lease_epoch + 1, publish_epoch = NULL, job_parked = 0 "
                 "WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND job IS NULL "
                 "AND state = ? AND NOT EXISTS "
                 "(SELECT 1 FROM attachments WHERE volume_uuid = volumes.uuid) "
                 "RETURNING lease_epoch",
-                (json.dumps({"previous_state": before[0]}), worker_id, now_us() + lease_us,
-                 uuid, owner_id, before[0]),
+                (target, json.dumps({"previous_state": before[0]}), worker_id,
+                 now_us() + lease_us, uuid, owner_id, before[0]),
             )  # fmt: skip
             if won is not None:
                 await self._events.record(
@@ -262,6 +294,6 @@ class SqlMaintenance(SqlBase):
                     EventAction.IMPORT,
                     EventResult.OK,
                     state_from=before[0],
-                    state_to="busy",
+                    state_to=target,
                 )
         return None if won is None else Lease(worker_id, int(won[0]))

@@ -8,6 +8,7 @@ from typing import Any
 
 from volumed.domain.model import Volume
 from volumed.domain.values import QuotaLimits, QuotaOverrides, QuotaUsage
+from volumed.store import _states
 from volumed.store._base import SqlBase
 from volumed.store.db import Queries
 
@@ -47,11 +48,12 @@ class SqlQuotas(SqlBase):
         volumes, total_mb = await self._volume_usage(db, owner_id)
         row = await db.fetchone(
             "SELECT count(*), "
-            "COALESCE(SUM(CASE WHEN state <> 'stopped' THEN 1 ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN state <> 'stopped' THEN vcpus ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN state <> 'stopped' THEN memory_mb ELSE 0 END), 0) "
+            # Live: every instance that is not stopped.
+            "COALESCE(SUM(CASE WHEN state <> ? THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN state <> ? THEN vcpus ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN state <> ? THEN memory_mb ELSE 0 END), 0) "
             "FROM instances WHERE owner_id = ?",
-            (owner_id,),
+            (*(_states.STOPPED,) * 3, owner_id),
         )
         return QuotaUsage(volumes, total_mb, int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 

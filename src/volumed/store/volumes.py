@@ -10,11 +10,13 @@ from typing import Any
 
 from volumed.domain.audit import EventAction, EventResult
 from volumed.domain.model import InstanceRef, Mount, Ref, Volume
+from volumed.domain.states import VolumeState
 from volumed.domain.values import ListQuery
+from volumed.store import _states
 from volumed.store._base import _NEW_JOB, SqlBase, now_us
 from volumed.store._rows import (
-    _RUNNING_STATES,
     _VOLUME_COLUMNS,
+    _VOLUME_STATES,
     _chunks,
     _volume_from_row,
 )
@@ -58,7 +60,7 @@ class SqlVolumes(SqlBase):
                 continue
             inst_state, readonly = row[width + 2], row[width + 3]
             volume.attached_to.append(InstanceRef(inst_uuid, inst_name))
-            if inst_state in _RUNNING_STATES:
+            if inst_state in _states.HOLDING_MOUNTS:
                 volume.mounted_by.append(Mount(inst_uuid, inst_name, bool(readonly)))
         return volume
 
@@ -67,12 +69,15 @@ class SqlVolumes(SqlBase):
         where = ["owner_id = ?", "deleted = 0"]
         params: list[Any] = [owner_id]
         if query.templates:
-            where.append("state = 'template'")
+            where.append("state = ?")
+            params.append(_states.TEMPLATE)
         elif query.states:
-            where.append(f"state IN ({','.join('?' * len(query.states))})")
-            params.extend(query.states)
+            states, states_params = _states.expect(query.states)
+            where.append(states)
+            params.extend(states_params)
         else:
-            where.append("state <> 'template'")
+            where.append("state <> ?")
+            params.append(_states.TEMPLATE)
         if query.persistent is not None:
             where.append("persistent = ?")
             params.append(int(query.persistent))
@@ -124,18 +129,19 @@ class SqlVolumes(SqlBase):
             for volume_uuid, inst_uuid, inst_name, inst_state, readonly in rows:
                 volume = by_uuid[volume_uuid]
                 volume.attached_to.append(InstanceRef(inst_uuid, inst_name))
-                if inst_state in _RUNNING_STATES:
+                if inst_state in _states.HOLDING_MOUNTS:
                     volume.mounted_by.append(Mount(inst_uuid, inst_name, bool(readonly)))
 
-    async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[str]) -> bool:
+    async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[VolumeState]) -> bool:
         """Compare-and-set: hide the volume and owe its deletion, if it is in an expected
         state, unlocked and unattached."""
+        states, states_params = _states.expect(expected)
         async with self._db.transaction() as db:
             won = await db.fetchall(
                 "UPDATE volumes SET deleted = 1, job = 'delete', job_args = '{}', "
                 f"{_NEW_JOB} "
                 f"WHERE uuid = ? AND owner_id = ? AND deleted = 0 AND delete_lock = 0 "
-                f"AND state IN ({','.join('?' * len(expected))}) "
+                f"AND {states} "
                 # No job, or a format no worker holds: it is cancelled (a running one
                 # is waited for by the caller instead).
                 "AND (job IS NULL OR (job = 'format' AND lease_until_us < ?)) "
@@ -144,7 +150,7 @@ class SqlVolumes(SqlBase):
                 "AND NOT EXISTS (SELECT 1 FROM volumes c "
                 "WHERE c.clone_source = volumes.uuid AND c.job = 'clone') "
                 "RETURNING state",
-                (uuid, owner_id, *expected, now_us()),
+                (uuid, owner_id, *states_params, now_us()),
             )
             if won:
                 await self._events.record(
@@ -227,8 +233,10 @@ class SqlVolumes(SqlBase):
             )
             if before is None:
                 return False
+            state_to = _states.IMAGE_MISSING.target(_VOLUME_STATES[before[0]])
             await db.execute(
-                "UPDATE volumes SET state = 'error', message = ? WHERE uuid = ?", (message, uuid)
+                "UPDATE volumes SET state = ?, message = ? WHERE uuid = ?",
+                (state_to.value, message, uuid),
             )
             await self._events.record(
                 db,
@@ -237,7 +245,7 @@ class SqlVolumes(SqlBase):
                 EventResult.ERROR,
                 actor="fsck",
                 state_from=before[0],
-                state_to="error",
+                state_to=state_to.value,
                 message=message,
             )
         return True

@@ -33,7 +33,7 @@ from volumed.domain.states import QuotaPolicy
 from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import EventStore, JobStore, StoreUnavailable, VolumeStore
 from volumed.domain.transitions import End, step
-from volumed.domain.values import Job
+from volumed.domain.values import Job, JobStarts
 
 log = logging.getLogger("volumed.worker")
 
@@ -89,8 +89,7 @@ class Reconciler:
         }
         # A format starts (initializing) in the transaction that claims it: one commit
         # fewer between a create and its answer (issue 15).
-        started = step(End.FORMAT_STARTED)
-        self._starts = {"format": (started.expected, started.to)}
+        self._starts: JobStarts = {"format": step(End.FORMAT_STARTED)}
 
     @property
     def lease_us(self) -> int:
@@ -250,8 +249,8 @@ class Reconciler:
             await self._fail(job, f"Formatting failed {job.attempts - 1} times")
             return
         started = step(End.FORMAT_STARTED)
-        if job.state != started.to and not await self._store.set_job_state(
-            job.uuid, job.lease, started.expected, started.to
+        if job.state is not started.to and not await self._store.set_job_state(
+            job.uuid, job.lease, started
         ):
             return  # not in a state a format starts from (the claim moved what it could)
         usage = await committed_usage(self._storage, job)
@@ -269,9 +268,8 @@ class Reconciler:
                     return
                 raise
             await publish(self._store, self._storage, job.uuid, job.lease)
-        done = step(End.FORMATTED)
         if not await self._store.finish_job(
-            job.uuid, job.lease, done.expected, done.to, free_mb=usage.free_mb
+            job.uuid, job.lease, step(End.FORMATTED), free_mb=usage.free_mb
         ):
             raise LeaseLost(job.uuid, job.lease)
 
@@ -283,9 +281,8 @@ class Reconciler:
         its lease must not remove the image another worker made."""
         with contextlib.suppress(StorageError):
             await self._storage.discard_staged(job.uuid, job.epoch)
-        failed = step(End.FORMAT_FAILED)
         if not await self._store.finish_job(
-            job.uuid, job.lease, failed.expected, failed.to, message=message
+            job.uuid, job.lease, step(End.FORMAT_FAILED), message=message
         ):
             raise LeaseLost(job.uuid, job.lease)
         with contextlib.suppress(StorageError):

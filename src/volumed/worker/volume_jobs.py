@@ -28,14 +28,13 @@ from volumed.domain.fencing import LeaseLost, committed_usage, publish
 from volumed.domain.states import QuotaPolicy, VolumeState
 from volumed.domain.storage import ImageUsage, StorageDriver, StorageError
 from volumed.domain.store import JobStore, MaintenanceStore
+from volumed.domain.transitions import End, Step, restored, step
 from volumed.domain.values import Job
 from volumed.worker.reconciler import Reconciler
 
 __all__ = ["VolumeJobs"]
 
 log = logging.getLogger("volumed.worker")
-
-_NEW = (VolumeState.UNINITIALIZED.value, VolumeState.INITIALIZING.value)
 
 
 class VolumeJobStore(JobStore, MaintenanceStore, Protocol):
@@ -60,14 +59,13 @@ class VolumeJobs:
 
     async def clone(self, job: Job) -> None:
         source = str(job.args["source"])
-        source_state = job.args.get("source_state")
-        restore = str(source_state) if source_state is not None else None
+        # None: the source was not made busy (a template, or mounted read-only only).
+        recorded = job.args.get("source_state")
+        restore = None if recorded is None else restored(End.SOURCE_RETURNED, recorded)
         if job.attempts > self._max_attempts:
             await self._fail_clone(job, source, restore, f"failed {job.attempts - 1} times")
             return
-        if not await self._store.set_job_state(
-            job.uuid, job.lease, _NEW, VolumeState.INITIALIZING.value
-        ):
+        if not await self._store.set_job_state(job.uuid, job.lease, step(End.COPY_STARTED)):
             return
         try:
             usage = await self._clone_image(job, source)
@@ -76,20 +74,34 @@ class VolumeJobs:
                 await self._fail_clone(job, source, restore, exc.message)
                 return
             raise
-        if not await self._store.finish_clone(
+        if not await self._end_clone(job, step(End.COPIED), source, restore, usage.free_mb):
+            raise LeaseLost(job.uuid, job.lease)
+
+    async def _end_clone(
+        self,
+        job: Job,
+        end: Step[VolumeState],
+        source: str,
+        restore: VolumeState | None,
+        free_mb: int | None,
+        message: str | None = None,
+    ) -> bool:
+        """End the clone job and, in the same transaction, give the source back."""
+        back = None if restore is None else step(End.SOURCE_RETURNED, previous=restore)
+        return await self._store.finish_clone(
             job.uuid,
             job.lease,
-            VolumeState.AVAILABLE.value,
+            end,
             source_uuid=source,
-            source_state=restore,
-            free_mb=usage.free_mb,
-        ):
-            raise LeaseLost(job.uuid, job.lease)
+            source_back=back,
+            free_mb=free_mb,
+            message=message,
+        )
 
     async def _clone_image(self, job: Job, source: str) -> ImageUsage:
         """Copy (then grow, for a copy of a smaller template) into the staged image,
         and publish it; a new claim finds the image a previous holder committed."""
-        reserve = job.quota_policy == QuotaPolicy.STATIC.value
+        reserve = job.quota_policy == QuotaPolicy.STATIC
         usage = await committed_usage(self._storage, job)
         if usage is not None:
             return usage
@@ -102,19 +114,15 @@ class VolumeJobs:
         await publish(self._store, self._storage, job.uuid, job.lease)
         return usage
 
-    async def _fail_clone(self, job: Job, source: str, restore: str | None, why: str) -> None:
+    async def _fail_clone(
+        self, job: Job, source: str, restore: VolumeState | None, why: str
+    ) -> None:
         """The clone goes to ``error`` without an image; the source is itself again."""
         with contextlib.suppress(StorageError):
             await self._storage.discard_staged(job.uuid, job.epoch)
         message = f"Cloning volume {source} failed: {why}"
-        if not await self._store.finish_clone(
-            job.uuid,
-            job.lease,
-            VolumeState.ERROR.value,
-            source_uuid=source,
-            source_state=restore,
-            free_mb=None,
-            message=message,
+        if not await self._end_clone(
+            job, step(End.COPY_FAILED), source, restore, None, message=message
         ):
             raise LeaseLost(job.uuid, job.lease)
         with contextlib.suppress(StorageError):
@@ -125,16 +133,11 @@ class VolumeJobs:
 
     async def grow(self, job: Job) -> None:
         size_mb = int(str(job.args["size_mb"]))
-        previous = str(job.args["previous_state"])
+        previous = restored(End.GROWN, job.args["previous_state"])
         failed = f"Growing to {size_mb} MB failed"
         if job.attempts > self._max_attempts:
-            await self._store.finish_grow(
-                job.uuid,
-                job.lease,
-                VolumeState.ERROR.value,
-                size_mb=None,
-                free_mb=None,
-                message=f"{failed} {job.attempts - 1} times",
+            await self._end_grow(
+                job, End.GROW_FAILED, previous, None, None, f"{failed} {job.attempts - 1} times"
             )
             return
         try:
@@ -145,7 +148,7 @@ class VolumeJobs:
                 usage = await self._storage.grow(
                     job.uuid,
                     size_mb,
-                    reserve=job.quota_policy == QuotaPolicy.STATIC.value,
+                    reserve=job.quota_policy == QuotaPolicy.STATIC,
                     stage=job.epoch,
                 )
                 await publish(self._store, self._storage, job.uuid, job.lease)
@@ -153,37 +156,41 @@ class VolumeJobs:
             if exc.no_space or job.attempts >= self._max_attempts:
                 # Out of host space the file system is untouched: the volume keeps its
                 # size and state. Anything else, tried this often, needs an engineer.
-                state = previous if exc.no_space else VolumeState.ERROR.value
-                await self._store.finish_grow(
-                    job.uuid,
-                    job.lease,
-                    state,
-                    size_mb=None,
-                    free_mb=None,
-                    message=f"{failed}: {exc.message}",
-                )
+                end = End.GROW_UNDONE if exc.no_space else End.GROW_FAILED
+                await self._end_grow(job, end, previous, None, None, f"{failed}: {exc.message}")
                 return
             raise
-        if not await self._store.finish_grow(
-            job.uuid, job.lease, previous, size_mb=size_mb, free_mb=usage.free_mb
-        ):
+        if not await self._end_grow(job, End.GROWN, previous, size_mb, usage.free_mb):
             raise LeaseLost(job.uuid, job.lease)
+
+    async def _end_grow(
+        self,
+        job: Job,
+        end: End,
+        previous: VolumeState,
+        size_mb: int | None,
+        free_mb: int | None,
+        message: str | None = None,
+    ) -> bool:
+        return await self._store.finish_grow(
+            job.uuid,
+            job.lease,
+            step(end, previous=previous),
+            size_mb=size_mb,
+            free_mb=free_mb,
+            message=message,
+        )
 
     # ------------------------------------------------------------------ reserve / release
 
     async def reservation(self, job: Job) -> None:
         reserve = job.kind == "reserve"
         policy = QuotaPolicy.STATIC if reserve else QuotaPolicy.DYNAMIC
-        previous = str(job.args["previous_state"])
+        previous = restored(End.POLICY_SWITCHED, job.args["previous_state"])
         failed = f"Switching to the {policy.value} quota policy failed"
         if job.attempts > self._max_attempts:
-            await self._store.finish_reservation(
-                job.uuid,
-                job.lease,
-                VolumeState.ERROR.value,
-                quota_policy=None,
-                free_mb=None,
-                message=f"{failed} {job.attempts - 1} times",
+            await self._end_reservation(
+                job, End.POLICY_FAILED, previous, None, None, f"{failed} {job.attempts - 1} times"
             )
             return
         try:
@@ -196,18 +203,31 @@ class VolumeJobs:
         except StorageError as exc:
             if exc.no_space or job.attempts >= self._max_attempts:
                 # A reservation that runs out of space is handed back by the driver.
-                state = previous if exc.no_space else VolumeState.ERROR.value
-                await self._store.finish_reservation(
-                    job.uuid,
-                    job.lease,
-                    state,
-                    quota_policy=None,
-                    free_mb=None,
-                    message=f"{failed}: {exc.message}",
+                end = End.POLICY_KEPT if exc.no_space else End.POLICY_FAILED
+                await self._end_reservation(
+                    job, end, previous, None, None, f"{failed}: {exc.message}"
                 )
                 return
             raise
-        if not await self._store.finish_reservation(
-            job.uuid, job.lease, previous, quota_policy=policy.value, free_mb=usage.free_mb
+        if not await self._end_reservation(
+            job, End.POLICY_SWITCHED, previous, policy, usage.free_mb
         ):
             raise LeaseLost(job.uuid, job.lease)
+
+    async def _end_reservation(
+        self,
+        job: Job,
+        end: End,
+        previous: VolumeState,
+        policy: QuotaPolicy | None,
+        free_mb: int | None,
+        message: str | None = None,
+    ) -> bool:
+        return await self._store.finish_reservation(
+            job.uuid,
+            job.lease,
+            step(end, previous=previous),
+            quota_policy=policy,
+            free_mb=free_mb,
+            message=message,
+        )
