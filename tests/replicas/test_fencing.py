@@ -10,6 +10,7 @@ import os
 import signal
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -83,8 +84,13 @@ def _freeze_a_mid_job(
     assert a.process is not None
     for n, start in enumerate(starts):
         with frozen(b):
-            _in_background(start)
-            wait_for(lambda: _job_row(a, uuid)[1] is not None)
+            request = _in_background(start)
+            # A job can start and end between two looks (a grow of this volume takes
+            # ~50 ms); its request has then been answered, and the next start is tried.
+            deadline = time.monotonic() + 20
+            while _job_row(a, uuid)[1] is None and request.is_alive():
+                assert time.monotonic() < deadline, "the job was not started"
+                time.sleep(0.005)
             os.killpg(a.process.pid, signal.SIGSTOP)
         if _job_row(a, uuid)[0] in kinds:
             return n
@@ -110,7 +116,7 @@ def test_a_replica_frozen_mid_grow_cannot_touch_the_volume_after_resuming(
         volume = new_volume(ca, size_mb=64, quota_policy="dynamic")
         # Data makes the grow's copy and check long enough to be caught in the middle.
         put_file(image(a, volume["uuid"]), "data", os.urandom(24 * 2**20), tmp_path)
-        sizes = [96, 128, 160, 192, 224]
+        sizes = list(range(96, 96 + 32 * 10, 32))  # ten tries to catch A in a grow
         starts = [lambda s=s: patch(ca, volume, "size_mb", value=s) for s in sizes]
         size = sizes[_freeze_a_mid_job(a, b, volume["uuid"], ("grow",), starts)]
         try:
@@ -140,7 +146,7 @@ def test_a_replica_frozen_mid_policy_switch_leaves_the_newer_policy_alone(
     with a.client() as ca, b.client() as cb:
         volume = new_volume(ca, size_mb=64, quota_policy="dynamic")
         put_file(image(a, volume["uuid"]), "data", os.urandom(24 * 2**20), tmp_path)
-        policies = ["static", "dynamic"] * 3
+        policies = ["static", "dynamic"] * 5
         starts = [lambda p=p: patch(ca, volume, "quota_policy", value=p) for p in policies]
         kinds = ("reserve", "release")
         policy = policies[_freeze_a_mid_job(a, b, volume["uuid"], kinds, starts)]
