@@ -30,6 +30,7 @@ from volumed.domain.values import (
     QuotaOverrides,
     QuotaUsage,
     StoreStats,
+    VolumeRows,
 )
 
 __all__ = [
@@ -87,6 +88,14 @@ class VolumeStore(Protocol):
 
     async def get_volume(self, owner_id: str, ref: Ref) -> Volume | None: ...
     async def list_volumes(self, owner_id: str, query: ListQuery) -> list[Volume]: ...
+    async def get_volume_row(self, owner_id: str, ref: Ref) -> VolumeRows:
+        """:meth:`get_volume` as stored (no rows if there is none), for showing it."""
+        ...
+
+    async def list_volume_rows(self, owner_id: str, query: ListQuery) -> VolumeRows:
+        """:meth:`list_volumes` as stored, for showing them."""
+        ...
+
     async def cursor_name(self, owner_id: str, uuid: str) -> str | None:
         """The name of a volume that is, or was in the last day, the tenant's: the
         place of a listing cursor. None if the tenant never had it."""

@@ -21,7 +21,7 @@ from volumed.domain.states import AccessMode, QuotaPolicy
 from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import NameTaken, QuotaRefused, QuotaStore, VolumeStore
 from volumed.domain.transitions import GONE, INITIAL, TRANSITIONAL, Op, check, states_allowing
-from volumed.domain.values import Claim, Job, ListQuery, QuotaLimits
+from volumed.domain.values import Claim, Job, ListQuery, QuotaLimits, VolumeRows
 
 log = logging.getLogger("volumed.volumes")
 
@@ -107,6 +107,13 @@ class VolumeService:
         if volume is None:
             raise errors.NotFound(f"No volume with {ref.describe()}")
         return volume
+
+    async def get_row(self, user: User, ref: Ref) -> VolumeRows:
+        """:meth:`get` as stored, for showing it (GET one)."""
+        found = await self._store.get_volume_row(user.id, ref)
+        if not found.rows:
+            raise errors.NotFound(f"No volume with {ref.describe()}")
+        return found
 
     async def list(self, user: User, query: ListQuery) -> list[Volume]:
         return await self._store.list_volumes(user.id, query)
