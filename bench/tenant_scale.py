@@ -9,7 +9,8 @@ For each N in ``--counts`` (default 0, 10,000, 100,000):
    ``POST /v1/volumes {"size_mb":1,"quota_policy":"dynamic","name":...}`` over one
    keep-alive connection, each timed from request to parsed JSON; then the same number
    of ``GET /v1/users/quotas``. The server's own ``op_time_us`` is collected beside the
-   client's time. ``VOLUMED_SYNC_WAIT_S=0`` (where the setting exists) keeps the POST an
+   client's time. ``VOLUMED_JOB_WAIT_S=0`` (``VOLUMED_SYNC_WAIT_S`` before issue 12 renamed
+   it; both are set, so older commits measure the same) keeps the POST an
    acknowledgement, so the background format is not part of what is timed.
 
 Prints, per N, median and p90 in ms of both requests, and the ratio of each median to
@@ -55,7 +56,11 @@ def measure(count: int, requests: int) -> dict[str, tuple[float, float, float]]:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
         server = Server(data_dir, token)
-        server.extra_env = {"VOLUMED_SYNC_WAIT_S": "0", "VOLUMED_QUOTA_MAX_VOLUMES": "1000000"}
+        server.extra_env = {
+            "VOLUMED_JOB_WAIT_S": "0",
+            "VOLUMED_SYNC_WAIT_S": "0",
+            "VOLUMED_QUOTA_MAX_VOLUMES": "1000000",
+        }
         server.start()
         server.stop()
         if count:
