@@ -27,7 +27,15 @@ def op_time_us(started_ns: int) -> int:
 
 def items_envelope(key: str, items: Sequence[AnyItem], started_ns: int, **extra: Any) -> bytes:
     """HTTP 200 envelope: ``success``, ``partial_success`` or ``error`` by the items' status."""
-    failed = sum(1 for item in items if _failed(item))
+    failed = 0
+    for item in items:  # a loop, not sum() over a generator: half the cost for one item
+        if isinstance(item, dict) and item.get("status") == "error":
+            failed += 1
+    if not failed and not extra:
+        # The most frequent envelope (every GET one): built in one go.
+        return _encoder.encode(
+            {"status": "success", "data": {key: items}, "op_time_us": op_time_us(started_ns)}
+        )
     body: dict[str, Any] = {}
     if failed == 0:
         body["status"] = "success"
