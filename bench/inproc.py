@@ -6,6 +6,10 @@ to the ASGI callable one after another and the process CPU time is divided by th
 number, so the figure is what volumed itself costs per request, free of the machine's
 noise that skews req/s. ``--profile`` prints the top functions by cumulative time.
 
+After the listing, its floor: msgspec encoding the same 100 answer structs
+(``api/wire.py`` ``VolumeItem``), ready-made, into one array, and the listing's cost as a
+multiple of it (issue 15: "~60x msgspec's encoding floor").
+
 Usage: ``.venv/bin/python bench/inproc.py [--requests 20000] [--volumes 100] [--rounds 3]
 [--only TEXT] [--profile]``
 """
@@ -23,6 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from volumed.api.wire import VolumeItem
 from volumed.bootstrap import bootstrap, ensure_default_user
 from volumed.settings import Settings
 
@@ -83,6 +90,22 @@ async def per_request_us(app: Any, call: Call, count: int, rounds: int) -> float
     return best
 
 
+def encoding_floor_us(listing: Call, count: int, rounds: int) -> float:
+    """CPU to encode the listing's items as ready-made answer structs: what is left when
+    reading, routing and building the structs cost nothing."""
+    data = json.loads(b"".join(listing.chunks))["data"]["volumes"]
+    items = msgspec.convert(data, list[VolumeItem])
+    encode = msgspec.json.Encoder().encode
+    count *= 10
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(count):
+            encode(items)
+        best = min(best, (time.process_time() - started) / count * 1e6)
+    return best
+
+
 async def main(args: argparse.Namespace) -> None:
     data = Path(tempfile.mkdtemp(prefix="volumed-inproc-"))
     logging.basicConfig(stream=open("/dev/null", "w"), level=logging.INFO)  # noqa: SIM115
@@ -104,7 +127,7 @@ async def main(args: argparse.Namespace) -> None:
         (f"GET /v1/volumes ({args.volumes})", listing, max(1, args.requests // 40)),
     ]
     profile = cProfile.Profile() if args.profile else None
-    print(f"{'request':32} {'CPU us/req':>10} {'status':>6} {'bytes':>7}")
+    print(f"{'request':32} {'CPU us/req':>10} {'status':>6} {'bytes':>7} {'us/volume':>9}")
     for label, call, count in cases:
         if profile is not None:
             profile.enable()
@@ -114,7 +137,14 @@ async def main(args: argparse.Namespace) -> None:
         if profile is not None:
             profile.disable()
         size = len(b"".join(call.chunks))
-        print(f"{label:32} {cost:10.1f} {call.status:6} {size:7}")
+        per = "" if call is one else f"{cost / args.volumes:9.2f}"
+        print(f"{label:32} {cost:10.1f} {call.status:6} {size:7} {per}")
+        if call is listing:
+            floor = encoding_floor_us(call, count, args.rounds)
+            print(
+                f"{'  msgspec floor (encode structs)':32} {floor:10.1f} {'':6} {'':7} "
+                f"{floor / args.volumes:9.2f}   listing = {cost / floor:.1f}x floor"
+            )
     if profile is not None:
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
     await services.close()

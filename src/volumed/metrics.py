@@ -362,7 +362,7 @@ def _reason_names() -> dict[int, str]:
 
 _REASONS = _reason_names()
 
-_UNTIMED = frozenset({"get_volume", "user_for_token"})
+_UNTIMED = frozenset({"get_volume", "get_volume_row", "user_for_token"})
 """Point reads on the path of nearly every request, each a few microseconds: timing them
 cost as much as the read (issue 15), and the request histogram already covers them."""
 

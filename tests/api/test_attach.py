@@ -510,3 +510,38 @@ def test_tenants_cannot_see_each_others_volumes_or_instances(
         # Same names in two tenants are fine.
         new_instance(other, inst["name"])
     assert volume(api, vol["uuid"])["state"] == "available"
+
+
+def test_a_listing_shows_each_volume_as_get_one_shows_it(api: httpx.Client) -> None:
+    # A listing renders the rows as stored and GET one its own statement's: the same
+    # items, attachments (in attachment order, mounted by the running one only) and all.
+    shared = new_volume(api, access_mode="rox", tags=["blue", "green"])
+    plain = new_volume(api)
+    running, stopped, other = new_instance(api), new_instance(api), new_instance(api)
+    ok(attach(api, shared, running, readonly=True))
+    ok(attach(api, shared, stopped, at="/ro", readonly=True))
+    ok(attach(api, plain, other, at="/rw"))
+    ok(start(api, running), "instances")
+    ok(start(api, other), "instances")
+    wanted = [shared["uuid"], plain["uuid"]]
+    for params in ({}, {"count": "1000"}):
+        listed = {v["uuid"]: v for v in items(api.get("/v1/volumes", params=params))}
+        assert [listed[u] for u in wanted] == [volume(api, u) for u in wanted]
+    got = listed[shared["uuid"]]
+    assert got["attached_to"] == [
+        {"uuid": running["uuid"], "name": running["name"]},
+        {"uuid": stopped["uuid"], "name": stopped["name"]},
+    ]
+    assert got["mounted_by"] == [
+        {"uuid": running["uuid"], "name": running["name"], "readonly": True}
+    ]
+    assert (got["tags"], got["access_mode"], got["persistent"]) == (["blue", "green"], "rox", True)
+    assert listed[plain["uuid"]]["mounted_by"][0]["readonly"] is False
+    refs = {v["uuid"]: v for v in items(api.get("/v1/volumes", params={"details": "false"}))}
+    assert refs[plain["uuid"]] == {
+        "status": "success",
+        "uuid": plain["uuid"],
+        "name": plain["name"],
+    }
+    ok(stop(api, running), "instances")
+    ok(stop(api, other), "instances")

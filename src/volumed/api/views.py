@@ -12,6 +12,7 @@ from volumed.domain.listing import Page
 from volumed.domain.model import Instance, Volume
 from volumed.domain.quotas import QuotaReport
 from volumed.domain.states import InstanceState
+from volumed.domain.values import VolumeRows
 
 VolumeView = wire.VolumeItem | wire.ItemRef
 
@@ -155,8 +156,19 @@ def event_item(event: VolumeEvent) -> wire.VolumeEvent:
 
 def page_items(page: Page, *, details: bool) -> list[AnyItem]:
     """A listing page; a ``from`` cursor gone since is its first item, as a stub."""
-    found: list[AnyItem] = [volume_item(v, details=details) for v in page.volumes]
+    found: list[AnyItem] = []
     if page.cursor is not None:
         uuid, name = page.cursor
-        found.insert(0, wire.ItemRef("success", uuid, name))
+        found.append(wire.ItemRef("success", uuid, name))
+    if details:
+        found += wire.volume_items(page.rows, page.attached_to, page.mounted_by)
+    else:
+        found += wire.volume_refs(page.rows)
     return found
+
+
+def stored_volume_item(found: VolumeRows, *, details: bool = True) -> VolumeView:
+    """One volume as stored (GET one): the same item :func:`volume_item` makes."""
+    if not details:
+        return wire.volume_refs(found.rows)[0]
+    return wire.volume_items(found.rows, found.attached_to, found.mounted_by)[0]

@@ -83,8 +83,8 @@ class VolumeHandlers:
             return Response(items_envelope(KEY, results, started))
 
         async def get_one(body: bodies.RefBody) -> AnyItem:
-            volume = await self._service.get(user, to_ref(body))
-            return views.volume_item(volume, details=details)
+            found = await self._service.get_row(user, to_ref(body))
+            return views.stored_volume_item(found, details=details)
 
         found = await each_item(refs, get_one, named_ids)
         return Response(items_envelope(KEY, found, started))
@@ -100,8 +100,8 @@ class VolumeHandlers:
         _no_identifiers_in_body(request)
         item: AnyItem
         try:
-            volume = await self._service.get(user, path_ref(request))
-            item = views.volume_item(volume, details=details)
+            found = await self._service.get_row(user, path_ref(request))
+            item = views.stored_volume_item(found, details=details)
         except errors.VolumedError as exc:
             item = failed_item(exc.code, exc.message, uuid=request.path_params["uuid"])
         return Response(items_envelope(KEY, [item], started))

@@ -15,35 +15,41 @@ gives an empty page.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
-from volumed.domain.model import Volume
+from volumed.domain.model import InstanceRef, Mount
 from volumed.domain.store import VolumeStore
-from volumed.domain.values import ListQuery
+from volumed.domain.values import ListQuery, VolumeRow
 
 __all__ = ["Page", "page", "pages"]
 
 
 @dataclass(slots=True, frozen=True)
 class Page:
-    volumes: list[Volume]
+    """A page's volumes as stored (see :data:`~volumed.domain.values.VolumeRow`), for the
+    API to show; and the instances of those that have any, by volume uuid."""
+
+    rows: Sequence[VolumeRow]
+    attached_to: Mapping[str, list[InstanceRef]] = field(default_factory=dict)
+    mounted_by: Mapping[str, list[Mount]] = field(default_factory=dict)
     cursor: tuple[str, str] | None = None
-    """(uuid, name) of a ``from`` volume that is not among ``volumes`` any more: the
+    """(uuid, name) of a ``from`` volume that is not among ``rows`` any more: the
     page's first item."""
 
 
 async def page(store: VolumeStore, owner_id: str, query: ListQuery) -> Page:
-    volumes = await store.list_volumes(owner_id, query)
+    found = await store.list_volume_rows(owner_id, query)
+    rows = found.rows
     cursor = query.from_uuid
-    if cursor is None or (volumes and volumes[0].uuid == cursor):
-        return Page(volumes)
+    if cursor is None or (rows and rows[0][0] == cursor):
+        return Page(rows, found.attached_to, found.mounted_by)
     name = await store.cursor_name(owner_id, cursor)
     if name is None:
-        return Page(volumes)
+        return Page(rows, found.attached_to, found.mounted_by)
     if query.count:
-        volumes = volumes[: query.count - 1]
-    return Page(volumes, (cursor, name))
+        rows = rows[: query.count - 1]
+    return Page(rows, found.attached_to, found.mounted_by, (cursor, name))
 
 
 async def pages(
@@ -55,13 +61,13 @@ async def pages(
     meanwhile); like paging by hand, it is not a snapshot."""
     first = await page(store, owner_id, replace(query, count=size))
     yield first
-    volumes = first.volumes
-    full = len(volumes) + (first.cursor is not None) >= size
-    while full and volumes:
-        after = volumes[-1].uuid
+    rows = first.rows
+    full = len(rows) + (first.cursor is not None) >= size
+    while full and rows:
+        after = rows[-1][0]
         nxt = replace(query, from_uuid=after, from_time_us=None, count=size + 1)
-        found = await store.list_volumes(owner_id, nxt)
-        full = len(found) == size + 1
-        volumes = found[1:] if found and found[0].uuid == after else found[:size]
-        if volumes:
-            yield Page(volumes)
+        found = await store.list_volume_rows(owner_id, nxt)
+        full = len(found.rows) == size + 1
+        rows = found.rows[1:] if found.rows and found.rows[0][0] == after else found.rows[:size]
+        if rows:
+            yield Page(rows, found.attached_to, found.mounted_by)

@@ -18,6 +18,7 @@ from volumed.domain.states import InstanceState, QuotaPolicy, VolumeState
 from volumed.domain.transitions import Step
 from volumed.domain.values import (
     AttachOutcome,
+    Claim,
     InsertOutcome,
     InstanceOutcome,
     Job,
@@ -29,6 +30,7 @@ from volumed.domain.values import (
     QuotaOverrides,
     QuotaUsage,
     StoreStats,
+    VolumeRows,
 )
 
 __all__ = [
@@ -86,6 +88,14 @@ class VolumeStore(Protocol):
 
     async def get_volume(self, owner_id: str, ref: Ref) -> Volume | None: ...
     async def list_volumes(self, owner_id: str, query: ListQuery) -> list[Volume]: ...
+    async def get_volume_row(self, owner_id: str, ref: Ref) -> VolumeRows:
+        """:meth:`get_volume` as stored (no rows if there is none), for showing it."""
+        ...
+
+    async def list_volume_rows(self, owner_id: str, query: ListQuery) -> VolumeRows:
+        """:meth:`list_volumes` as stored, for showing them."""
+        ...
+
     async def cursor_name(self, owner_id: str, uuid: str) -> str | None:
         """The name of a volume that is, or was in the last day, the tenant's: the
         place of a listing cursor. None if the tenant never had it."""
@@ -420,11 +430,22 @@ class QuotaStore(Protocol):
 
     async def quota_usage(self, owner_id: str) -> QuotaUsage: ...
     async def insert_volume_within_quota(
-        self, volume: Volume, job: str | None, job_args: dict[str, Any], limits: QuotaLimits
-    ) -> None:
+        self,
+        volume: Volume,
+        job: str | None,
+        job_args: dict[str, Any],
+        limits: QuotaLimits,
+        *,
+        claim: Claim | None = None,
+    ) -> Job | None:
         """Insert a new volume owing ``job`` (None: no job), counting the tenant's
         volumes and sizes in the same transaction: raises QuotaRefused (nothing
-        inserted) or NameTaken if the tenant already has a volume of that name."""
+        inserted) or NameTaken if the tenant already has a volume of that name.
+
+        With ``claim`` (and a job) the row is inserted claimed: leased to its worker,
+        attempt 1 at epoch 1, started as ``claim.start`` says (with the event a claim's
+        start records), exactly as :meth:`JobStore.claim_job` would leave it; returns
+        that job. Without, returns None."""
         ...
 
     async def pending_reserved_mb(self) -> int: ...

@@ -5,15 +5,19 @@ quota limits and usage, the aggregates metrics read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
+from volumed.domain.model import InstanceRef, Mount
 from volumed.domain.states import QuotaPolicy, VolumeState
 from volumed.domain.transitions import Step
 
 __all__ = [
     "AttachOutcome",
+    "Claim",
     "InsertOutcome",
     "InstanceOutcome",
     "Job",
@@ -25,6 +29,9 @@ __all__ = [
     "QuotaOverrides",
     "QuotaUsage",
     "StoreStats",
+    "VOLUME_ROW",
+    "VolumeRow",
+    "VolumeRows",
 ]
 
 
@@ -42,6 +49,47 @@ class ListQuery:
     count: int = 0
     """0 means no limit."""
     descending: bool = False
+
+
+VOLUME_ROW = (
+    "uuid",
+    "owner_id",
+    "name",
+    "state",
+    "size_mb",
+    "persistent",
+    "created_at_us",
+    "quota_policy",
+    "access_mode",
+    "delete_lock",
+    "free_mb",
+    "filesystem",
+    "tags",
+    "message",
+)
+"""The fields of a :data:`VolumeRow`, in their order (the store selects these columns)."""
+
+VolumeRow = Sequence[Any]
+"""A volume as the database holds it, for the reads that only show it (a listing, GET
+one): the fields of :data:`VOLUME_ROW` by position, as stored: ``state``,
+``quota_policy`` and ``access_mode`` their string values, ``persistent`` and
+``delete_lock`` 0 or 1, ``tags`` the JSON text of a list of strings, ``message`` None or
+empty when there is none. The store's row object as it comes (it may carry more fields
+after these): a listing of 100 spent more time making :class:`~volumed.domain.model.Volume`
+records, only to render them, than the database took to read the rows."""
+
+
+_NONE: Mapping[str, Any] = MappingProxyType({})
+
+
+class VolumeRows(NamedTuple):
+    """Volumes as stored (:data:`VolumeRow`), each at most once, in the order read; and
+    the instances of those that have any, by volume uuid, in attachment order. (A named
+    tuple: GET one makes one per request.)"""
+
+    rows: Sequence[VolumeRow]
+    attached_to: Mapping[str, list[InstanceRef]] = _NONE
+    mounted_by: Mapping[str, list[Mount]] = _NONE
 
 
 @dataclass(slots=True, frozen=True)
@@ -65,6 +113,18 @@ class Job:
     @property
     def lease(self) -> Lease:
         return Lease(self.lease_owner, self.epoch)
+
+
+@dataclass(slots=True, frozen=True)
+class Claim:
+    """A job its creator takes in the transaction that records it: the new row is
+    inserted already leased to ``worker_id`` for ``lease_us`` (its first claim: epoch 1,
+    attempt 1) and in the state ``start`` gives it, so no worker has to be woken to claim
+    it (see :meth:`volumed.domain.store.QuotaStore.insert_volume_within_quota`)."""
+
+    worker_id: str
+    lease_us: int
+    start: Step[VolumeState] | None = None
 
 
 JobStarts = Mapping[str, Step[VolumeState]]

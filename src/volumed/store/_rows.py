@@ -10,6 +10,7 @@ from typing import Any
 
 from volumed.domain.model import Instance, Volume
 from volumed.domain.states import AccessMode, InstanceState, QuotaPolicy, VolumeState
+from volumed.domain.values import VOLUME_ROW
 
 __all__ = [
     "_ACCESS_MODES",
@@ -26,10 +27,8 @@ __all__ = [
 ]
 
 
-_VOLUME_COLUMNS = (
-    "uuid, owner_id, name, state, size_mb, persistent, created_at_us, quota_policy, "
-    "access_mode, delete_lock, free_mb, filesystem, tags, message"
-)
+_VOLUME_COLUMNS = ", ".join(VOLUME_ROW)
+"""The volume columns reads select, in the order of the domain's ``VolumeRow``."""
 _VOLUME_STATES = {s.value: s for s in VolumeState}
 _INSTANCE_STATES = {s.value: s for s in InstanceState}
 _QUOTA_POLICIES = {p.value: p for p in QuotaPolicy}

@@ -11,7 +11,7 @@ from typing import Any
 from volumed.domain.audit import EventAction, EventResult
 from volumed.domain.model import InstanceRef, Mount, Ref, Volume
 from volumed.domain.states import VolumeState
-from volumed.domain.values import ListQuery
+from volumed.domain.values import ListQuery, VolumeRows
 from volumed.store import _states
 from volumed.store._base import _NEW_JOB, SqlBase, now_us
 from volumed.store._rows import (
@@ -36,6 +36,9 @@ _GET_VOLUME = (
 )
 _GET_VOLUME_BY_UUID = _GET_VOLUME.format(where="v.uuid = ? AND v.owner_id = ?")
 _GET_VOLUME_BY_NAME = _GET_VOLUME.format(where="v.owner_id = ? AND v.name = ?")
+_WIDTH = len(_VOLUME_FIELDS)
+"""Where the attachment columns of ``_GET_VOLUME`` start."""
+_NO_ROWS = VolumeRows(())
 _TOMBSTONE_US = 24 * 3600 * 1_000_000
 """How long a deleted volume's place in the list order is remembered."""
 
@@ -44,27 +47,42 @@ class SqlVolumes(SqlBase):
     """Volume rows (:class:`~volumed.domain.store.VolumeStore`)."""
 
     async def get_volume(self, owner_id: str, ref: Ref) -> Volume | None:
-        # One statement for the volume and its attachments: this is the hottest read.
-        # Reused until the next commit (SQLite, store/db.py): a GET one asks no database.
-        if ref.uuid is not None:
-            rows = await self._db.fetchall_reused(_GET_VOLUME_BY_UUID, (ref.uuid, owner_id))
-        else:
-            rows = await self._db.fetchall_reused(_GET_VOLUME_BY_NAME, (owner_id, ref.name))
+        rows = await self._read_volume(owner_id, ref)
         if not rows:
             return None
         volume = _volume_from_row(rows[0])
-        width = len(_VOLUME_FIELDS)
-        for row in rows:
-            inst_uuid, inst_name = row[width], row[width + 1]
-            if inst_uuid is None:
-                continue
-            inst_state, readonly = row[width + 2], row[width + 3]
-            volume.attached_to.append(InstanceRef(inst_uuid, inst_name))
-            if inst_state in _states.HOLDING_MOUNTS:
-                volume.mounted_by.append(Mount(inst_uuid, inst_name, bool(readonly)))
+        if rows[0][_WIDTH] is not None:
+            volume.attached_to, volume.mounted_by = _instances(rows)
         return volume
 
+    async def get_volume_row(self, owner_id: str, ref: Ref) -> VolumeRows:
+        rows = await self._read_volume(owner_id, ref)
+        if not rows:
+            return _NO_ROWS
+        head = rows[0]
+        # The row carries its first attachment's columns after the volume's.
+        if head[_WIDTH] is None:
+            return VolumeRows((head,))
+        attached, mounted = _instances(rows)
+        return VolumeRows((head,), {head[0]: attached}, {head[0]: mounted} if mounted else {})
+
+    async def _read_volume(self, owner_id: str, ref: Ref) -> list[Any]:
+        # One statement for the volume and its attachments: this is the hottest read.
+        # Reused until the next commit (SQLite, store/db.py): a GET one asks no database.
+        if ref.uuid is not None:
+            return await self._db.fetchall_reused(_GET_VOLUME_BY_UUID, (ref.uuid, owner_id))
+        return await self._db.fetchall_reused(_GET_VOLUME_BY_NAME, (owner_id, ref.name))
+
     async def list_volumes(self, owner_id: str, query: ListQuery) -> list[Volume]:
+        found = await self.list_volume_rows(owner_id, query)
+        volumes = [_volume_from_row(r) for r in found.rows]
+        if found.attached_to:
+            for volume in volumes:
+                volume.attached_to = found.attached_to.get(volume.uuid, [])
+                volume.mounted_by = found.mounted_by.get(volume.uuid, [])
+        return volumes
+
+    async def list_volume_rows(self, owner_id: str, query: ListQuery) -> VolumeRows:
         db: Queries = self._db
         where = ["owner_id = ?", "deleted = 0"]
         params: list[Any] = [owner_id]
@@ -96,7 +114,7 @@ class SqlVolumes(SqlBase):
                 (query.from_uuid, owner_id, query.from_uuid, owner_id),
             )
             if anchor is None:
-                return []
+                return _NO_ROWS
             where.append(f"(created_at_us, uuid) {op} (?, ?)")
             params.extend([anchor[0], query.from_uuid])
         elif query.from_time_us is not None:
@@ -110,15 +128,19 @@ class SqlVolumes(SqlBase):
         if query.count:
             sql += " LIMIT ?"
             params.append(query.count)
-        volumes = [_volume_from_row(r) for r in await db.fetchall(sql, params)]
-        await self._fill_attachments(db, volumes)
-        return volumes
+        rows = await db.fetchall(sql, params)
+        if not rows:
+            return _NO_ROWS
+        attached_to, mounted_by = await self._page_instances(db, [r[0] for r in rows])
+        return VolumeRows(rows, attached_to, mounted_by)
 
-    async def _fill_attachments(self, db: Queries, volumes: Sequence[Volume]) -> None:
-        if not volumes:
-            return
-        by_uuid = {v.uuid: v for v in volumes}
-        for chunk in _chunks(list(by_uuid), 500):
+    async def _page_instances(
+        self, db: Queries, uuids: list[str]
+    ) -> tuple[dict[str, list[InstanceRef]], dict[str, list[Mount]]]:
+        """The instances of a page's volumes that have any: one statement a page."""
+        attached_to: dict[str, list[InstanceRef]] = {}
+        mounted_by: dict[str, list[Mount]] = {}
+        for chunk in _chunks(uuids, 500):
             rows = await db.fetchall(
                 "SELECT a.volume_uuid, i.uuid, i.name, i.state, a.readonly "
                 "FROM attachments a JOIN instances i ON i.uuid = a.instance_uuid "
@@ -127,10 +149,11 @@ class SqlVolumes(SqlBase):
                 chunk,
             )
             for volume_uuid, inst_uuid, inst_name, inst_state, readonly in rows:
-                volume = by_uuid[volume_uuid]
-                volume.attached_to.append(InstanceRef(inst_uuid, inst_name))
+                attached_to.setdefault(volume_uuid, []).append(InstanceRef(inst_uuid, inst_name))
                 if inst_state in _states.HOLDING_MOUNTS:
-                    volume.mounted_by.append(Mount(inst_uuid, inst_name, bool(readonly)))
+                    mount = Mount(inst_uuid, inst_name, bool(readonly))
+                    mounted_by.setdefault(volume_uuid, []).append(mount)
+        return attached_to, mounted_by
 
     async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[VolumeState]) -> bool:
         """Compare-and-set: hide the volume and owe its deletion, if it is in an expected
@@ -265,3 +288,18 @@ class SqlVolumes(SqlBase):
             (uuid, uuid),
         )
         return None if row is None else str(row[0])
+
+
+def _instances(rows: Sequence[Any]) -> tuple[list[InstanceRef], list[Mount]]:
+    """The instances in ``_GET_VOLUME``'s rows of one volume: its ``attached_to`` and
+    ``mounted_by``."""
+    attached: list[InstanceRef] = []
+    mounted: list[Mount] = []
+    for row in rows:
+        inst_uuid, inst_name = row[_WIDTH], row[_WIDTH + 1]
+        if inst_uuid is None:
+            continue
+        attached.append(InstanceRef(inst_uuid, inst_name))
+        if row[_WIDTH + 2] in _states.HOLDING_MOUNTS:
+            mounted.append(Mount(inst_uuid, inst_name, bool(row[_WIDTH + 3])))
+    return attached, mounted
