@@ -184,8 +184,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         ),
         waits=waits,
         wake_worker=worker.wake,
-        worker_id=worker.worker_id,
-        lease_us=worker.lease_us,
+        runner=worker,
         quotas=quotas,
         from_template=clones.create_from_template,
     )

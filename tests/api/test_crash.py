@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
@@ -119,3 +120,51 @@ def test_kill_9_mid_burst_loses_nothing(fresh_server: Callable[..., LiveServer])
         live.restart()
         check_invariants(live, ledger)
     assert len(ledger.acknowledged) > 10
+
+
+def test_kill_9_while_a_create_formats_its_own_volume(
+    fresh_server: Callable[..., LiveServer],
+) -> None:
+    """A create whose request claimed the format itself (issue 15) is killed in the
+    middle of it: the row is committed leased to the dead process, a staged image of
+    epoch 1 on disk. After the restart another claim (epoch 2) redoes the format, drops
+    the leftover and the volume becomes available."""
+    live = fresh_server()
+    images_dir: Path = live.data_dir / "images"
+    # A large sparse volume: its mke2fs takes tens of milliseconds, long enough to be
+    # seen and killed in the middle.
+    body = {"size_mb": 262_144, "quota_policy": "dynamic"}
+    staged: list[Path] = []
+
+    def create() -> None:
+        with contextlib.suppress(httpx.HTTPError), live.client() as api:
+            api.post("/v1/volumes", json=body)
+
+    poster = threading.Thread(target=create)
+    poster.start()
+    deadline = time.monotonic() + 30
+    while not staged and time.monotonic() < deadline:
+        staged = [p for p in images_dir.iterdir() if p.name.endswith(".img.e1")]
+    # What the request committed before it formatted: its own claim of the job.
+    uuid = staged[0].name.split(".")[0]
+    row = live.sql(
+        "SELECT job, job_attempts, lease_epoch, lease_owner FROM volumes WHERE uuid = ?", (uuid,)
+    )
+    live.kill()
+    poster.join()
+    assert row[0][0] == "format" and row[0][1] == 1 and row[0][2] == 1 and row[0][3]
+
+    live.restart()
+    with live.client() as api:
+        deadline = time.monotonic() + 30
+        while True:
+            volume = api.get(f"/v1/volumes/{uuid}").json()["data"]["volumes"][0]
+            if volume["state"] not in TRANSITIONAL or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert volume["state"] == "available", volume
+    epoch, job = live.sql("SELECT lease_epoch, job FROM volumes WHERE uuid = ?", (uuid,))[0]
+    assert epoch == 2 and job is None
+    assert sorted(p.name for p in images_dir.iterdir()) == [f"{uuid}.img"]
+    fsck = subprocess.run(["e2fsck", "-fn", str(images_dir / f"{uuid}.img")], capture_output=True)
+    assert fsck.returncode == 0, fsck.stdout

@@ -16,6 +16,7 @@ from tests.store.harness import ROOMY, tenant, to, volume
 from volumed.bootstrap import Services
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.states import QuotaPolicy, VolumeState
+from volumed.domain.volumes import CreateVolume
 
 MINUTE_US = 60_000_000
 
@@ -59,6 +60,38 @@ async def test_a_format_makes_the_image_and_the_volume_available(services: Servi
     assert allocated_mb(services.storage.image_path(dynamic.uuid)) < 12
     assert _leftovers(services) == []
     assert await services.store.claim_job("w", MINUTE_US) is None
+
+
+async def test_a_create_claims_its_format_itself_while_a_worker_slot_is_free(
+    services: Services,
+) -> None:
+    """Issue 15: the insert of a create claims the format for this process's worker and
+    the worker runs it at once, no claim of its own; with every slot busy the format is
+    left for the worker to claim, as before."""
+    owner = await tenant(services.store)
+    worker = services.worker
+    item = CreateVolume(size_mb=8, quota_policy="dynamic")
+    made = await services.volumes.create(owner, item)
+    # Committed with the insert, before the job ran a step: started, and leased.
+    assert (await _row(services, owner, made.uuid)).state == VolumeState.INITIALIZING
+    assert worker.running_jobs == 1
+    assert await services.store.claim_job("another", MINUTE_US) is None
+    (done,) = await services.volumes.settled(owner, [made])
+    assert done.state == VolumeState.AVAILABLE and worker.running_jobs == 0
+    fsck_clean(services.storage.image_path(made.uuid))
+
+    slots = []
+    while (claim := await worker.reserve("format")) is not None:
+        slots.append(claim)
+    assert len(slots) == services.settings.worker_concurrency
+    left = await services.volumes.create(owner, item)
+    assert (await _row(services, owner, left.uuid)).state == VolumeState.UNINITIALIZED
+    assert worker.running_jobs == 0
+    for _ in slots:
+        worker.release()
+    await worker.drain()
+    assert (await _row(services, owner, left.uuid)).state == VolumeState.AVAILABLE
+    assert _leftovers(services) == []
 
 
 async def test_a_delete_removes_the_image_then_the_row(services: Services) -> None:

@@ -57,10 +57,11 @@ async def roll_forward(storage: StorageDriver, job: Job) -> None:
     them). Each claim took the next epoch, so those are the ``attempts`` epochs below
     this one: a few unlinks, no listing of the image directory. (A staged image older
     still, of a job a killed worker held long ago, is removed by the volume's delete or
-    reported by ``volumed fsck``.)"""
+    reported by ``volumed fsck``.) Epoch 0 is a new row's: nobody ever held it, so it
+    has no staged image, and a row's first claim (epoch 1) has nothing to remove."""
     if job.published is not None:
         await storage.publish(job.uuid, job.published)
-    for stale in range(max(0, job.epoch - job.attempts - 1), job.epoch):
+    for stale in range(max(1, job.epoch - job.attempts - 1), job.epoch):
         await storage.discard_staged(job.uuid, stale)
 
 

@@ -18,6 +18,7 @@ from volumed.domain.states import InstanceState, QuotaPolicy, VolumeState
 from volumed.domain.transitions import Step
 from volumed.domain.values import (
     AttachOutcome,
+    Claim,
     InsertOutcome,
     InstanceOutcome,
     Job,
@@ -429,11 +430,22 @@ class QuotaStore(Protocol):
 
     async def quota_usage(self, owner_id: str) -> QuotaUsage: ...
     async def insert_volume_within_quota(
-        self, volume: Volume, job: str | None, job_args: dict[str, Any], limits: QuotaLimits
-    ) -> None:
+        self,
+        volume: Volume,
+        job: str | None,
+        job_args: dict[str, Any],
+        limits: QuotaLimits,
+        *,
+        claim: Claim | None = None,
+    ) -> Job | None:
         """Insert a new volume owing ``job`` (None: no job), counting the tenant's
         volumes and sizes in the same transaction: raises QuotaRefused (nothing
-        inserted) or NameTaken if the tenant already has a volume of that name."""
+        inserted) or NameTaken if the tenant already has a volume of that name.
+
+        With ``claim`` (and a job) the row is inserted claimed: leased to its worker,
+        attempt 1 at epoch 1, started as ``claim.start`` says (with the event a claim's
+        start records), exactly as :meth:`JobStore.claim_job` would leave it; returns
+        that job. Without, returns None."""
         ...
 
     async def pending_reserved_mb(self) -> int: ...

@@ -17,6 +17,7 @@ from volumed.domain.transitions import Step
 
 __all__ = [
     "AttachOutcome",
+    "Claim",
     "InsertOutcome",
     "InstanceOutcome",
     "Job",
@@ -112,6 +113,18 @@ class Job:
     @property
     def lease(self) -> Lease:
         return Lease(self.lease_owner, self.epoch)
+
+
+@dataclass(slots=True, frozen=True)
+class Claim:
+    """A job its creator takes in the transaction that records it: the new row is
+    inserted already leased to ``worker_id`` for ``lease_us`` (its first claim: epoch 1,
+    attempt 1) and in the state ``start`` gives it, so no worker has to be woken to claim
+    it (see :meth:`volumed.domain.store.QuotaStore.insert_volume_within_quota`)."""
+
+    worker_id: str
+    lease_us: int
+    start: Step[VolumeState] | None = None
 
 
 JobStarts = Mapping[str, Step[VolumeState]]

@@ -21,12 +21,13 @@ from volumed.domain.states import AccessMode, QuotaPolicy
 from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import NameTaken, QuotaRefused, QuotaStore, VolumeStore
 from volumed.domain.transitions import GONE, INITIAL, TRANSITIONAL, Op, check, states_allowing
-from volumed.domain.values import ListQuery, QuotaLimits, VolumeRows
+from volumed.domain.values import Claim, Job, ListQuery, QuotaLimits, VolumeRows
 
 log = logging.getLogger("volumed.volumes")
 
 MIB = 1024 * 1024
 _NAME_ATTEMPTS = 20
+_FORMAT = "format"
 
 
 @dataclass(slots=True, frozen=True)
@@ -56,6 +57,27 @@ class VolumeServiceStore(VolumeStore, QuotaStore, Protocol):
     """What the volume service reads and writes: volume rows, created within quota."""
 
 
+class JobRunner(Protocol):
+    """The worker, as a create sees it: a create whose worker has a free slot claims
+    its format in the transaction that inserts the volume and hands the job straight
+    to the worker, which runs it as it runs the jobs it claims itself (lease renewal,
+    fencing, retries, the end signalled to waiters). Without a free slot the job is
+    left for the worker to claim, as before (issue 15)."""
+
+    async def reserve(self, kind: str) -> Claim | None:
+        """Take a free slot for a job of ``kind`` now (never waits): the claim the
+        insert is to make; None when every slot is busy or the worker is stopping."""
+        ...
+
+    def release(self) -> None:
+        """Give back a slot :meth:`reserve` took, when no job was inserted."""
+        ...
+
+    def start(self, job: Job) -> None:
+        """Run ``job``, inserted claimed with :meth:`reserve`'s claim, in its slot."""
+        ...
+
+
 class VolumeService:
     def __init__(
         self,
@@ -65,8 +87,7 @@ class VolumeService:
         *,
         waits: JobWaits,
         wake_worker: Callable[[], None] = lambda: None,
-        worker_id: str = "api",
-        lease_us: int = 30_000_000,
+        runner: JobRunner | None = None,
         quotas: QuotaService | None = None,
         from_template: Callable[[User, CreateVolume], Awaitable[Volume]] | None = None,
     ) -> None:
@@ -77,8 +98,7 @@ class VolumeService:
         self._from_template = from_template
         self._waits = waits
         self._wake_worker = wake_worker
-        self._worker_id = worker_id
-        self._lease_us = lease_us
+        self._runner = runner
 
     # ------------------------------------------------------------------ reads
 
@@ -115,19 +135,37 @@ class VolumeService:
         return await self._waits.settled(user, volumes)
 
     async def create(self, user: User, item: CreateVolume) -> Volume:
-        """Insert the volume owing its format (or copy) and return it ``uninitialized``:
-        the caller waits with :meth:`settled`."""
+        """Insert the volume owing its format (or copy) and return it as inserted: the
+        caller waits with :meth:`settled`. When the worker has a slot free the insert
+        claims the format for it and the worker starts it at once (:class:`JobRunner`);
+        otherwise the worker is woken to claim it."""
         if item.template is not None and item.host_path is None and self._from_template:
             return await self._from_template(user, item)
         volume = await self.new_volume(user, item)
         limits = await self.limits_for(user)
-        explicit_name = item.name if item.name else None
+        claim = await self._runner.reserve(_FORMAT) if self._runner is not None else None
+        try:
+            job = await self._insert(volume, limits, explicit_name=item.name or None, claim=claim)
+        except BaseException:
+            if self._runner is not None and claim is not None:
+                self._runner.release()
+            raise
+        if self._runner is not None and job is not None:
+            self._runner.start(job)
+        else:
+            self._wake_worker()
+        return volume
+
+    async def _insert(
+        self, volume: Volume, limits: QuotaLimits, *, explicit_name: str | None, claim: Claim | None
+    ) -> Job | None:
         for _ in range(_NAME_ATTEMPTS):
             try:
                 # Counted and inserted in one transaction: concurrent creates cannot
                 # overshoot the tenant's quota together.
-                await self._store.insert_volume_within_quota(volume, "format", {}, limits)
-                break
+                return await self._store.insert_volume_within_quota(
+                    volume, _FORMAT, {}, limits, claim=claim
+                )
             except QuotaRefused as refused:
                 raise refusal(limits, refused, 1, volume.size_mb) from None
             except NameTaken:
@@ -136,10 +174,7 @@ class VolumeService:
                         f"Volume with name '{explicit_name}' already exists"
                     ) from None
                 volume.name = rules.random_name()
-        else:
-            raise errors.FailedOperation("Could not find a free random volume name")
-        self._wake_worker()
-        return volume
+        raise errors.FailedOperation("Could not find a free random volume name")
 
     async def new_volume(self, user: User, item: CreateVolume) -> Volume:
         """Validate ``item`` and build its ``uninitialized`` row without storing it (the

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from volumed.domain.audit import WORKER, EventAction, EventResult
@@ -16,8 +17,10 @@ from volumed.domain.states import VolumeState
 from volumed.domain.store import NameTaken, QuotaRefused
 from volumed.domain.values import (
     AttachOutcome,
+    Claim,
     InsertOutcome,
     InstanceOutcome,
+    Job,
     QuotaLimits,
     QuotaUsage,
 )
@@ -230,3 +233,45 @@ class SqlBase:
         except UniqueViolation:
             raise NameTaken(volume.name) from None
         await self._created_event(db, volume, clone_source)
+
+    async def _insert_claimed(
+        self, db: Queries, volume: Volume, job: str, job_args: dict[str, Any], claim: Claim
+    ) -> Job:
+        """Insert ``volume`` owing ``job``, as the first claim of the job leaves the row:
+        leased to ``claim.worker_id``, attempt 1, epoch 1 (the row starts at 0), moved to
+        the state ``claim.start`` gives, with the events of a create and of that start."""
+        start = claim.start
+        state = volume.state
+        started = start.target(state) if start is not None and state in start.expected else state
+        try:
+            await db.execute(
+                f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args, lease_owner, "
+                f"lease_until_us, job_attempts, lease_epoch) VALUES ({_marks(range(20))})",
+                (*_volume_values(replace(volume, state=started)), job, json.dumps(job_args),
+                 claim.worker_id, now_us() + claim.lease_us, 1, 1),
+            )  # fmt: skip
+        except UniqueViolation:
+            raise NameTaken(volume.name) from None
+        await self._created_event(db, volume)
+        if started is not state:
+            await self._events.record(
+                db,
+                volume.uuid,
+                job,
+                EventResult.OK,
+                actor=WORKER,
+                state_from=state.value,
+                state_to=started.value,
+                message="Started (attempt 1)",
+            )
+        return Job(
+            uuid=volume.uuid,
+            kind=job,
+            args=dict(job_args),
+            state=started,
+            size_mb=volume.size_mb,
+            quota_policy=volume.quota_policy,
+            attempts=1,
+            lease_owner=claim.worker_id,
+            epoch=1,
+        )

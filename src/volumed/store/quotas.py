@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from volumed.domain.model import Volume
-from volumed.domain.values import QuotaLimits, QuotaOverrides, QuotaUsage
+from volumed.domain.values import Claim, Job, QuotaLimits, QuotaOverrides, QuotaUsage
 from volumed.store import _states
 from volumed.store._base import SqlBase
 from volumed.store.db import Queries
@@ -58,14 +58,24 @@ class SqlQuotas(SqlBase):
         return QuotaUsage(volumes, total_mb, int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
     async def insert_volume_within_quota(
-        self, volume: Volume, job: str | None, job_args: dict[str, Any], limits: QuotaLimits
-    ) -> None:
+        self,
+        volume: Volume,
+        job: str | None,
+        job_args: dict[str, Any],
+        limits: QuotaLimits,
+        *,
+        claim: Claim | None = None,
+    ) -> Job | None:
         """Count and insert in one write transaction, so concurrent creates of a tenant
         are serialised and cannot overshoot its limits together. Raises NameTaken if the
-        tenant already uses the name; ``job`` None: the volume owes no job."""
+        tenant already uses the name; ``job`` None: the volume owes no job. With
+        ``claim``, the row is inserted claimed (see the port) and the job returned."""
         async with self._db.transaction() as db:
             await self._check_room(db, volume.owner_id, limits, 1, volume.size_mb)
-            await self._insert_row(db, volume, job, job_args)
+            if job is None or claim is None:
+                await self._insert_row(db, volume, job, job_args)
+                return None
+            return await self._insert_claimed(db, volume, job, job_args, claim)
 
     async def pending_reserved_mb(self) -> int:
         """Host space already promised to jobs not done yet: static volumes being

@@ -33,7 +33,7 @@ from volumed.domain.states import QuotaPolicy
 from volumed.domain.storage import StorageDriver, StorageError
 from volumed.domain.store import EventStore, JobStore, StoreUnavailable, VolumeStore
 from volumed.domain.transitions import End, step
-from volumed.domain.values import Job, JobStarts
+from volumed.domain.values import Claim, Job, JobStarts
 
 log = logging.getLogger("volumed.worker")
 
@@ -107,6 +107,26 @@ class Reconciler:
     def running_jobs(self) -> int:
         return len(self._running)
 
+    # ------------------------------------------------------------------ claimed by creators
+
+    async def reserve(self, kind: str) -> Claim | None:
+        """A free slot, taken for a job its creator claims as it inserts it (see
+        :class:`volumed.domain.volumes.JobRunner`); None if none is free or we stop."""
+        if self._stopping or self._slots.locked():
+            return None
+        await self._slots.acquire()  # not locked: returns at once, without yielding
+        return Claim(self.worker_id, self.lease_us, self._starts.get(kind))
+
+    def release(self) -> None:
+        """Give back a slot :meth:`reserve` took for a job that was not inserted."""
+        self._slots.release()
+
+    def start(self, job: Job) -> None:
+        """Run a job inserted with :meth:`reserve`'s claim, in the slot it took."""
+        task = asyncio.create_task(self._run_job(job))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
     # ------------------------------------------------------------------ loop
 
     async def run(self) -> None:
@@ -129,9 +149,7 @@ class Reconciler:
                 self._slots.release()
                 await self._idle()
                 continue
-            task = asyncio.create_task(self._run_job(job))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self.start(job)
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
