@@ -90,6 +90,7 @@ class SqliteDatabase:
         self._wal = WalIndexHeader(path)
         self._reused: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
         self._reused_at: bytes | None = None
+        self._reused_rows = 0
         self._writes: dict[str, bool] = {}
 
     def _connect(self, *, query_only: bool = False) -> sqlite3.Connection:
@@ -136,15 +137,18 @@ class SqliteDatabase:
             return read
         if stamp != self._reused_at:
             self._reused.clear()
+            self._reused_rows = 0
             self._reused_at = stamp
         key = (sql, tuple(params))
         kept = self._reused.get(key)
         if kept is None:
             # Read after the stamp: if anything commits meanwhile, the next stamp differs.
             kept = self._read(sql, params).fetchall()
-            if len(self._reused) >= _REUSED_MAX:
+            if len(self._reused) >= _REUSED_MAX or self._reused_rows + len(kept) > _REUSED_ROWS:
                 self._reused.clear()
+                self._reused_rows = 0
             self._reused[key] = kept
+            self._reused_rows += len(kept)
         return list(kept)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
@@ -378,6 +382,9 @@ def _failure(exc: BaseException) -> Exception:
 
 _REUSED_MAX = 4096
 """Results kept at most between two commits (then all are forgotten at once)."""
+_REUSED_ROWS = 20_000
+"""Rows kept at most between two commits (~15 MB of volume rows): listing pages are
+reused too, and their results are not one row each."""
 
 
 def _file_id(path: Path) -> tuple[int, int]:
