@@ -36,13 +36,14 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": BODY, "more_body": False})
 
 
-async def _serve(host: str, port: int) -> None:
+async def serve(asgi_app: Any, host: str, port: int) -> None:
+    """Serve ``asgi_app`` the way volumed is served (also used by bench/post_ack.py)."""
     from granian.constants import Interfaces
     from granian.log import LogLevels
     from granian.server.embed import Server
 
     server = Server(
-        app,
+        asgi_app,
         address=host,
         port=port,
         interface=Interfaces.ASGINL,
@@ -64,7 +65,7 @@ def main(argv: list[str]) -> int:
     host = argv[2] if len(argv) == 3 else "127.0.0.1"
     import uvloop
 
-    uvloop.run(_serve(host, port))
+    uvloop.run(serve(app, host, port))
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from volumed.store.db import SqliteDatabase
+from volumed.store.db import _REUSED_ROWS, SqliteDatabase
 
 # The adapter of the one-file database; PostgreSQL's reads every time.
 pytestmark = pytest.mark.sqlite_only
@@ -75,6 +75,24 @@ def test_each_statement_and_parameters_have_their_own_rows(traced: Traced) -> No
     assert traced.read("y") == ["c"]
     assert traced.read("x") == ["a"]
     assert not traced.asked()
+
+
+def test_the_rows_kept_are_bounded(traced: Traced) -> None:
+    """Listing pages are reused too: past ``_REUSED_ROWS`` rows, what was kept is
+    forgotten (and read again when asked) rather than held until the next commit."""
+    half = _REUSED_ROWS // 2 + 1
+    with sqlite3.connect(traced.path, isolation_level=None) as other:
+        other.executemany("INSERT INTO t VALUES (?, 'x')", ((f"x{n}",) for n in range(half)))
+        other.executemany("INSERT INTO t VALUES (?, 'y')", ((f"y{n}",) for n in range(half)))
+    other.close()
+    assert len(traced.read("x")) == half + 1  # and 'a'
+    assert len(traced.read("x")) == half + 1
+    assert not traced.asked()
+    assert len(traced.read("y")) == half  # kept, once the x rows are forgotten
+    assert len(traced.read("y")) == half
+    assert not traced.asked()
+    assert len(traced.read("x")) == half + 1
+    assert traced.asked()
 
 
 def test_a_commit_of_another_connection_is_seen(traced: Traced) -> None:

@@ -27,26 +27,22 @@ def op_time_us(started_ns: int) -> int:
 
 def items_envelope(key: str, items: Sequence[AnyItem], started_ns: int, **extra: Any) -> bytes:
     """HTTP 200 envelope: ``success``, ``partial_success`` or ``error`` by the items' status."""
-    failed = 0
-    for item in items:  # a loop, not sum() over a generator: half the cost for one item
-        if isinstance(item, dict) and item.get("status") == "error":
-            failed += 1
+    # Only a dict can be a failed item (the structs are successes): one pass, no calls.
+    failed = [item for item in items if item.__class__ is dict and item.get("status") == "error"]
     if not failed and not extra:
         # The most frequent envelope (every GET one): built in one go.
         return _encoder.encode(
             {"status": "success", "data": {key: items}, "op_time_us": op_time_us(started_ns)}
         )
     body: dict[str, Any] = {}
-    if failed == 0:
+    if not failed:
         body["status"] = "success"
     else:
-        body["status"] = "error" if failed == len(items) else "partial_success"
+        body["status"] = "error" if len(failed) == len(items) else "partial_success"
         body["message"] = FAILED_ALL
         sink = item_errors.get()
         if sink is not None:
-            sink.extend(
-                item.get("error", 0) for item in items if isinstance(item, dict) and _failed(item)
-            )
+            sink.extend(item.get("error", 0) for item in failed)
     body.update(extra)
     body["data"] = {key: items}
     body["op_time_us"] = op_time_us(started_ns)
@@ -71,10 +67,6 @@ def streamed_items_envelope(
         yield b']},"op_time_us":' + str(op_time_us(started_ns)).encode() + b"}"
 
     return chunks()
-
-
-def _failed(item: AnyItem) -> bool:
-    return isinstance(item, dict) and item.get("status") == "error"
 
 
 def data_envelope(key: str, value: Any, started_ns: int) -> bytes:

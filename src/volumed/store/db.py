@@ -5,13 +5,16 @@ share; an adapter translates placeholders, runs statements, and turns its driver
 exceptions into :class:`UniqueViolation` and
 :class:`~volumed.domain.store.StoreUnavailable`.
 
-The SQLite adapter's coroutines never suspend (``sqlite3`` is synchronous and fast here),
-so a transaction runs to its end without another request's statements in between.
+The SQLite adapter runs ``sqlite3`` on the event loop: a transaction block runs to its
+end without another request's statements in between. Its COMMIT is shared with the
+other blocks of the same loop turn (group commit, :class:`_Batch`); the caller waits
+for it, so a block's end is the one place where the adapter suspends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sqlite3
@@ -69,83 +72,213 @@ class Database(Queries, Protocol):
 
 
 class SqliteDatabase:
+    """One writing connection, whose transactions commit in groups (see :class:`_Batch`),
+    and a read-only one for the reads made while a group waits for its COMMIT."""
+
     dialect = "sqlite"
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        self._db.row_factory = sqlite3.Row
+        self._synchronous = synchronous
+        self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._in_transaction = False
+        self._reader: sqlite3.Connection | None = None
+        self._in_block = False
+        self._batch: _Batch | None = None
         self._file_id = _file_id(path)
         self._wal = WalIndexHeader(path)
         self._reused: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
         self._reused_at: bytes | None = None
+        self._reused_rows = 0
+        self._writes: dict[str, bool] = {}
+
+    def _connect(self, *, query_only: bool = False) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=30000")
+        if query_only:
+            db.execute("PRAGMA query_only=ON")
+        return db
+
+    # ------------------------------------------------------------------ statements
 
     async def fetchone(self, sql: str, params: Params = ()) -> Any:
-        return self._run(sql, params).fetchone()
+        if self._in_block:
+            return self._run(sql, params).fetchone()
+        if self._is_write(sql):
+            async with self.transaction():
+                return self._run(sql, params).fetchone()
+        return self._read(sql, params).fetchone()
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
-        return self._run(sql, params).fetchall()
+        if self._in_block:
+            return self._run(sql, params).fetchall()
+        if self._is_write(sql):
+            async with self.transaction():
+                return self._run(sql, params).fetchall()
+        return self._read(sql, params).fetchall()
 
     async def fetchall_reused(self, sql: str, params: Params = ()) -> list[Any]:
         """Rows read since the last commit to the database (by any connection, any
         process: see store/_wal_index.py) are reused, not read again. sqlite3 releases
         the GIL around each step of a statement, and under load granian's threads take
-        it every time: a GET one paid those hand-offs (bench/README.md, issue 15)."""
+        it every time: a GET one paid those hand-offs (bench/README.md, issue 15).
+        The stamp is of the committed state, which is what a read outside a
+        transaction block sees (a group waiting for its COMMIT is not seen)."""
         stamp = self._wal.stamp()
-        if stamp is None or self._db.in_transaction:
-            # Inside a transaction this connection sees its own uncommitted rows.
-            read: list[Any] = self._run(sql, params).fetchall()
+        if stamp is None or self._in_block:
+            # Inside a block this connection sees its own uncommitted rows.
+            read: list[Any] = (
+                self._run(sql, params) if self._in_block else self._read(sql, params)
+            ).fetchall()
             self._wal.open()  # once this connection has used the WAL index
             return read
         if stamp != self._reused_at:
             self._reused.clear()
+            self._reused_rows = 0
             self._reused_at = stamp
         key = (sql, tuple(params))
         kept = self._reused.get(key)
         if kept is None:
             # Read after the stamp: if anything commits meanwhile, the next stamp differs.
-            kept = self._run(sql, params).fetchall()
-            if len(self._reused) >= _REUSED_MAX:
+            kept = self._read(sql, params).fetchall()
+            if len(self._reused) >= _REUSED_MAX or self._reused_rows + len(kept) > _REUSED_ROWS:
                 self._reused.clear()
+                self._reused_rows = 0
             self._reused[key] = kept
+            self._reused_rows += len(kept)
         return list(kept)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        return self._run(sql, params).rowcount
+        if self._in_block:
+            return self._run(sql, params).rowcount
+        async with self.transaction():
+            return self._run(sql, params).rowcount
+
+    def _is_write(self, sql: str) -> bool:
+        """Whether a statement may change the database: all but plain SELECTs are taken
+        to (an UPDATE ... RETURNING is read with fetchone)."""
+        write = self._writes.get(sql)
+        if write is None:
+            if len(self._writes) >= _REUSED_MAX:
+                self._writes.clear()
+            write = self._writes[sql] = not sql.lstrip()[:7].upper().startswith("SELECT")
+        return write
+
+    def _read(self, sql: str, params: Params) -> sqlite3.Cursor:
+        """A read outside a transaction block sees the committed state only: on the
+        writing connection when it has no group waiting for its COMMIT, else on the
+        read-only one (the writer's open transaction would show rows that are not
+        durable yet, and that a failed COMMIT would take back)."""
+        if self._batch is None:
+            return self._run(sql, params)
+        if self._reader is None:
+            self._reader = self._connect(query_only=True)
+        return _run(self._reader, sql, params)
 
     def _run(self, sql: str, params: Params) -> sqlite3.Cursor:
-        try:
-            return self._db.execute(sql, params)
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc):
-                raise UniqueViolation(str(exc)) from None
-            raise
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
-                raise StoreFull(f"The database has no space left: {exc}") from exc
-            if "disk" in str(exc) or "locked" in str(exc):
-                raise StoreUnavailable(str(exc)) from exc
-            raise
+        return _run(self._db, sql, params)
+
+    # ------------------------------------------------------------------ transactions
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteDatabase]:
-        if self._in_transaction:
+        """A block of statements that commits with the other blocks ending in the same
+        turn of the event loop (:class:`_Batch`): the block runs in a SAVEPOINT of the
+        group's transaction, so a block that raises is rolled back alone, and the caller
+        goes on only once the group's COMMIT returned (durable under synchronous=FULL).
+        A failed COMMIT fails every block of the group."""
+        if self._in_block:
             raise RuntimeError("nested transaction")
-        self._run("BEGIN IMMEDIATE", ())
-        self._in_transaction = True
+        loop = asyncio.get_running_loop()
+        batch = self._batch
+        if batch is not None and (batch.loop is not loop or not self._db.in_transaction):
+            # Left by a loop that ended before its COMMIT (asyncio.run in the CLI and
+            # tests), or rolled back by SQLite under a block that caught the error.
+            self._commit(batch)
+            batch = None
+        first = batch is None
+        if batch is None:
+            self._run("BEGIN IMMEDIATE", ())
+            batch = self._batch = _Batch(loop)
+            loop.call_soon(self._commit, batch)
+        else:
+            self._run("SAVEPOINT block", ())
+        self._in_block = True
         try:
             yield self
-        except BaseException:
-            self._in_transaction = False
-            self._db.execute("ROLLBACK")
+        except Exception as exc:
+            self._in_block = False
+            if self._roll_back_block(batch, first):
+                # What the block saw (and raised about: a compare-and-set lost to an
+                # earlier block of the group) is not durable before the COMMIT either.
+                try:
+                    await batch.wait()
+                except Exception as failed:
+                    raise failed from exc
             raise
-        self._in_transaction = False
-        self._run("COMMIT", ())
+        except BaseException:
+            self._in_block = False
+            self._roll_back_block(batch, first)
+            raise
+        self._in_block = False
+        if not first:
+            self._run("RELEASE block", ())
+        await batch.wait()
+
+    def _roll_back_block(self, batch: _Batch, first: bool) -> bool:
+        """Undo the block that raised, and only it; if SQLite ended the whole
+        transaction meanwhile (some I/O errors do), the group's other blocks are lost
+        with it and fail. True: the group is still to commit."""
+        try:
+            if first:
+                # Nothing else in the group yet: what it saw was committed.
+                self._db.execute("ROLLBACK")
+                if self._batch is batch:
+                    self._batch = None
+                return False
+            self._db.execute("ROLLBACK TO block")
+            self._db.execute("RELEASE block")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._fail(batch, exc)
+            return False
+        return True
+
+    def _commit(self, batch: _Batch) -> None:
+        """The group's COMMIT (a call_soon of the loop turn that opened it)."""
+        if self._batch is not batch:
+            return  # rolled back with its only block, or failed
+        self._batch = None
+        if not self._db.in_transaction:
+            batch.settle(StoreUnavailable("The transaction was rolled back by SQLite"))
+            return
+        try:
+            self._run("COMMIT", ())
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+            batch.settle(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        batch.settle(None)
+
+    def _fail(self, batch: _Batch, exc: BaseException) -> None:
+        if self._batch is batch:
+            self._batch = None
+        batch.settle(exc)
+
+    def _flush(self) -> None:
+        """Commit a waiting group now (before closing, or from a loop that ended)."""
+        if self._batch is not None:
+            self._commit(self._batch)
+
+    # ------------------------------------------------------------------ health
 
     async def ping(self) -> None:
         """Also checks that the database is still the file at ``path``: SQLite keeps
@@ -159,8 +292,8 @@ class SqliteDatabase:
             raise StoreUnavailable(f"The database file {self.path} was replaced")
         self._wal.check()
         try:
-            self._db.execute("SELECT count(*) FROM schema_migrations").fetchone()
-        except sqlite3.Error as exc:
+            self._read("SELECT count(*) FROM schema_migrations", ()).fetchone()
+        except (sqlite3.Error, StoreUnavailable) as exc:
             raise StoreUnavailable(f"The database does not answer: {exc}") from exc
 
     async def probe_write(self) -> None:
@@ -179,12 +312,79 @@ class SqliteDatabase:
             os.close(fd)
 
     async def close(self) -> None:
+        self._flush()
+        if self._reader is not None:
+            self._reader.close()
         self._db.close()
-        self._wal.close()  # after the connection: see store/_wal_index.py
+        self._wal.close()  # after the connections: see store/_wal_index.py
+
+
+class _Batch:
+    """Transaction blocks that share one COMMIT: group commit.
+
+    sqlite3 runs on the event loop, so under synchronous=FULL every COMMIT stopped the
+    loop for an fsync, and each create paid its own. The first block of a loop turn
+    opens a transaction (BEGIN IMMEDIATE) and schedules its COMMIT with ``call_soon``:
+    the blocks that run before it (the tasks already ready in that turn) join it, each
+    in a SAVEPOINT, and wait; the COMMIT then answers all of them at once. A block
+    never waits between its statements, so blocks never interleave.
+    """
+
+    __slots__ = ("loop", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def wait(self) -> asyncio.Future[None]:
+        """A future of the group's COMMIT for one block's caller."""
+        done = self.loop.create_future()
+        self.waiters.append(done)
+        return done
+
+    def settle(self, failure: BaseException | None) -> None:
+        """Answer every waiting block: committed (None), or failed."""
+        if self.loop.is_closed():
+            return  # nobody is waiting any more
+        for done in self.waiters:
+            if done.done():
+                continue  # its caller was cancelled
+            if failure is None:
+                done.set_result(None)
+            else:
+                done.set_exception(_failure(failure))
+
+
+def _run(db: sqlite3.Connection, sql: str, params: Params) -> sqlite3.Cursor:
+    try:
+        return db.execute(sql, params)
+    except sqlite3.IntegrityError as exc:
+        if "UNIQUE" in str(exc):
+            raise UniqueViolation(str(exc)) from None
+        raise
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+            raise StoreFull(f"The database has no space left: {exc}") from exc
+        if "disk" in str(exc) or "locked" in str(exc):
+            raise StoreUnavailable(str(exc)) from exc
+        raise
+
+
+def _failure(exc: BaseException) -> Exception:
+    """A fresh exception for each block of a failed group (one instance raised in many
+    tasks would collect all their tracebacks)."""
+    if isinstance(exc, (StoreFull, StoreUnavailable)):
+        return type(exc)(str(exc))
+    if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+        return StoreFull(f"The database has no space left: {exc}")
+    return StoreUnavailable(f"The group commit failed: {exc}")
 
 
 _REUSED_MAX = 4096
 """Results kept at most between two commits (then all are forgotten at once)."""
+_REUSED_ROWS = 20_000
+"""Rows kept at most between two commits (~15 MB of volume rows): listing pages are
+reused too, and their results are not one row each."""
 
 
 def _file_id(path: Path) -> tuple[int, int]:

@@ -15,9 +15,10 @@ statements that must differ branch on ``db.dialect``:
 Transactions that take several rows take the instance before its volumes, so
 transactions of replicas wait for each other instead of deadlocking.
 
-On SQLite the adapter's coroutines never suspend, so a transaction never interleaves
-with another request's statements; SQLite's own locking serialises us against the admin
-CLI.
+On SQLite a transaction block never suspends between its statements, so it never
+interleaves with another request's statements (blocks ending in the same loop turn share
+one COMMIT: group commit, :mod:`volumed.store.db`); SQLite's own locking serialises us
+against the admin CLI.
 
 The SQL lives in one module per role (its room): :mod:`~volumed.store.users`,
 :mod:`~volumed.store.volumes`, :mod:`~volumed.store.jobs`,

@@ -5,7 +5,7 @@ cursors and tombstones, delete and purge, tags, lock, and the admin's fsck reads
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from volumed.domain.audit import EventAction, EventResult
@@ -39,6 +39,8 @@ _GET_VOLUME_BY_NAME = _GET_VOLUME.format(where="v.owner_id = ? AND v.name = ?")
 _WIDTH = len(_VOLUME_FIELDS)
 """Where the attachment columns of ``_GET_VOLUME`` start."""
 _NO_ROWS = VolumeRows(())
+_REUSED_PAGE = 1000
+"""The largest first page reused until the next commit (a whole listing's first)."""
 _TOMBSTONE_US = 24 * 3600 * 1_000_000
 """How long a deleted volume's place in the list order is remembered."""
 
@@ -128,32 +130,17 @@ class SqlVolumes(SqlBase):
         if query.count:
             sql += " LIMIT ?"
             params.append(query.count)
-        rows = await db.fetchall(sql, params)
+        # A first page (what a console or a script polls) is reused until the next
+        # commit, like GET one: reading its rows cost more than all the rest of a
+        # listing. Later pages, and the pages of a whole listing after its first, are
+        # read every time: they are read once, and would only fill the cache.
+        first = 0 < query.count <= _REUSED_PAGE and query.from_uuid is None
+        fetch = db.fetchall_reused if first and query.from_time_us is None else db.fetchall
+        rows = await fetch(sql, params)
         if not rows:
             return _NO_ROWS
-        attached_to, mounted_by = await self._page_instances(db, [r[0] for r in rows])
+        attached_to, mounted_by = await _page_instances(fetch, [r[0] for r in rows])
         return VolumeRows(rows, attached_to, mounted_by)
-
-    async def _page_instances(
-        self, db: Queries, uuids: list[str]
-    ) -> tuple[dict[str, list[InstanceRef]], dict[str, list[Mount]]]:
-        """The instances of a page's volumes that have any: one statement a page."""
-        attached_to: dict[str, list[InstanceRef]] = {}
-        mounted_by: dict[str, list[Mount]] = {}
-        for chunk in _chunks(uuids, 500):
-            rows = await db.fetchall(
-                "SELECT a.volume_uuid, i.uuid, i.name, i.state, a.readonly "
-                "FROM attachments a JOIN instances i ON i.uuid = a.instance_uuid "
-                f"WHERE a.volume_uuid IN ({','.join('?' * len(chunk))}) "
-                "ORDER BY a.attached_at_us",
-                chunk,
-            )
-            for volume_uuid, inst_uuid, inst_name, inst_state, readonly in rows:
-                attached_to.setdefault(volume_uuid, []).append(InstanceRef(inst_uuid, inst_name))
-                if inst_state in _states.HOLDING_MOUNTS:
-                    mount = Mount(inst_uuid, inst_name, bool(readonly))
-                    mounted_by.setdefault(volume_uuid, []).append(mount)
-        return attached_to, mounted_by
 
     async def begin_delete(self, owner_id: str, uuid: str, expected: Sequence[VolumeState]) -> bool:
         """Compare-and-set: hide the volume and owe its deletion, if it is in an expected
@@ -303,3 +290,25 @@ def _instances(rows: Sequence[Any]) -> tuple[list[InstanceRef], list[Mount]]:
         if row[_WIDTH + 2] in _states.HOLDING_MOUNTS:
             mounted.append(Mount(inst_uuid, inst_name, bool(row[_WIDTH + 3])))
     return attached, mounted
+
+
+async def _page_instances(
+    fetch: Callable[[str, Sequence[Any]], Awaitable[list[Any]]], uuids: list[str]
+) -> tuple[dict[str, list[InstanceRef]], dict[str, list[Mount]]]:
+    """The instances of a page's volumes that have any: one statement a page."""
+    attached_to: dict[str, list[InstanceRef]] = {}
+    mounted_by: dict[str, list[Mount]] = {}
+    for chunk in _chunks(uuids, 500):
+        rows = await fetch(
+            "SELECT a.volume_uuid, i.uuid, i.name, i.state, a.readonly "
+            "FROM attachments a JOIN instances i ON i.uuid = a.instance_uuid "
+            f"WHERE a.volume_uuid IN ({','.join('?' * len(chunk))}) "
+            "ORDER BY a.attached_at_us",
+            chunk,
+        )
+        for volume_uuid, inst_uuid, inst_name, inst_state, readonly in rows:
+            attached_to.setdefault(volume_uuid, []).append(InstanceRef(inst_uuid, inst_name))
+            if inst_state in _states.HOLDING_MOUNTS:
+                mount = Mount(inst_uuid, inst_name, bool(readonly))
+                mounted_by.setdefault(volume_uuid, []).append(mount)
+    return attached_to, mounted_by
