@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -167,4 +169,63 @@ def test_kill_9_while_a_create_formats_its_own_volume(
     assert epoch == 2 and job is None
     assert sorted(p.name for p in images_dir.iterdir()) == [f"{uuid}.img"]
     fsck = subprocess.run(["e2fsck", "-fn", str(images_dir / f"{uuid}.img")], capture_output=True)
+    assert fsck.returncode == 0, fsck.stdout
+
+
+def _fs_uuid(image: Path) -> str:
+    out = subprocess.run(["dumpe2fs", "-h", str(image)], capture_output=True, text=True).stdout
+    return next(line.split()[-1] for line in out.splitlines() if line.startswith("Filesystem UUID"))
+
+
+def test_kill_9_between_a_formats_placement_and_its_finish(
+    fresh_server: Callable[..., LiveServer],
+) -> None:
+    """A format puts its image in place (only where there is none) and then ends its job
+    in the store, without a commit in between (issue 15). The server is frozen the moment
+    a new image appears and, if its job has not ended yet, killed there: the next claim
+    keeps that image (the same file system, not a second format) and ends the job."""
+    live = fresh_server()
+    images_dir: Path = live.data_dir / "images"
+    assert live.process is not None
+    body = {"size_mb": 262_144, "quota_policy": "dynamic"}
+    for _ in range(40):
+
+        def create() -> None:
+            with contextlib.suppress(httpx.HTTPError), live.client() as api:
+                api.post("/v1/volumes", json=body)
+
+        before = {p.name for p in images_dir.iterdir()}
+        poster = threading.Thread(target=create)
+        poster.start()
+        deadline = time.monotonic() + 30
+        new: set[str] = set()
+        while not new and time.monotonic() < deadline:
+            new = {n for n in os.listdir(images_dir) if n.endswith(".img")} - before
+        os.killpg(live.process.pid, signal.SIGSTOP)
+        (name,) = new
+        uuid = name.removesuffix(".img")
+        (job,) = live.sql("SELECT job FROM volumes WHERE uuid = ?", (uuid,))[0]
+        if job is None:  # it ended before the freeze: try again
+            os.killpg(live.process.pid, signal.SIGCONT)
+            poster.join()
+            continue
+        placed = _fs_uuid(images_dir / name)
+        live.kill()
+        poster.join()
+        break
+    else:
+        raise AssertionError("never caught a format between its placement and its end")
+
+    live.restart()
+    with live.client() as api:
+        deadline = time.monotonic() + 30
+        while True:
+            volume = api.get(f"/v1/volumes/{uuid}").json()["data"]["volumes"][0]
+            if volume["state"] not in TRANSITIONAL or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert volume["state"] == "available", volume
+    assert _fs_uuid(images_dir / name) == placed
+    assert [n for n in os.listdir(images_dir) if not n.endswith(".img")] == []
+    fsck = subprocess.run(["e2fsck", "-fn", str(images_dir / name)], capture_output=True)
     assert fsck.returncode == 0, fsck.stdout

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.storage.test_ext4 import debugfs_cat, debugfs_write, fsck_clean
+from volumed.domain.storage import Placed
 from volumed.storage import Ext4ImageDriver
 
 # Runs in the SQLite pass only: the image driver alone: no metadata store is involved.
@@ -87,3 +88,23 @@ def test_staged_leftovers_are_listed_discarded_and_deleted(
     run(driver.delete(orphan))
     assert driver.list_images() == [kept]
     assert sorted(os.listdir(driver.images_dir)) == [f"{kept}.img"]
+
+
+def test_a_first_image_is_placed_once_and_never_over_another(
+    driver: Ext4ImageDriver, new_uuid: NewUuid
+) -> None:
+    vid = new_uuid()
+    run(driver.create(vid, 16, reserve=False, stage=1))
+    run(driver.create(vid, 16, reserve=False, stage=2))
+    assert not driver.image_path(vid).exists()
+    assert run(driver.place(vid, 2)) is Placed.OURS
+    image = driver.image_path(vid)
+    placed = _fingerprint(image)
+    assert not driver.staged_path(vid, 2).exists()
+    # Another holder's staged image never replaces it; it is dropped instead.
+    assert run(driver.place(vid, 1)) is Placed.TAKEN
+    assert not driver.staged_path(vid, 1).exists()
+    assert _fingerprint(image) == placed and fsck_clean(image)
+    # A staged image someone removed is not placed at all.
+    assert run(driver.place(vid, 3)) is Placed.GONE
+    assert sorted(os.listdir(image.parent)) == [image.name]

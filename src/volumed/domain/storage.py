@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["ImageUsage", "ImportRefused", "StorageDriver", "StorageError"]
+__all__ = ["ImageUsage", "ImportRefused", "Placed", "StorageDriver", "StorageError"]
 
 
 class StorageError(Exception):
@@ -44,6 +45,18 @@ class ImageUsage:
     """Free space inside the file system in MiB (no blocks are reserved for root)."""
     allocated_mb: int
     """Space the image occupies on the host (sparse images occupy less than their size)."""
+
+
+class Placed(Enum):
+    """What :meth:`StorageDriver.place` did with a staged image."""
+
+    OURS = "ours"
+    """It is the volume's image now."""
+    TAKEN = "taken"
+    """The volume had an image already (another holder of the same job placed its own
+    first); the staged image was removed."""
+    GONE = "gone"
+    """There was no such staged image: a later claim or a delete removed it."""
 
 
 class StorageDriver(Protocol):
@@ -103,6 +116,13 @@ class StorageDriver(Protocol):
         """Rename the staged image of epoch ``stage`` over the volume's image, durably.
         False if it is not there (already published, or discarded): a staged image can
         be published once at most, whoever tries."""
+        ...
+
+    async def place(self, uuid: str, stage: int) -> Placed:
+        """Make the staged image of epoch ``stage`` the volume's *first* image, durably:
+        it is renamed into place only if the volume has no image yet, never over one, so
+        of several holders of one job (a stale one among them) the first to get there
+        wins and nobody's image is ever replaced."""
         ...
 
     async def discard_staged(self, uuid: str, stage: int | None = None) -> None:

@@ -156,6 +156,13 @@ class JobStore(Protocol):
         (to be renamed into place), if ``lease`` still holds the job."""
         ...
 
+    async def image_wanted(self, uuid: str) -> bool:
+        """Whether the image a format placed can be the volume's: the volume exists, is
+        not being deleted, and still owes its format or ended it with an image (its
+        ``free_mb`` was read from one). Asked by a format's holder that placed its image
+        and then lost the job (see docs/design.md, "Lease fencing")."""
+        ...
+
     async def retry_job_later(self, uuid: str, lease: Lease, delay_us: int) -> bool:
         """Hand the job back, claimable again in ``delay_us`` (the back-off)."""
         ...

@@ -28,7 +28,7 @@ import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from volumed.domain.storage import ImageUsage, StorageError
+from volumed.domain.storage import ImageUsage, Placed, StorageError
 from volumed.storage._export import ImageExports
 from volumed.storage._extents import punch_unwritten
 from volumed.storage._process import run, run_blocking, storage_errors
@@ -164,6 +164,14 @@ class Ext4ImageDriver:
             except FileNotFoundError:
                 return False
         return True
+
+    async def place(self, uuid: str, stage: int) -> Placed:
+        """Link the staged image of ``stage`` as the image unless one is there (a link
+        never replaces a name), drop the staged name, ``fsync`` the directory."""
+        staged = self.staged_path(uuid, stage)
+        path = self.image_path(uuid)
+        with storage_errors(f"Could not put the new image of volume {uuid} in place"):
+            return await run_blocking(_place_durably, staged, path)
 
     async def discard_staged(self, uuid: str, stage: int | None = None) -> None:
         """Remove the staged image of ``stage``, or every one of ``uuid``."""
@@ -636,6 +644,21 @@ def _rename_durably(source: Path, target: Path) -> None:
     """Rename ``source`` over ``target`` and fsync their directory (one thread hop)."""
     os.rename(source, target)
     _fsync_dir(target.parent)
+
+
+def _place_durably(staged: Path, target: Path) -> Placed:
+    """``staged`` becomes ``target`` if there is no ``target`` yet (one thread hop)."""
+    try:
+        os.link(staged, target)
+    except FileExistsError:
+        staged.unlink(missing_ok=True)
+        return Placed.TAKEN
+    except FileNotFoundError:
+        return Placed.GONE
+    # A crash before the unlink leaves both names: the next claim drops the staged one.
+    staged.unlink(missing_ok=True)
+    _fsync_dir(target.parent)
+    return Placed.OURS
 
 
 def _fsync_dir(path: Path) -> None:

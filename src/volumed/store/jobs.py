@@ -98,6 +98,15 @@ class SqlJobs(SqlBase):
         )
         return cur == 1
 
+    async def image_wanted(self, uuid: str) -> bool:
+        db: Queries = self._db
+        row = await db.fetchone(
+            "SELECT 1 FROM volumes WHERE uuid = ? AND deleted = 0 "
+            "AND (job = 'format' OR free_mb IS NOT NULL)",
+            (uuid,),
+        )
+        return row is not None
+
     async def retry_job_later(self, uuid: str, lease: Lease, delay_us: int) -> bool:
         db: Queries = self._db
         cur = await db.execute(

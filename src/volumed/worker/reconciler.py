@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from volumed.domain.audit import EventResult
-from volumed.domain.fencing import LeaseLost, committed_usage, publish, roll_forward
+from volumed.domain.fencing import LeaseLost, committed_usage, roll_forward
 from volumed.domain.job_waits import JobSignals
 from volumed.domain.states import QuotaPolicy
-from volumed.domain.storage import StorageDriver, StorageError
+from volumed.domain.storage import ImageUsage, Placed, StorageDriver, StorageError
 from volumed.domain.store import EventStore, JobStore, StoreUnavailable, VolumeStore
 from volumed.domain.transitions import End, step
 from volumed.domain.values import Claim, Job, JobStarts
@@ -271,7 +271,15 @@ class Reconciler:
             job.uuid, job.lease, started
         ):
             return  # not in a state a format starts from (the claim moved what it could)
+        # A format makes a volume's first image, so it needs no commit before its
+        # rename: the staged image is put in place only where there is no image yet
+        # (StorageDriver.place), and a stale holder can never replace the image of the
+        # holder that took over. An image in place is one a holder of this job made
+        # complete before placing it; whoever holds the job keeps it.
         usage = await committed_usage(self._storage, job)
+        if usage is None and job.epoch > 1:  # an earlier claim may have placed one
+            usage = await _usage_or_none(self._storage, job.uuid)
+        placed = Placed.TAKEN
         if usage is None:
             try:
                 usage = await self._storage.create(
@@ -285,10 +293,19 @@ class Reconciler:
                     await self._fail(job, f"Formatting failed: {exc.message}")
                     return
                 raise
-            await publish(self._store, self._storage, job.uuid, job.lease)
+            placed = await self._storage.place(job.uuid, job.epoch)
+            if placed is Placed.GONE:  # a later claim, or a delete, removed it
+                raise LeaseLost(job.uuid, job.lease)
+            if placed is Placed.TAKEN:
+                usage = await self._storage.usage(job.uuid)
         if not await self._store.finish_job(
             job.uuid, job.lease, step(End.FORMATTED), free_mb=usage.free_mb
         ):
+            if placed is Placed.OURS and not await self._store.image_wanted(job.uuid):
+                # A stale holder placed an image nobody will keep: the volume was
+                # deleted, or its format failed, after the holder's lease ran out.
+                with contextlib.suppress(StorageError):
+                    await self._storage.delete(job.uuid)
             raise LeaseLost(job.uuid, job.lease)
 
     async def _fail(self, job: Job, message: str) -> None:
@@ -316,3 +333,10 @@ class Reconciler:
     async def _delete(self, job: Job) -> None:
         await self._storage.delete(job.uuid)
         await self._store.purge_volume(job.uuid)
+
+
+async def _usage_or_none(storage: StorageDriver, uuid: str) -> ImageUsage | None:
+    try:
+        return await storage.usage(uuid)
+    except StorageError:
+        return None
