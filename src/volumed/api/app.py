@@ -125,13 +125,15 @@ class VolumedApp:
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body:
-            raise RequestError(413, f"Request body larger than {self._max_body} bytes")
+            raise _too_large(self._max_body)
         try:
             async with asyncio.timeout(self._body_timeout_s):
                 return await self._receive_body(receive)
         except TimeoutError:
             raise RequestError(
-                408, f"The request body did not arrive within {self._body_timeout_s:g} s"
+                408,
+                f"The request body did not arrive within {self._body_timeout_s:g} s",
+                [_CLOSE],
             ) from None
 
     async def _receive_body(self, receive: Receive) -> bytes:
@@ -144,7 +146,7 @@ class VolumedApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max_body:
-                raise RequestError(413, f"Request body larger than {self._max_body} bytes")
+                raise _too_large(self._max_body)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -196,6 +198,16 @@ async def _send_stream(send: Send, response: Response) -> None:
     async for chunk in response.stream:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+_CLOSE = (b"connection", b"close")
+"""On an answer given before the request's body was read: the rest of that body is still
+on its way, so the connection cannot carry another request; saying so keeps a client from
+sending its next request on a connection the server is closing."""
+
+
+def _too_large(max_body: int) -> RequestError:
+    return RequestError(413, f"Request body larger than {max_body} bytes", [_CLOSE])
 
 
 def _address(scope: Scope) -> str | None:
