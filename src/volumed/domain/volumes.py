@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from volumed.domain import errors, listing, rules
@@ -152,8 +152,8 @@ class VolumeService:
             raise
         if self._runner is not None and job is not None:
             self._runner.start(job)
-        else:
-            self._wake_worker()
+            return replace(volume, state=job.state)  # as inserted: claimed and started
+        self._wake_worker()
         return volume
 
     async def _insert(
