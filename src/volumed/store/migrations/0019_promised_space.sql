@@ -3,5 +3,5 @@
 -- backlog of formats (thousands of dynamic creates waiting, issue 15) each static create
 -- read them all. Only static formats, copies and grows and reservations promise space:
 -- this index holds just those rows, with what the sum reads, so the sum reads no others.
-CREATE INDEX volumes_pending_reserved ON volumes (job, quota_policy, size_mb, pending_size_mb)
+CREATE INDEX volumes_promised_space ON volumes (job, quota_policy, size_mb, pending_size_mb)
     WHERE job IS NOT NULL AND (quota_policy = 'static' OR job = 'reserve');
