@@ -53,15 +53,21 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 
 
 _second: tuple[int, str] = (0, "")
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def _timestamp(created: float) -> str:
     """RFC 3339 in UTC with milliseconds; the part up to the second is cached."""
+    return _timestamp_ms(int(created * 1000))
+
+
+def _timestamp_ms(ms: int) -> str:
+    """:func:`_timestamp` of a time in whole milliseconds since the epoch."""
     global _second
-    whole = int(created)
+    whole, ms = divmod(ms, 1000)
     if _second[0] != whole:
         _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{_second[1]}.{int((created - whole) * 1000):03d}Z"
+    return _second[1] + _MILLIS[ms]
 
 
 class JsonFormatter(logging.Formatter):
@@ -131,12 +137,13 @@ def wants_json(log_format: str, stream: TextIO) -> bool:
     return log_format == "json" or (log_format == "auto" and not stream.isatty())
 
 
-_Queued = tuple[float, int, "str | None", "str | None", str, str, str, int, list[int], int]
+_Queued = tuple[int, int, "str | None", "str | None", str, str, str, int, list[int], int]
 """What :meth:`AccessLog.write` keeps until the batch is written."""
 
 
-class AccessLine(msgspec.Struct, kw_only=True):
-    """One access-log record: the fields every line has, then the request's."""
+class AccessLine(msgspec.Struct):
+    """One access-log record: the fields every line has, then the request's (in the
+    order of the line's keys; built positionally, which costs less than by keyword)."""
 
     ts: str
     level: str
@@ -150,6 +157,12 @@ class AccessLine(msgspec.Struct, kw_only=True):
     status: int
     item_errors: list[int]
     duration_ms: float
+
+
+def _milliseconds(ns: int) -> float:
+    """Nanoseconds as milliseconds to the microsecond (``round(ns / 1e6, 3)`` but for
+    ties; round() of a float costs ten times this)."""
+    return ((ns + 500) // 1000) / 1000
 
 
 class AccessLog:
@@ -199,8 +212,8 @@ class AccessLog:
         """Queue the line of one request (call :meth:`enabled` first)."""
         queue = self._queue
         queue.append(
-            (time.time(), level, request_id, tenant, method, route, path, status, item_errors,
-             elapsed_ns)
+            (time.time_ns() // 1_000_000, level, request_id, tenant, method, route, path, status,
+             item_errors, elapsed_ns)
         )  # fmt: skip
         if len(queue) == 1:
             try:
@@ -211,40 +224,43 @@ class AccessLog:
             self.flush()
 
     def _format(self, queued: list[_Queued]) -> bytes:
-        out = bytearray()
         ms_text, last_ms = "", -1
-        for at, level, request_id, tenant, method, route, path, status, errors, ns in queued:
-            ms = int(at * 1000)
+        if not self._json:
+            out = []
+            for ms, level, request_id, tenant, method, route, path, status, errors, ns in queued:
+                if ms != last_ms:
+                    ms_text, last_ms = _timestamp_ms(ms), ms
+                name = _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower()
+                path = path[:200]
+                out.append(
+                    f"{ms_text} {name.upper():<7} {self.NAME}  {method} {path} {status}  "
+                    f"request_id={request_id} tenant={tenant} route={route} "
+                    f"item_errors={errors} duration_ms={_milliseconds(ns)}\n"
+                )
+            return "".join(out).encode()
+        lines = []
+        for ms, level, request_id, tenant, method, route, path, status, errors, ns in queued:
             if ms != last_ms:
-                ms_text, last_ms = _timestamp(at), ms
+                ms_text, last_ms = _timestamp_ms(ms), ms
             name = _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower()
             path = path[:200]
-            msg = f"{method} {path} {status}"
-            duration_ms = round(ns / 1e6, 3)
-            if self._json:
-                line = AccessLine(
-                    ts=ms_text,
-                    level=name,
-                    logger=self.NAME,
-                    msg=msg,
-                    request_id=request_id,
-                    tenant=tenant,
-                    method=method,
-                    route=route,
-                    path=path,
-                    status=status,
-                    item_errors=errors,
-                    duration_ms=duration_ms,
+            lines.append(
+                AccessLine(
+                    ms_text,
+                    name,
+                    self.NAME,
+                    f"{method} {path} {status}",
+                    request_id,
+                    tenant,
+                    method,
+                    route,
+                    path,
+                    status,
+                    errors,
+                    _milliseconds(ns),
                 )
-                self._encoder.encode_into(line, out, -1)
-                out += b"\n"
-            else:
-                out += (
-                    f"{ms_text} {name.upper():<7} {self.NAME}  {msg}  request_id={request_id} "
-                    f"tenant={tenant} route={route} item_errors={errors} "
-                    f"duration_ms={duration_ms}\n"
-                ).encode()
-        return bytes(out)
+            )
+        return self._encoder.encode_lines(lines)
 
     def flush(self) -> None:
         """Write every queued line now."""

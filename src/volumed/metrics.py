@@ -66,7 +66,8 @@ _REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 _JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 _STORE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1)
 
-Labels = tuple[str, ...]
+Labels = tuple[str | int, ...]
+"""Label values; a number (an HTTP status) is made text when scraped, not per update."""
 
 
 class _Histogram:
@@ -101,7 +102,7 @@ class _Histogram:
             for bound, count in zip(self._names, series[:-1], strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
-            histogram.add_metric(list(key), buckets, series[-1])
+            histogram.add_metric([str(label) for label in key], buckets, series[-1])
         yield histogram
 
 
@@ -120,7 +121,7 @@ class _Counter:
     def family(self) -> Metric:
         family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
         for key, value in self.values.items():
-            family.add_metric(list(key), value)
+            family.add_metric([str(label) for label in key], value)
         return family
 
 
@@ -201,9 +202,10 @@ class Metrics(Collector):
     ) -> None:
         """A request answered (its ``request_started`` came first)."""
         self._in_flight -= 1
-        self._requests.observe((method, route, str(status)), seconds)
-        for code in item_errors:
-            self._item_errors.inc((str(code), _REASONS.get(code, "other")))
+        self._requests.observe((method, route, status), seconds)
+        if item_errors:
+            for code in item_errors:
+                self._item_errors.inc((str(code), _REASONS.get(code, "other")))
 
     def transferred(self, direction: str, size: int) -> None:
         """``size`` archive bytes received by an import or sent by an export."""
