@@ -226,3 +226,35 @@ def test_a_job_finished_by_another_replica_is_noticed(waiting: LiveServer) -> No
         finally:
             timer.join()
         assert get(api, volume["uuid"])["state"] == "idle"
+
+
+@pytest.fixture(scope="module")
+def unwaiting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Never waits (the acknowledgement, issue 15); one format at a time."""
+    live = make_inprocess_server(
+        tmp_path_factory.mktemp("unwaiting"), VOLUMED_JOB_WAIT_S=0, VOLUMED_WORKER_CONCURRENCY=1
+    )
+    yield live
+    live.stop()
+
+
+def test_without_a_wait_a_create_is_answered_as_inserted(unwaiting: LiveServer) -> None:
+    """With a bound of 0 the rows are not read again: the answer is each volume as its
+    insert left it, which is what the row says then."""
+    with unwaiting.client() as api:
+        body = [{"name": unique(), "size_mb": 4} for _ in range(3)]
+        answered = items(api.post("/v1/volumes", json=body))
+        assert [a["status"] for a in answered] == ["success"] * 3, answered
+        # The first claims the free worker slot in its insert, which starts its format
+        # (initializing); the others are left for the worker (uninitialized) unless a
+        # slot was free again by then.
+        assert answered[0]["state"] == "initializing", answered
+        assert {a["state"] for a in answered[1:]} <= {"uninitialized", "initializing"}
+        for answer in answered:
+            deadline = time.monotonic() + 20
+            while (done := get(api, answer["uuid"]))["state"] != "available":
+                assert time.monotonic() < deadline, done
+                time.sleep(0.05)
+            assert {k: v for k, v in answer.items() if k != "state"} == {
+                k: done[k] for k in answer if k != "state"
+            }, (answer, done)

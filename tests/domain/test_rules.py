@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
 
 from volumed.domain import errors, rules
@@ -32,6 +34,9 @@ def test_random_names_follow_the_hosted_pattern() -> None:
     name = rules.random_name()
     assert name.startswith("vol-") and len(name) == 9 and name[4:].isalnum()
     assert name == name.lower()
+    names = [rules.random_name("x") for _ in range(3000)]
+    for position in range(2, 7):  # every character can come at every place
+        assert {n[position] for n in names} == set(string.ascii_lowercase + string.digits)
 
 
 def test_uuids_are_canonicalised() -> None:

@@ -10,6 +10,8 @@ import pytest
 from tests.store.harness import ROOMY, database_url, open_empty, tenant, to, volume
 from volumed.domain.audit import WORKER, VolumeEvent
 from volumed.domain.states import VolumeState
+from volumed.domain.transitions import End, step
+from volumed.domain.values import Claim
 from volumed.settings import Settings
 from volumed.store.sql import SqlStore
 
@@ -83,3 +85,28 @@ async def test_the_trail_keeps_its_newest_events(capped: Settings) -> None:
         await store.close()
     assert [e.message for e in trail] == ["attempt 2", "attempt 3", "attempt 4"]
     assert {e.actor for e in trail} == {WORKER}
+
+
+@pytest.fixture
+def single(tmp_path: Path) -> Settings:
+    """Settings that keep one event per volume."""
+    return Settings(data_dir=tmp_path, database_url=database_url(), events_per_volume=1)
+
+
+async def test_a_claimed_create_keeps_its_newest_event_too(single: Settings) -> None:
+    """A create skips the trim while its new volume's events fit; its claimed start is
+    the second event, which does not fit one: the create's event goes."""
+    store = await open_empty(single)
+    try:
+        owner = await tenant(store)
+        item = volume(owner, state=VolumeState.UNINITIALIZED)
+        claim = Claim("w", 60_000_000, step(End.FORMAT_STARTED))
+        assert await store.insert_volume_within_quota(item, "format", {}, ROOMY, claim=claim)
+        plain = volume(owner, state=VolumeState.UNINITIALIZED)
+        await store.insert_volume_within_quota(plain, "format", {}, ROOMY)
+        trail = await store.volume_events(owner.id, item.uuid)
+        plain_trail = await store.volume_events(owner.id, plain.uuid)
+    finally:
+        await store.close()
+    assert [(e.action, e.state_to) for e in trail] == [("format", "initializing")]
+    assert [(e.action, e.state_to) for e in plain_trail] == [("create", "uninitialized")]

@@ -130,9 +130,13 @@ class JobWaits:
 
     async def settled(self, user: User, volumes: Sequence[Volume]) -> list[Volume]:
         """``volumes`` (new ones, owing their first job) as they are once their jobs
-        ended, or at the bound. A volume deleted meanwhile is returned as it was."""
+        ended, or at the bound. A volume deleted meanwhile is returned as it was.
+        With no wait at all (a bound of 0) they are answered as inserted: the state at
+        that moment, without reading the rows again (issue 15)."""
         if not volumes:
             return []
+        if self.bound_s <= 0:
+            return list(volumes)
         fresh = await self.settle(user, [v.uuid for v in volumes])
         return [fresh.get(v.uuid) or v for v in volumes]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from volumed.domain import errors, listing, rules
@@ -141,8 +141,8 @@ class VolumeService:
         otherwise the worker is woken to claim it."""
         if item.template is not None and item.host_path is None and self._from_template:
             return await self._from_template(user, item)
-        volume = await self.new_volume(user, item)
         limits = await self.limits_for(user)
+        volume = await self.new_volume(user, item, limits)
         claim = await self._runner.reserve(_FORMAT) if self._runner is not None else None
         try:
             job = await self._insert(volume, limits, explicit_name=item.name or None, claim=claim)
@@ -152,8 +152,8 @@ class VolumeService:
             raise
         if self._runner is not None and job is not None:
             self._runner.start(job)
-        else:
-            self._wake_worker()
+            return replace(volume, state=job.state)  # as inserted: claimed and started
+        self._wake_worker()
         return volume
 
     async def _insert(
@@ -176,9 +176,12 @@ class VolumeService:
                 volume.name = rules.random_name()
         raise errors.FailedOperation("Could not find a free random volume name")
 
-    async def new_volume(self, user: User, item: CreateVolume) -> Volume:
+    async def new_volume(
+        self, user: User, item: CreateVolume, limits: QuotaLimits | None = None
+    ) -> Volume:
         """Validate ``item`` and build its ``uninitialized`` row without storing it (the
-        instance service inserts volumes made with an instance in its own transaction)."""
+        instance service inserts volumes made with an instance in its own transaction);
+        ``limits``: the tenant's, when the caller read them already."""
         if item.host_path is not None:
             raise errors.NotSupported("Managed host_path volumes are not supported by volumed")
         if item.template is not None:
@@ -189,7 +192,8 @@ class VolumeService:
         tags = rules.check_tags(item.tags or [])
         if item.size_mb is None:
             raise errors.Invalid("size_mb is required")
-        limits = await self.limits_for(user)
+        if limits is None:
+            limits = await self.limits_for(user)
         size_mb = rules.check_size(item.size_mb, limits.max_volume_mb, limits.min_volume_mb)
         if policy is QuotaPolicy.STATIC:
             await self._check_free_space(size_mb)

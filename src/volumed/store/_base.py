@@ -116,6 +116,7 @@ class SqlBase:
             message=(
                 f"Created '{volume.name}' ({volume.size_mb} MB, {volume.quota_policy}{origin})"
             ),
+            fresh=1,
         )
 
     async def _job_end_event(
@@ -263,6 +264,7 @@ class SqlBase:
                 state_from=state.value,
                 state_to=started.value,
                 message="Started (attempt 1)",
+                fresh=2,
             )
         return Job(
             uuid=volume.uuid,

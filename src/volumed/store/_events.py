@@ -39,9 +39,13 @@ class EventLog:
         state_from: str | None = None,
         state_to: str | None = None,
         message: str | None = None,
+        fresh: int = 0,
     ) -> None:
         """Append an event to the volume's trail; ``actor`` None means its owner (by
-        name). Keeps the newest ``per_volume`` events of the volume."""
+        name). Keeps the newest ``per_volume`` events of the volume. ``fresh`` > 0: the
+        volume was inserted in this transaction and this is its ``fresh``-th event, so
+        there is nothing to trim while that is within ``per_volume`` (a create's events
+        skip the trim's statement)."""
         # Strictly increasing within this process, so the trail sorts as it happened.
         at = max(time.time_ns() // 1000, self._last_us + 1)
         self._last_us = at
@@ -65,6 +69,8 @@ class EventLog:
                 uuid,
             ),
         )
+        if 0 < fresh <= self._per_volume:
+            return
         await db.execute(
             "DELETE FROM volume_events WHERE volume_uuid = ? AND at_us <= "
             "(SELECT at_us FROM volume_events WHERE volume_uuid = ? "

@@ -87,6 +87,7 @@ class SqlQuotas(SqlBase):
             "WHEN job IN ('format', 'clone') AND quota_policy = 'static' THEN size_mb "
             "WHEN job = 'grow' AND quota_policy = 'static' THEN pending_size_mb - size_mb "
             "WHEN job = 'reserve' THEN size_mb ELSE 0 END), 0) "
-            "FROM volumes WHERE job IS NOT NULL"
+            "FROM volumes "
+            "WHERE job IS NOT NULL AND (quota_policy = 'static' OR job = 'reserve')"
         )
         return int(row[0])
