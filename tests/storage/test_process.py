@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
+import socket
+import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,3 +99,81 @@ def test_cancellation_kills_and_reaps_the_tool(on_loop: Runner) -> None:
 def test_a_missing_tool_is_an_os_error(on_loop: Runner) -> None:
     with pytest.raises(FileNotFoundError):
         on_loop(run(["volumed-no-such-tool"], timeout=10))
+
+
+def tool_descriptors(listing: str) -> dict[str, str]:
+    """``ls -l /proc/self/fd`` as {descriptor: target}, without ls's own of the listing."""
+    links = {
+        line.split(" -> ")[0].split()[-1]: line.split(" -> ")[1]
+        for line in listing.splitlines()
+        if " -> " in line
+    }
+    return {fd: target for fd, target in links.items() if not target.startswith("/proc/")}
+
+
+def test_a_tool_gets_none_of_the_servers_descriptors(on_loop: Runner, tmp_path: Path) -> None:
+    """A tool never gets the database, a client's connection or any other descriptor
+    of the server: only stdin (/dev/null), stdout and stderr."""
+    database = sqlite3.connect(tmp_path / "held.db")
+    database.execute("PRAGMA journal_mode=WAL")
+    database.execute("CREATE TABLE t (a)")
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = os.open(tmp_path / "held.db", os.O_RDONLY)
+    try:
+        done = on_loop(run(["ls", "-l", "/proc/self/fd"], timeout=10))
+    finally:
+        os.close(held)
+        listener.close()
+        database.close()
+    found = tool_descriptors(done.stdout)
+    assert sorted(found) == ["0", "1", "2"], found
+    assert found["0"] == "/dev/null"
+    assert found["1"].startswith("/memfd:stdout")
+    assert found["2"].startswith("/memfd:stderr")
+
+
+_LEFT_OPEN = """
+import asyncio, sys
+from volumed.storage._process import run
+print(asyncio.run(run(["ls", "-l", "/proc/self/fd"], timeout=10)).stdout)
+"""
+
+
+def test_a_tool_gets_none_of_the_descriptors_the_server_was_started_with(
+    tmp_path: Path,
+) -> None:
+    """Whoever starts the server may leave descriptors open (not close-on-exec): they
+    are closed in the child too, as Popen's close_fds did."""
+    left_open = os.open(tmp_path, os.O_RDONLY)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _LEFT_OPEN],
+            pass_fds=(left_open,),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+    finally:
+        os.close(left_open)
+    found = tool_descriptors(done.stdout)
+    assert sorted(found) == ["0", "1", "2"], found
+
+
+def test_signals_python_ignores_are_back_to_default_in_a_tool(on_loop: Runner) -> None:
+    """Python ignores SIGPIPE; a tool must die of it as it would from a shell."""
+    done = on_loop(run(["cat", "/proc/self/status"], timeout=10))
+    ignored = int(re.search(r"^SigIgn:\s+([0-9a-f]+)$", done.stdout, re.MULTILINE)[1], 16)  # type: ignore[index]
+    blocked = int(re.search(r"^SigBlk:\s+([0-9a-f]+)$", done.stdout, re.MULTILINE)[1], 16)  # type: ignore[index]
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+    assert not ignored & (1 << (signal.SIGXFSZ - 1))
+    assert blocked == 0
+
+
+def test_a_tool_gets_the_fixed_environment_only(
+    on_loop: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MKE2FS_CONFIG", "/nonexistent")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    done = on_loop(run(["env"], timeout=10))
+    assert sorted(done.stdout.splitlines()) == ["LC_ALL=C", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]

@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import re
+import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from volumed.domain.storage import StorageError
+from volumed.storage import _spawn
 
 __all__ = ["Completed", "run", "run_blocking", "storage_errors"]
 
@@ -32,7 +36,14 @@ _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 _NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _NO_SPACE_TEXTS = ("No space left on device", "Disk quota exceeded")
 _TAIL_LINES = 4
-_HAS_PIDFD = hasattr(os, "pidfd_open") and hasattr(os, "memfd_create")
+_HAS_PIDFD = hasattr(os, "pidfd_open") and hasattr(os, "memfd_create") and _spawn.available()
+# Signals Python ignores that a tool must get with their default action, as
+# subprocess's restore_signals gives them.
+_DEFAULT_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)
+)
+_found: dict[str, str] = {}
+"""Where each tool was found on ``_ENV``'s PATH (a tool that moves is looked up again)."""
 _TAIL_CHARS = 400
 # e2fsprogs tools start stderr with a banner such as "tune2fs 1.47.0 (5-Feb-2023)".
 _BANNER = re.compile(r"\S+ \d+\.\d+(\.\d+)? \([^)]*\)")
@@ -55,55 +66,112 @@ async def run(
     started. The child is killed and reaped on timeout and on cancellation, so no
     tool keeps writing to a file its caller is about to remove.
 
-    The child is started by ``subprocess.Popen`` (``vfork``) and waited for through a
-    pidfd on the event loop, its output going to memory files: uvloop's own spawn
-    forks the whole server, which took 8.6 ms instead of 4.1 for one ``mke2fs`` of a
-    volume's format (``bench/README.md``, issue 15). Without pidfds (not Linux) the
-    event loop's subprocess support does it.
+    The child is started by glibc's ``posix_spawn`` on a worker thread without the GIL
+    (storage/_spawn.py: ``subprocess.Popen`` and ``os.posix_spawn`` hold the GIL, and
+    with it every request, until the child has exec'd; uvloop's own spawn forks the
+    whole server) and waited for through a pidfd on the event loop, its output going
+    to memory files. It gets stdin from /dev/null, stdout, stderr and no other
+    descriptor. Without pidfds or that libc (not Linux) the event loop's subprocess
+    support does it.
     """
     if not _HAS_PIDFD:
         return await _run_by_loop(argv, timeout=timeout, ok_codes=ok_codes)
     out, err = _memory_file("stdout"), _memory_file("stderr")
     try:
-        proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=_ENV
-        )
+        pid = await _spawned(argv, out, err)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+            raise
+        exited = False
         try:
             async with asyncio.timeout(timeout):
-                await _exited(proc)
+                await _readable(pidfd)
+            exited = True
         except TimeoutError:
             raise subprocess.TimeoutExpired(list(argv), timeout) from None
         finally:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await _exited(proc)
+            try:
+                if not exited:  # timed out or cancelled
+                    with contextlib.suppress(ProcessLookupError):
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    await _readable(pidfd)
+            finally:
+                os.close(pidfd)
+                returncode = _reap(pid)  # never a zombie, whatever happened
         stdout, stderr = _read_all(out), _read_all(err)
     finally:
         os.close(out)
         os.close(err)
-    return _completed(argv, proc.returncode, stdout, stderr, ok_codes)
+    return _completed(argv, returncode, stdout, stderr, ok_codes)
 
 
-async def _exited(proc: subprocess.Popen[bytes]) -> None:
-    """Wait for ``proc`` to exit, without a thread, then reap it."""
-    pidfd = os.pidfd_open(proc.pid)
-    try:
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(pidfd, readable)
+async def _spawned(argv: Sequence[str], out: int, err: int) -> int:
+    """Start ``argv`` (stdin from /dev/null, stdout and stderr to ``out``, ``err``) on
+    a worker thread, without the GIL (storage/_spawn.py); its pid."""
+    loop = asyncio.get_running_loop()
+    tool = argv[0]
+    for attempt in range(2):
+        path = _found.get(tool) if attempt == 0 else None
+        if path is None:
+            path = _found[tool] = _which(tool)
+        start = functools.partial(
+            _spawn.spawn,
+            path,
+            argv,
+            _ENV,
+            stdout=out,
+            stderr=err,
+            default_signals=_DEFAULT_SIGNALS,
+        )
+        started = loop.run_in_executor(None, start)
         try:
-            await exited
-        finally:
-            loop.remove_reader(pidfd)
+            return await asyncio.shield(started)
+        except FileNotFoundError:
+            _found.pop(tool, None)
+            if attempt == 1:
+                raise
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):  # it started all the same: stop it
+                pid = await started
+                os.kill(pid, signal.SIGKILL)
+                _reap(pid)
+            raise
+    raise AssertionError("unreachable")
+
+
+def _which(tool: str) -> str:
+    if "/" in tool:
+        return tool
+    path = shutil.which(tool, path=_ENV["PATH"])
+    if path is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), tool)
+    return path
+
+
+async def _readable(pidfd: int) -> None:
+    """Until the process of ``pidfd`` has exited (without a thread)."""
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await exited
     finally:
-        os.close(pidfd)
-    proc.wait()  # it has exited: this only reaps it
+        loop.remove_reader(pidfd)
+
+
+def _reap(pid: int) -> int:
+    """The exit status of ``pid``, which has exited: ``-N`` if killed by signal N, as
+    subprocess reports it."""
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def _memory_file(name: str) -> int:
