@@ -177,3 +177,22 @@ def test_a_tool_gets_the_fixed_environment_only(
     monkeypatch.setenv("PATH", "/nonexistent")
     done = on_loop(run(["env"], timeout=10))
     assert sorted(done.stdout.splitlines()) == ["LC_ALL=C", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+
+
+def test_prepare_runs_before_the_tool(on_loop: Runner, tmp_path: Path) -> None:
+    made = tmp_path / "made"
+    done = on_loop(run(["cat", str(made)], timeout=10, prepare=lambda: made.write_text("ready")))
+    assert done.stdout == "ready"
+
+
+def test_a_failed_prepare_starts_no_tool(on_loop: Runner, tmp_path: Path) -> None:
+    before = children()
+    witness = tmp_path / "ran"
+
+    def fail() -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        on_loop(run(["touch", str(witness)], timeout=10, prepare=fail))
+    assert not witness.exists()
+    assert children() == before

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import os
 import re
 import shutil
@@ -57,9 +56,15 @@ class Completed:
 
 
 async def run(
-    argv: Sequence[str], *, timeout: float, ok_codes: Collection[int] = (0,)
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    ok_codes: Collection[int] = (0,),
+    prepare: Callable[[], object] | None = None,
 ) -> Completed:
-    """Run ``argv`` to completion and return its exit status and output.
+    """Run ``argv`` to completion and return its exit status and output; ``prepare``
+    (a blocking file operation, such as making the file the tool writes into) runs
+    first, on the thread that starts the tool: one thread hop for both.
 
     Raises ``CalledProcessError`` for an exit status outside ``ok_codes``,
     ``TimeoutExpired`` after ``timeout`` seconds and ``OSError`` if the tool cannot be
@@ -75,10 +80,12 @@ async def run(
     support does it.
     """
     if not _HAS_PIDFD:
+        if prepare is not None:
+            await run_blocking(prepare)
         return await _run_by_loop(argv, timeout=timeout, ok_codes=ok_codes)
     out, err = _memory_file("stdout"), _memory_file("stderr")
     try:
-        pid = await _spawned(argv, out, err)
+        pid = await _spawned(argv, out, err, prepare)
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
@@ -108,38 +115,37 @@ async def run(
     return _completed(argv, returncode, stdout, stderr, ok_codes)
 
 
-async def _spawned(argv: Sequence[str], out: int, err: int) -> int:
+async def _spawned(
+    argv: Sequence[str], out: int, err: int, prepare: Callable[[], object] | None
+) -> int:
     """Start ``argv`` (stdin from /dev/null, stdout and stderr to ``out``, ``err``) on
-    a worker thread, without the GIL (storage/_spawn.py); its pid."""
-    loop = asyncio.get_running_loop()
+    a worker thread, without the GIL (storage/_spawn.py), after ``prepare`` on the
+    same thread; its pid."""
     tool = argv[0]
-    for attempt in range(2):
-        path = _found.get(tool) if attempt == 0 else None
-        if path is None:
-            path = _found[tool] = _which(tool)
-        start = functools.partial(
-            _spawn.spawn,
-            path,
-            argv,
-            _ENV,
-            stdout=out,
-            stderr=err,
-            default_signals=_DEFAULT_SIGNALS,
-        )
-        started = loop.run_in_executor(None, start)
+    path = _found.get(tool)
+    if path is None:
+        path = _found[tool] = _which(tool)
+
+    def start() -> int:
+        if prepare is not None:
+            prepare()
         try:
-            return await asyncio.shield(started)
+            return _spawn.spawn(
+                path, argv, _ENV, stdout=out, stderr=err, default_signals=_DEFAULT_SIGNALS
+            )
         except FileNotFoundError:
-            _found.pop(tool, None)
-            if attempt == 1:
-                raise
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):  # it started all the same: stop it
-                pid = await started
-                os.kill(pid, signal.SIGKILL)
-                _reap(pid)
+            _found.pop(tool, None)  # moved or removed: looked up again next time
             raise
-    raise AssertionError("unreachable")
+
+    started = asyncio.get_running_loop().run_in_executor(None, start)
+    try:
+        return await asyncio.shield(started)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # it started all the same: stop it
+            pid = await started
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+        raise
 
 
 def _which(tool: str) -> str:

@@ -22,6 +22,7 @@ not: the domain serialises them through the volume's state.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import subprocess
@@ -123,7 +124,6 @@ class Ext4ImageDriver:
                 # system and the reservation durable at once: no fsync of ours follows.
                 # nodiscard: a new inode holds no old blocks, and discarding would punch
                 # the reservation out again.
-                await run_blocking(_new_image_file, tmp, size, reserve)
                 await run(
                     [
                         "mke2fs", "-q", "-F", "-t", "ext4", "-m", "0",
@@ -131,6 +131,7 @@ class Ext4ImageDriver:
                         "-L", _label(uuid), str(tmp),
                     ],
                     timeout=self._timeout,
+                    prepare=functools.partial(_new_image_file, tmp, size, reserve),
                 )  # fmt: skip
                 if stage is None:
                     await run_blocking(_rename_durably, tmp, path)
