@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from volumed.storage._process import run
+from volumed.storage._process import TOOL_NICENESS, run
 
 # Runs in the SQLite pass only: no metadata store is involved.
 pytestmark = pytest.mark.store_independent
@@ -134,7 +134,7 @@ def test_a_tool_gets_none_of_the_servers_descriptors(on_loop: Runner, tmp_path: 
 
 _LEFT_OPEN = """
 import asyncio, sys
-from volumed.storage._process import run
+from volumed.storage._process import TOOL_NICENESS, run
 print(asyncio.run(run(["ls", "-l", "/proc/self/fd"], timeout=10)).stdout)
 """
 
@@ -196,3 +196,10 @@ def test_a_failed_prepare_starts_no_tool(on_loop: Runner, tmp_path: Path) -> Non
         on_loop(run(["touch", str(witness)], timeout=10, prepare=fail))
     assert not witness.exists()
     assert children() == before
+
+
+def test_a_tool_runs_below_the_servers_cpu_priority(on_loop: Runner) -> None:
+    """Formats are background work: under CPU contention the API goes first."""
+    done = on_loop(run(["cat", "/proc/self/stat"], timeout=10))
+    niceness = int(done.stdout.rsplit(")", 1)[1].split()[16])
+    assert niceness == TOOL_NICENESS > os.getpriority(os.PRIO_PROCESS, 0)

@@ -10,6 +10,7 @@ where those and ``OSError`` become the port's ``StorageError``, so nothing above
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import os
@@ -76,8 +77,8 @@ async def run(
     with it every request, until the child has exec'd; uvloop's own spawn forks the
     whole server) and waited for through a pidfd on the event loop, its output going
     to memory files. It gets stdin from /dev/null, stdout, stderr and no other
-    descriptor. Without pidfds or that libc (not Linux) the event loop's subprocess
-    support does it.
+    descriptor, and runs at :data:`TOOL_NICENESS`. Without pidfds or that libc (not
+    Linux) the event loop's subprocess support does it.
     """
     if not _HAS_PIDFD:
         if prepare is not None:
@@ -119,8 +120,8 @@ async def _spawned(
     argv: Sequence[str], out: int, err: int, prepare: Callable[[], object] | None
 ) -> int:
     """Start ``argv`` (stdin from /dev/null, stdout and stderr to ``out``, ``err``) on
-    a worker thread, without the GIL (storage/_spawn.py), after ``prepare`` on the
-    same thread; its pid."""
+    a thread of :func:`_tool_threads`, without the GIL (storage/_spawn.py), after
+    ``prepare`` on the same thread; its pid."""
     tool = argv[0]
     path = _found.get(tool)
     if path is None:
@@ -137,7 +138,7 @@ async def _spawned(
             _found.pop(tool, None)  # moved or removed: looked up again next time
             raise
 
-    started = asyncio.get_running_loop().run_in_executor(None, start)
+    started = asyncio.get_running_loop().run_in_executor(_tool_threads(), start)
     try:
         return await asyncio.shield(started)
     except asyncio.CancelledError:
@@ -146,6 +147,31 @@ async def _spawned(
             os.kill(pid, signal.SIGKILL)
             _reap(pid)
         raise
+
+
+TOOL_NICENESS = 10
+"""The CPU priority tools run at, below the server's (0): a format's mke2fs takes
+~1 ms of CPU, and four of them at once on a 2-core host took the cores the API
+needed; niced, they use what the API leaves (bench/README.md, issue 15). It only
+matters when the CPUs are busy."""
+_tools: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _tool_threads() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that prepare and start tools, at :data:`TOOL_NICENESS`."""
+    global _tools
+    if _tools is None:
+        _tools = concurrent.futures.ThreadPoolExecutor(
+            8, thread_name_prefix="volumed-tools", initializer=_lower_priority
+        )
+    return _tools
+
+
+def _lower_priority() -> None:
+    # On Linux this sets the calling thread's own niceness (who=0), which the
+    # processes it starts inherit; the event loop's thread keeps its own.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, TOOL_NICENESS)
 
 
 def _which(tool: str) -> str:
