@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,62 @@ async def test_a_worker_that_lost_its_lease_mid_format_only_places_a_first_image
     assert (await _row(services, owner, made.uuid)).state == VolumeState.AVAILABLE
     assert _fs_uuid(storage.image_path(made.uuid)) == placed
     fsck_clean(storage.image_path(made.uuid))
+
+
+async def test_background_jobs_yield_to_a_busy_event_loop(services: Services) -> None:
+    """Issue 15: while the event loop's thread is busy (with requests, here a task that
+    burns CPU) and no request waits for a job, the worker runs one job at a time; once a
+    request waits for one, it runs as many as it has slots for."""
+    owner = await tenant(services.store)
+    worker = services.worker
+    busy = True
+
+    async def requests_load() -> None:
+        while busy:
+            until = time.thread_time() + 0.004
+            while time.thread_time() < until:
+                pass
+            await asyncio.sleep(0)
+
+    async def owing_formats(count: int) -> list[Volume]:
+        made = [volume(owner, state=VolumeState.UNINITIALIZED, size_mb=1) for _ in range(count)]
+        for one in made:
+            await services.store.insert_volume_within_quota(one, "format", {}, ROOMY)
+        return made
+
+    async def most_at_once(made: list[Volume]) -> int:
+        """The most jobs running at once until every volume of ``made`` is formatted."""
+        most = 0
+        deadline = time.monotonic() + 60
+        left = {v.uuid for v in made}
+        while left:
+            assert time.monotonic() < deadline
+            most = max(most, worker.running_jobs)
+            for uuid in list(left):
+                if (await _row(services, owner, uuid)).state == VolumeState.AVAILABLE:
+                    left.discard(uuid)
+            await asyncio.sleep(0.001)
+        return most
+
+    load = asyncio.create_task(requests_load())
+    running = asyncio.create_task(worker.run())
+    try:
+        deadline = time.monotonic() + 30
+        while not worker.loop_busy:  # the worker has seen the load
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        alone = await owing_formats(6)
+        worker.wake()
+        assert await most_at_once(alone) == 1
+        waited = await owing_formats(6)
+        waiting = asyncio.create_task(services.volumes.settled(owner, [waited[-1]]))
+        await asyncio.sleep(0)  # the request waits before the worker looks
+        worker.wake()
+        assert await most_at_once(waited) > 1
+        (done,) = await waiting
+        assert done.state == VolumeState.AVAILABLE
+    finally:
+        busy = False
+        await load
+        await worker.stop()
+        await running

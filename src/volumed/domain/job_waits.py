@@ -43,6 +43,11 @@ class JobSignals:
     def __init__(self) -> None:
         self._watches: dict[str, set[_Watch]] = {}
 
+    @property
+    def waiting(self) -> bool:
+        """Whether any request waits for a job to end."""
+        return bool(self._watches)
+
     def ended(self, *uuids: str) -> None:
         """A job on (or reading) these volumes ended, whatever its outcome."""
         for uuid in uuids:
