@@ -131,12 +131,15 @@ async def _spawned(
         if prepare is not None:
             prepare()
         try:
-            return _spawn.spawn(
+            pid = _spawn.spawn(
                 path, argv, _ENV, stdout=out, stderr=err, default_signals=_DEFAULT_SIGNALS
             )
         except FileNotFoundError:
             _found.pop(tool, None)  # moved or removed: looked up again next time
             raise
+        with contextlib.suppress(OSError):  # it may have ended already
+            os.setpriority(os.PRIO_PROCESS, pid, TOOL_NICENESS)
+        return pid
 
     started = asyncio.get_running_loop().run_in_executor(_tool_threads(), start)
     try:
@@ -153,25 +156,17 @@ TOOL_NICENESS = 10
 """The CPU priority tools run at, below the server's (0): a format's mke2fs takes
 ~1 ms of CPU, and four of them at once on a 2-core host took the cores the API
 needed; niced, they use what the API leaves (bench/README.md, issue 15). It only
-matters when the CPUs are busy."""
+matters when the CPUs are busy. Set on the child once started: a niced thread of the
+server would hold up the event loop whenever it was preempted holding the GIL."""
 _tools: concurrent.futures.ThreadPoolExecutor | None = None
 
 
 def _tool_threads() -> concurrent.futures.ThreadPoolExecutor:
-    """The threads that prepare and start tools, at :data:`TOOL_NICENESS`."""
+    """The threads that prepare and start tools."""
     global _tools
     if _tools is None:
-        _tools = concurrent.futures.ThreadPoolExecutor(
-            8, thread_name_prefix="volumed-tools", initializer=_lower_priority
-        )
+        _tools = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="volumed-tools")
     return _tools
-
-
-def _lower_priority() -> None:
-    # On Linux this sets the calling thread's own niceness (who=0), which the
-    # processes it starts inherit; the event loop's thread keeps its own.
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, TOOL_NICENESS)
 
 
 def _which(tool: str) -> str:
