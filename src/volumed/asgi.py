@@ -1,6 +1,6 @@
-"""The ASGI types, named once: the app (:mod:`volumed.api.app`), the layer that observes
-it (:mod:`volumed.api.observe`) and the connection guard (:mod:`volumed.edge.guard`) all
-speak them."""
+"""The ASGI types, named once: the app (:mod:`volumed.api.app`), its observer
+(:mod:`volumed.api.observe`) and the connection guard (:mod:`volumed.edge.guard`) speak
+them."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from volumed.api.instance_logs import InstanceLogHandlers
 from volumed.api.instances import InstanceHandlers
 from volumed.api.meta import MetaHandlers
 from volumed.api.metros import MetroHandlers
-from volumed.api.observe import ObservedApp
+from volumed.api.observe import Observer
 from volumed.api.quotas import QuotaHandlers
 from volumed.api.routing import Router
 from volumed.api.templates import TemplateHandlers
@@ -74,8 +74,9 @@ class Services:
     """Set by :func:`bootstrap`; ``serve`` asks it to finish starts and stops a crash cut."""
     metrics: Metrics | None = None
     """The Prometheus instruments; None when ``metrics_port`` is 0."""
-    http: ObservedApp | None = None
-    """What ``serve`` serves: ``app`` inside the access log and the request metrics."""
+    http: VolumedApp | None = None
+    """What ``serve`` serves: ``app``, once it writes the access log and the request
+    metrics (the same object)."""
     runtime: InstanceRuntime | None = None
     runtime_note: str = ""
     """Which runtime and accelerator instances use, and why, for ``serve``'s log."""
@@ -243,6 +244,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         Authenticator(store, limiter),
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
+        observer=Observer(metrics, AccessLog(settings.log_format)),
     )
     services = Services(settings, store, storage, volumes, worker, app, lock_file)
     services.instances = instances
@@ -259,7 +261,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
                 storage.capacity_bytes,
             )
         )
-    services.http = ObservedApp(app, metrics, AccessLog(settings.log_format))
+    services.http = app
     return services
 
 

@@ -137,6 +137,9 @@ def wants_json(log_format: str, stream: TextIO) -> bool:
     return log_format == "json" or (log_format == "auto" and not stream.isatty())
 
 
+_KINDS_KEPT = 1024
+"""Request kinds (level, tenant, method, route, path, status) whose encoded line parts are
+kept; past it, all are forgotten."""
 _Queued = tuple[int, int, "str | None", "str | None", str, str, str, int, list[int], int]
 """What :meth:`AccessLog.write` keeps until the batch is written."""
 
@@ -189,6 +192,7 @@ class AccessLog:
         self._encoder = msgspec.json.Encoder()
         self._flush_s = flush_s
         self._queue: list[_Queued] = []
+        self._kinds: dict[tuple[int, str | None, str, str, str, int], tuple[bytes, bytes]] = {}
         try:
             self._fd: int | None = self._stream.fileno()
         except (AttributeError, OSError, ValueError):
@@ -226,41 +230,73 @@ class AccessLog:
     def _format(self, queued: list[_Queued]) -> bytes:
         ms_text, last_ms = "", -1
         if not self._json:
-            out = []
+            text = []
             for ms, level, request_id, tenant, method, route, path, status, errors, ns in queued:
                 if ms != last_ms:
                     ms_text, last_ms = _timestamp_ms(ms), ms
                 name = _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower()
                 path = path[:200]
-                out.append(
+                text.append(
                     f"{ms_text} {name.upper():<7} {self.NAME}  {method} {path} {status}  "
                     f"request_id={request_id} tenant={tenant} route={route} "
                     f"item_errors={errors} duration_ms={_milliseconds(ns)}\n"
                 )
-            return "".join(out).encode()
-        lines = []
-        for ms, level, request_id, tenant, method, route, path, status, errors, ns in queued:
+            return "".join(text).encode()
+        # Lines of one request kind differ only in their time, request id and duration:
+        # the rest is encoded once per kind (bytes equal to encoding an AccessLine).
+        encode = self._encoder.encode
+        kinds = self._kinds
+        out: list[bytes] = []
+        ts = b""
+        for entry in queued:
+            ms, level, request_id, tenant, method, route, path, status, errors, ns = entry
             if ms != last_ms:
-                ms_text, last_ms = _timestamp_ms(ms), ms
-            name = _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower()
-            path = path[:200]
-            lines.append(
-                AccessLine(
-                    ms_text,
-                    name,
-                    self.NAME,
-                    f"{method} {path} {status}",
-                    request_id,
-                    tenant,
-                    method,
-                    route,
-                    path,
-                    status,
-                    errors,
-                    _milliseconds(ns),
-                )
-            )
-        return self._encoder.encode_lines(lines)
+                ts, last_ms = _timestamp_ms(ms).encode(), ms
+            if errors:
+                out += (encode(self._line(ts.decode(), entry)), b"\n")
+                continue
+            key = (level, tenant, method, route, path, status)
+            kind = kinds.get(key)
+            if kind is None:
+                if len(kinds) >= _KINDS_KEPT:
+                    kinds.clear()
+                kind = kinds[key] = self._kind(level, tenant, method, route, path, status)
+            out += (b'{"ts":"', ts, kind[0], encode(request_id), kind[1])
+            out += (encode(_milliseconds(ns)), b"}\n")
+        return b"".join(out)
+
+    def _line(self, ts: str, entry: _Queued) -> AccessLine:
+        """The record of a queued line, at time ``ts``."""
+        _, level, request_id, tenant, method, route, path, status, errors, ns = entry
+        name = _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower()
+        path = path[:200]
+        return AccessLine(
+            ts,
+            name,
+            self.NAME,
+            f"{method} {path} {status}",
+            request_id,
+            tenant,
+            method,
+            route,
+            path,
+            status,
+            errors,
+            _milliseconds(ns),
+        )
+
+    def _kind(
+        self, level: int, tenant: str | None, method: str, route: str, path: str, status: int
+    ) -> tuple[bytes, bytes]:
+        """The encoded line of a request kind around its request id: what follows the
+        time up to ``"request_id":``, and what follows the id up to ``"duration_ms":``."""
+        line = self._encoder.encode(
+            self._line("", (0, level, None, tenant, method, route, path, status, [], 0))
+        )
+        # Inside a string every quote is escaped: the first unescaped key is the key.
+        at = line.index(b',"request_id":null,')
+        assert line.startswith(b'{"ts":""') and line.endswith(b'"duration_ms":0.0}')
+        return line[7:at] + b',"request_id":', line[at + len(b',"request_id":null') : -4]
 
     def flush(self) -> None:
         """Write every queued line now."""

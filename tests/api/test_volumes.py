@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, wait_for_state
+from tests.conftest import LiveServer, run_sql, wait_for_state
 from tests.inprocess import InProcessServer, inprocess_server  # noqa: F401 - in process
 
 
@@ -474,6 +474,45 @@ def test_tenants_never_see_each_other(server: LiveServer, api: httpx.Client) -> 
         # Names are per tenant: the other tenant may use the same one.
         assert create(other, name=name)["name"] == name
     assert items(api.get(f"/v1/volumes/{mine['uuid']}"))[0]["state"] == "available"
+
+
+def test_a_reused_get_one_answer_is_the_tenants_own(server: LiveServer, api: httpx.Client) -> None:
+    """GET one's answer is reused while nothing is committed (api/volumes.py): only for
+    the tenant it was made for, and for the same ``details``."""
+    mine = create(api, name=unique("kept"))
+    uid = str(mine["uuid"])
+    wait_for_state(api, uid)
+    whole = api.get(f"/v1/volumes/{uid}").json()
+    again = api.get(f"/v1/volumes/{uid}").json()
+    assert isinstance(again["op_time_us"], int)
+    del whole["op_time_us"], again["op_time_us"]
+    assert again == whole
+    brief = items(api.get(f"/v1/volumes/{uid}", params={"details": "false"}))[0]
+    assert brief == {"status": "success", "uuid": uid, "name": mine["name"]}
+    assert items(api.get(f"/v1/volumes/{uid}"))[0] == whole["data"]["volumes"][0]
+    with server.client(server.add_user(unique("tenant"))) as other:
+        for _ in range(2):
+            theirs = items(other.get(f"/v1/volumes/{uid}"))[0]
+            assert theirs["status"] == "error" and theirs["error"] == 8
+
+
+def test_get_one_sees_a_write_made_outside_the_server(
+    server: LiveServer, api: httpx.Client
+) -> None:
+    """A reused GET one answer goes as soon as anyone commits, here a statement of
+    another connection (as a ``volumed`` admin command would make)."""
+    uid = str(create(api)["uuid"])
+    wait_for_state(api, uid)
+    for _ in range(2):
+        assert items(api.get(f"/v1/volumes/{uid}"))[0]["tags"] == []
+    run_sql(
+        server.database_url,
+        server.data_dir,
+        "UPDATE volumes SET tags = ? WHERE uuid = ?",
+        ('["outside"]', uid),
+    )
+    assert items(api.get(f"/v1/volumes/{uid}"))[0]["tags"] == ["outside"]
+    assert items(api.get(f"/v1/volumes/{uid}"))[0]["tags"] == ["outside"]
 
 
 # ---------------------------------------------------------------------- the seed, as written

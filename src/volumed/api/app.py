@@ -8,16 +8,25 @@ import itertools
 import logging
 import secrets
 from time import perf_counter_ns
+from typing import Any, Protocol
 
 from volumed.api import compression
 from volumed.api.auth import Authenticator
-from volumed.api.envelope import error_envelope
+from volumed.api.envelope import error_envelope, item_errors
 from volumed.api.http import Request, RequestError
+from volumed.api.observe import Observer
 from volumed.api.routing import Response, Route, Router
 from volumed.asgi import Receive, Scope, Send
 from volumed.domain.store import StoreFull, StoreUnavailable
 
 log = logging.getLogger("volumed.api")
+
+
+class Connections(Protocol):
+    """Told of each request's start and end (the connection guard, edge/guard.py)."""
+
+    def enter(self, scope: Scope) -> Any: ...
+    def leave(self, entered: Any) -> None: ...
 
 
 class VolumedApp:
@@ -28,55 +37,70 @@ class VolumedApp:
         *,
         max_body_bytes: int,
         body_timeout_s: float = 30.0,
+        observer: Observer | None = None,
     ) -> None:
         self._router = router
         self._auth = auth
         self._max_body = max_body_bytes
         self._body_timeout_s = body_timeout_s
+        self._observer = observer
+        self._connections: Connections | None = None
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
+
+    def guard_connections(self, connections: Connections) -> None:
+        """Tell ``connections`` of every request from now on (before serving)."""
+        self._connections = connections
+
+    def flush(self) -> None:
+        """Write what the observer still holds (at shutdown)."""
+        if self._observer is not None:
+            self._observer.flush()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
+        # The connection guard and the observer are called here rather than wrapped
+        # around the app: each coroutine less on the path of every request is a fraction
+        # of a microsecond (issue 15).
         started = perf_counter_ns()
+        connections = self._connections
+        entered = connections.enter(scope) if connections is not None else None
+        observer = self._observer
+        errors: list[int] = []
+        token = item_errors.set(errors)
+        if observer is not None:
+            receive, send = observer.started(scope, receive, send)
         request_id = f"{self._id_prefix}-{next(self._ids)}"
-        scope["volumed.request_id"] = request_id  # for the access log (api/observe.py)
+        status = 0
         try:
-            response = await self._handle(scope, receive, request_id)
-        except RequestError as exc:
-            response = Response(error_envelope(exc.status, exc.message, started), exc.status)
-            response.headers.extend(exc.headers)
-        except StoreFull:
-            message = (
-                "The metadata store has no space left to write; nothing was changed. "
-                "Try again once an operator has freed space"
-            )
-            response = Response(error_envelope(503, message, started), 503)
-            response.headers.append((b"retry-after", b"30"))
-        except StoreUnavailable:
-            message = "The metadata store is unavailable; try again shortly"
-            response = Response(error_envelope(503, message, started), 503)
-            response.headers.append((b"retry-after", b"1"))
-        except Exception:
-            log.exception("unexpected error in request %s %s", request_id, scope.get("path"))
-            message = f"Internal server error (request id {request_id})"
-            response = Response(error_envelope(500, message, started), 500)
-        scope["volumed.status"] = response.status
-        # The most frequent answer (a small JSON envelope) is sent inline: each coroutine
-        # less on the path of every request is a fraction of a microsecond.
-        if response.stream is None and len(response.body) >= compression.MIN_BYTES:
-            await _compress_if_worth_it(response, scope)
-        headers = [(b"content-type", response.content_type), (b"x-request-id", request_id.encode())]
-        if response.headers:
-            headers += response.headers
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        if response.stream is None:
-            await send({"type": "http.response.body", "body": response.body})
-        else:
-            await _send_stream(send, response)
+            try:
+                response = await self._handle(scope, receive, request_id)
+            except Exception as exc:  # noqa: BLE001 - an envelope; _failure logs the unexpected
+                response = _failure(exc, scope, request_id, started)
+            status = response.status
+            # The most frequent answer (a small JSON envelope) is sent inline.
+            if response.stream is None and len(response.body) >= compression.MIN_BYTES:
+                await _compress_if_worth_it(response, scope)
+            headers = [
+                (b"content-type", response.content_type),
+                (b"x-request-id", request_id.encode()),
+            ]
+            if response.headers:
+                headers += response.headers
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            if response.stream is None:
+                await send({"type": "http.response.body", "body": response.body})
+            else:
+                await _send_stream(send, response)
+        finally:
+            item_errors.reset(token)
+            if observer is not None:
+                observer.done(scope, request_id, status, errors, perf_counter_ns() - started)
+            if connections is not None:
+                connections.leave(entered)
 
     async def _handle(self, scope: Scope, receive: Receive, request_id: str) -> Response:
         headers = dict(scope["headers"])
@@ -160,6 +184,31 @@ class VolumedApp:
             return self._router.match(method, path)[0]
         except RequestError:
             return None
+
+
+def _failure(exc: Exception, scope: Scope, request_id: str, started: int) -> Response:
+    """The answer to a request that failed as a whole: every failure leaves as an envelope."""
+    if isinstance(exc, RequestError):
+        response = Response(error_envelope(exc.status, exc.message, started), exc.status)
+        response.headers.extend(exc.headers)
+    elif isinstance(exc, StoreFull):
+        message = (
+            "The metadata store has no space left to write; nothing was changed. "
+            "Try again once an operator has freed space"
+        )
+        response = Response(error_envelope(503, message, started), 503)
+        response.headers.append((b"retry-after", b"30"))
+    elif isinstance(exc, StoreUnavailable):
+        message = "The metadata store is unavailable; try again shortly"
+        response = Response(error_envelope(503, message, started), 503)
+        response.headers.append((b"retry-after", b"1"))
+    else:
+        log.exception(
+            "unexpected error in request %s %s", request_id, scope.get("path"), exc_info=exc
+        )
+        message = f"Internal server error (request id {request_id})"
+        response = Response(error_envelope(500, message, started), 500)
+    return response
 
 
 _JSON_TYPES = (b"application/json", b"application/x-www-form-urlencoded")

@@ -18,7 +18,7 @@ AnyItem = Item | msgspec.Struct
 
 item_errors: ContextVar[list[int] | None] = ContextVar("volumed_item_errors", default=None)
 """Where the request being answered collects the codes of its failed items (set by
-:class:`volumed.api.observe.ObservedApp`, for the access log and the metrics)."""
+:class:`volumed.api.app.VolumedApp`, for the access log and the metrics)."""
 
 
 def op_time_us(started_ns: int) -> int:

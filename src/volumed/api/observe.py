@@ -1,25 +1,24 @@
-"""ASGI middleware that measures and logs every HTTP request: one access-log line and
-the request metrics, after the response has gone out.
+"""What every HTTP request leaves behind: one access-log line and the request metrics,
+after the response has gone out.
 
-The wrapped app tells it what only the app knows through the scope: ``volumed.route``
-(the route template, absent for unknown paths), ``volumed.tenant`` (the user's name,
-once authenticated), ``volumed.request_id`` (also sent as ``x-request-id``) and
-``volumed.status`` (absent if no response was sent: logged as 0). Failed items are
-collected by :func:`volumed.api.envelope.items_envelope` into a context variable set
-here. No header is ever logged, so neither is a token.
+:class:`~volumed.api.app.VolumedApp` calls :meth:`Observer.started` and
+:meth:`Observer.done` around each request, inline (a wrapping ASGI layer cost a coroutine
+per request). What only the app knows comes through the scope: ``volumed.route`` (the
+route template, absent for unknown paths) and ``volumed.tenant`` (the user's name, once
+authenticated); the request id and the status (0 if no response was sent) come as
+arguments. Failed items are collected by :func:`volumed.api.envelope.items_envelope` into
+a context variable the app sets. No header is ever logged, so neither is a token.
 """
 
 from __future__ import annotations
 
 import logging
-from time import perf_counter_ns
 
-from volumed.api.envelope import item_errors
-from volumed.asgi import ASGIApp, Message, Receive, Scope, Send
+from volumed.asgi import Message, Receive, Scope, Send
 from volumed.logs import AccessLog
 from volumed.metrics import Metrics
 
-__all__ = ["UNMATCHED", "ObservedApp"]
+__all__ = ["UNMATCHED", "Observer"]
 
 UNMATCHED = "unmatched"
 """The route label of requests no route matched (404, 405): paths are not labels."""
@@ -30,9 +29,8 @@ _PROBES = frozenset({"/healthz", "/readyz"})
 """Polled every few seconds by orchestrators: logged at DEBUG, counted as usual."""
 
 
-class ObservedApp:
-    def __init__(self, app: ASGIApp, metrics: Metrics | None, access: AccessLog | None) -> None:
-        self._app = app
+class Observer:
+    def __init__(self, metrics: Metrics | None, access: AccessLog | None) -> None:
         self._metrics = metrics
         self._access = access
 
@@ -41,13 +39,9 @@ class ObservedApp:
         if self._access is not None:
             self._access.flush()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        started = perf_counter_ns()
-        errors: list[int] = []
-        token = item_errors.set(errors)
+    def started(self, scope: Scope, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        """An HTTP request begins: the channels to serve it with (an import's or export's
+        count the archive bytes that pass)."""
         metrics = self._metrics
         if metrics is not None:
             metrics.request_started()
@@ -57,32 +51,32 @@ class ObservedApp:
                     receive = _counting_receive(receive, metrics)
                 elif path.endswith("/export"):
                     send = _counting_send(send, metrics)
-        try:
-            await self._app(scope, receive, send)
-        finally:
-            item_errors.reset(token)
-            # Inline rather than in a method of its own: this runs for every request.
-            elapsed_ns = perf_counter_ns() - started
-            method: str = scope["method"]
-            route: str = scope.get("volumed.route", UNMATCHED)
-            status: int = scope.get("volumed.status", 0)
-            if metrics is not None:
-                metrics.request_done(method, route, status, elapsed_ns / 1e9, errors)
-            access = self._access
-            if access is not None:
-                level = logging.DEBUG if route in _PROBES else logging.INFO
-                if access.enabled(level):
-                    access.write(
-                        level,
-                        scope.get("volumed.request_id"),
-                        scope.get("volumed.tenant"),
-                        method,
-                        route,
-                        scope["path"],
-                        status,
-                        errors,
-                        elapsed_ns,
-                    )
+        return receive, send
+
+    def done(
+        self, scope: Scope, request_id: str, status: int, errors: list[int], elapsed_ns: int
+    ) -> None:
+        """The request of :meth:`started` has ended, answered or not (``status`` 0)."""
+        method: str = scope["method"]
+        route: str = scope.get("volumed.route", UNMATCHED)
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.request_done(method, route, status, elapsed_ns / 1e9, errors)
+        access = self._access
+        if access is not None:
+            level = logging.DEBUG if route in _PROBES else logging.INFO
+            if access.enabled(level):
+                access.write(
+                    level,
+                    request_id,
+                    scope.get("volumed.tenant"),
+                    method,
+                    route,
+                    scope["path"],
+                    status,
+                    errors,
+                    elapsed_ns,
+                )
 
 
 def _counting_receive(receive: Receive, metrics: Metrics) -> Receive:

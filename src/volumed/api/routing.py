@@ -1,7 +1,7 @@
 """A small router: literal paths by dictionary, ``{param}`` paths by regular expression.
 
 Literal paths win over parameterised ones, so ``/v1/volumes/list`` is never taken for a
-volume UUID.
+volume UUID. What a path matched is remembered (a GET one's path comes again and again).
 """
 
 from __future__ import annotations
@@ -38,12 +38,17 @@ class Route:
 
 
 _PARAM = re.compile(r"\{(\w+)\}")
+_MATCHED_KEPT = 1024
+"""Paths whose match is remembered; past it, all are forgotten."""
+_MATCHED_LEN = 128
+"""Longer paths are matched every time (a UUID path is 49 characters)."""
 
 
 class Router:
     def __init__(self) -> None:
         self._literal: dict[str, dict[str, Route]] = {}
         self._patterns: list[tuple[re.Pattern[str], dict[str, Route]]] = []
+        self._matched: dict[str, tuple[dict[str, Route], dict[str, str]]] = {}
 
     def add(
         self,
@@ -55,6 +60,7 @@ class Router:
         streaming: bool = False,
     ) -> None:
         route = Route(handler, path, public, streaming)
+        self._matched.clear()
         if _PARAM.search(path) is None:
             table = self._literal.setdefault(path, {})
         else:
@@ -72,6 +78,26 @@ class Router:
         return table
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        found = self._matched.get(path)
+        if found is None:
+            found = self._find(path)
+            if len(path) <= _MATCHED_LEN:
+                if len(self._matched) >= _MATCHED_KEPT:
+                    self._matched.clear()
+                self._matched[path] = found
+        table, params = found
+        route = table.get(method)
+        if route is None:
+            allowed = ", ".join(sorted(table))
+            raise RequestError(
+                405,
+                f"Method {method} is not allowed on {path[:200]}; use {allowed}",
+                [(b"allow", allowed.encode())],
+            )
+        return route, params.copy()
+
+    def _find(self, path: str) -> tuple[dict[str, Route], dict[str, str]]:
+        """The routes of ``path`` by method, and its parameters; 404 if none."""
         params: dict[str, str] = {}
         table = self._literal.get(path)
         if table is None and len(path) > 1 and path.endswith("/"):
@@ -84,15 +110,7 @@ class Router:
                     break
         if table is None:
             raise RequestError(404, f"No API endpoint {path[:200]}")
-        route = table.get(method)
-        if route is None:
-            allowed = ", ".join(sorted(table))
-            raise RequestError(
-                405,
-                f"Method {method} is not allowed on {path[:200]}; use {allowed}",
-                [(b"allow", allowed.encode())],
-            )
-        return route, params
+        return table, params
 
     def routes(self) -> list[tuple[str, str, Route]]:
         found = [(m, p, r) for p, t in self._literal.items() for m, r in t.items()]

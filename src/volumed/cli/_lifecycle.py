@@ -48,7 +48,8 @@ async def run_server(
     metrics_socket: socket.socket | None,
 ) -> None:
     """Serve until a signal, then shut down as described above. ``server`` is granian's
-    embedded ``Server`` (untyped), serving through ``guard``; ``metrics_socket`` is the
+    embedded ``Server`` (untyped), serving the app that tells ``guard`` of its requests
+    (whose sweeps run here); ``metrics_socket`` is the
     bound metrics address, if metrics are on."""
     settings = services.settings
     timeout = settings.shutdown_timeout_s

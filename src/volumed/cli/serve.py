@@ -131,15 +131,16 @@ async def _serve(settings: Settings) -> None:
         if finished:
             logging.getLogger("volumed").info("finished %d interrupted start/stop(s)", finished)
     guard = ConnectionGuard(
-        services.http or services.app,
         port=api_socket.getsockname()[1],
         idle_timeout_s=settings.idle_timeout_s,
         per_address=settings.max_connections_per_address,
         observe=services.metrics.connections_swept if services.metrics is not None else None,
     )
+    app = services.http or services.app
+    app.guard_connections(guard)
     server = listener.granian_server(
         api_socket,
-        target=guard,
+        target=app,
         address=settings.host,
         port=settings.port,
         backlog=connections,

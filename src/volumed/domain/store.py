@@ -92,6 +92,12 @@ class VolumeStore(Protocol):
         """:meth:`get_volume` as stored (no rows if there is none), for showing it."""
         ...
 
+    def committed_stamp(self) -> bytes | None:
+        """A value that stays the same exactly while nothing is committed to the store, by
+        anyone: what was made of stored data alone may be reused while it is unchanged.
+        None when that cannot be told (then nothing is reused)."""
+        ...
+
     async def list_volume_rows(self, owner_id: str, query: ListQuery) -> VolumeRows:
         """:meth:`list_volumes` as stored, for showing them."""
         ...

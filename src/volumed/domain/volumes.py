@@ -115,6 +115,11 @@ class VolumeService:
             raise errors.NotFound(f"No volume with {ref.describe()}")
         return found
 
+    def committed_stamp(self) -> bytes | None:
+        """See :meth:`VolumeStore.committed_stamp`: a GET one's answer is reused while
+        it is unchanged."""
+        return self._store.committed_stamp()
+
     async def list(self, user: User, query: ListQuery) -> list[Volume]:
         return await self._store.list_volumes(user.id, query)
 

@@ -14,9 +14,10 @@ apart when there are very many connections, see :meth:`ConnectionGuard.run`):
 
 A connection with a request in flight (or one that returned less than _FLUSH_GRACE_S ago)
 is never closed by the guard: its request is bounded by the body timeout and the handler.
-The request path pays a few dict updates (:meth:`ConnectionGuard.__call__`); the sweeps
-read the kernel's view of the connections (:mod:`volumed.edge.tcp`) and never touch a
-request.
+The request path pays a few dict updates (:meth:`ConnectionGuard.enter` and
+:meth:`~ConnectionGuard.leave`, which the app calls around each request, inline rather
+than as one more ASGI wrapper); the sweeps read the kernel's view of the connections
+(:mod:`volumed.edge.tcp`) and never touch a request.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from volumed.asgi import ASGIApp, Receive, Scope, Send
+from volumed.asgi import Scope
 from volumed.edge.tcp import Connection, address_key, api_connections
 
-__all__ = ["ConnectionGuard", "Sweep"]
+__all__ = ["ConnectionGuard", "Peer", "Sweep"]
 
 log = logging.getLogger("volumed.edge")
 
@@ -53,13 +54,16 @@ class Sweep:
     over_cap_closed: dict[str, int]
 
 
+Peer = tuple[str, str]
+"""A connection by its client's address and port (as granian gives them: the port as text)."""
+
+
 class ConnectionGuard:
-    """An ASGI wrapper that knows which connections have a request in flight, and the
-    sweeper (:meth:`run`) that closes idle and surplus connections."""
+    """Which connections have a request in flight (told by :meth:`enter` and
+    :meth:`leave`), and the sweeper (:meth:`run`) that closes idle and surplus ones."""
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         port: int,
         idle_timeout_s: float,
@@ -68,37 +72,40 @@ class ConnectionGuard:
     ) -> None:
         """``observe(connections, idle_closed, over_limit_closed)`` hears of every sweep
         (the metrics)."""
-        self._app = app
         self._observe = observe
         self._port = port
         self._idle_ms = int(idle_timeout_s * 1000)
         self._per_address = per_address
-        self._busy: dict[tuple[str, str], int] = {}
-        self._done_at: dict[tuple[str, str], float] = {}
+        self._busy: dict[Peer, int] = {}
+        self._done_at: dict[Peer, float] = {}
         """When each peer's last request returned: granian writes the response's bytes
         from its own thread after that, so a connection quiet for long (a slow request)
         is spared for _FLUSH_GRACE_S more."""
-        self._first_seen: dict[tuple[str, str], float] = {}
+        self._first_seen: dict[Peer, float] = {}
         self._unreported: dict[str, int] = {}
         self._reported_at = 0.0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def enter(self, scope: Scope) -> Peer | None:
+        """A request of ``scope``'s connection begins; pass what this returns to
+        :meth:`leave` once it has been answered (or has failed)."""
         client = scope.get("client")
         if not client:
-            await self._app(scope, receive, send)
-            return
+            return None
         peer = (client[0], str(client[1]))  # granian gives the port as a string
         busy = self._busy
         busy[peer] = busy.get(peer, 0) + 1
-        try:
-            await self._app(scope, receive, send)
-        finally:
-            left = busy[peer] - 1
-            if left:
-                busy[peer] = left
-            else:
-                del busy[peer]
-            self._done_at[peer] = time.monotonic()
+        return peer
+
+    def leave(self, peer: Peer | None) -> None:
+        if peer is None:
+            return
+        busy = self._busy
+        left = busy[peer] - 1
+        if left:
+            busy[peer] = left
+        else:
+            del busy[peer]
+        self._done_at[peer] = time.monotonic()
 
     async def run(self) -> None:
         """Sweep until cancelled. A sweep costs ~10-30 µs per connection, in the event

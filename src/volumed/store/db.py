@@ -67,6 +67,12 @@ class Database(Queries, Protocol):
 
     async def close(self) -> None: ...
 
+    def stamp(self) -> bytes | None:
+        """A value that stays the same exactly while nothing is committed to the database,
+        for reusing what was computed from stored data alone; None when that cannot be
+        told (PostgreSQL: replicas write to it; SQLite inside a transaction block)."""
+        ...
+
 
 # ---------------------------------------------------------------------------- SQLite
 
@@ -127,8 +133,8 @@ class SqliteDatabase:
         it every time: a GET one paid those hand-offs (bench/README.md, issue 15).
         The stamp is of the committed state, which is what a read outside a
         transaction block sees (a group waiting for its COMMIT is not seen)."""
-        stamp = self._wal.stamp()
-        if stamp is None or self._in_block:
+        stamp = self.stamp()
+        if stamp is None:
             # Inside a block this connection sees its own uncommitted rows.
             read: list[Any] = (
                 self._run(sql, params) if self._in_block else self._read(sql, params)
@@ -150,6 +156,11 @@ class SqliteDatabase:
             self._reused[key] = kept
             self._reused_rows += len(kept)
         return list(kept)
+
+    def stamp(self) -> bytes | None:
+        """The committed state's stamp (store/_wal_index.py), which a read outside a
+        transaction block sees; None inside one or while the WAL index is unmapped."""
+        return None if self._in_block else self._wal.stamp()
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         if self._in_block:
@@ -451,6 +462,10 @@ class PostgresDatabase(_PgQueries):
     def __init__(self, pool: Any) -> None:
         super().__init__(pool)
         self._pool = pool
+
+    def stamp(self) -> None:
+        # Replicas write to the same database: nothing here can tell it is unchanged.
+        return None
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresDatabase:

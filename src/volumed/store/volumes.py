@@ -57,6 +57,9 @@ class SqlVolumes(SqlBase):
             volume.attached_to, volume.mounted_by = _instances(rows)
         return volume
 
+    def committed_stamp(self) -> bytes | None:
+        return self._db.stamp()
+
     async def get_volume_row(self, owner_id: str, ref: Ref) -> VolumeRows:
         rows = await self._read_volume(owner_id, ref)
         if not rows:
