@@ -230,6 +230,13 @@ async def test_background_jobs_yield_to_a_busy_event_loop(services: Services) ->
             await asyncio.sleep(0.01)
         alone = await owing_formats(6)
         worker.wake()
+        while worker.running_jobs == 0:
+            await asyncio.sleep(0.001)
+        # A create that will not wait for its format claims no slot now; one that will,
+        # does (its creator is about to wait for it).
+        assert await worker.reserve("format") is None
+        assert await worker.reserve("format", waited=True) is not None
+        worker.release()
         assert await most_at_once(alone) == 1
         waited = await owing_formats(6)
         waiting = asyncio.create_task(services.volumes.settled(owner, [waited[-1]]))

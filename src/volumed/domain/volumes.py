@@ -64,9 +64,11 @@ class JobRunner(Protocol):
     fencing, retries, the end signalled to waiters). Without a free slot the job is
     left for the worker to claim, as before (issue 15)."""
 
-    async def reserve(self, kind: str) -> Claim | None:
+    async def reserve(self, kind: str, *, waited: bool = False) -> Claim | None:
         """Take a free slot for a job of ``kind`` now (never waits): the claim the
-        insert is to make; None when every slot is busy or the worker is stopping."""
+        insert is to make; None when every slot is busy, the worker is stopping, or
+        it keeps its slots back from jobs nobody waits for (``waited``: the creator
+        will wait for this one)."""
         ...
 
     def release(self) -> None:
@@ -148,7 +150,11 @@ class VolumeService:
             return await self._from_template(user, item)
         limits = await self.limits_for(user)
         volume = await self.new_volume(user, item, limits)
-        claim = await self._runner.reserve(_FORMAT) if self._runner is not None else None
+        claim = (
+            await self._runner.reserve(_FORMAT, waited=self._waits.bound_s > 0)
+            if self._runner is not None
+            else None
+        )
         try:
             job = await self._insert(volume, limits, explicit_name=item.name or None, claim=claim)
         except BaseException:

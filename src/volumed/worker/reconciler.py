@@ -126,10 +126,11 @@ class Reconciler:
 
     # ------------------------------------------------------------------ claimed by creators
 
-    async def reserve(self, kind: str) -> Claim | None:
+    async def reserve(self, kind: str, *, waited: bool = False) -> Claim | None:
         """A free slot, taken for a job its creator claims as it inserts it (see
-        :class:`volumed.domain.volumes.JobRunner`); None if none is free or we stop."""
-        if self._stopping or self._slots.locked() or self._yielding():
+        :class:`volumed.domain.volumes.JobRunner`); None if none is free, we stop, or
+        we yield to a busy loop and the creator will not wait for the job."""
+        if self._stopping or self._slots.locked() or (not waited and self._yielding()):
             return None
         await self._slots.acquire()  # not locked: returns at once, without yielding
         return Claim(self.worker_id, self.lease_us, self._starts.get(kind))
