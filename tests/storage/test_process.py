@@ -199,7 +199,8 @@ def test_a_failed_prepare_starts_no_tool(on_loop: Runner, tmp_path: Path) -> Non
 
 
 def test_a_tool_runs_below_the_servers_cpu_priority(on_loop: Runner) -> None:
-    """Formats are background work: under CPU contention the API goes first."""
-    done = on_loop(run(["cat", "/proc/self/stat"], timeout=10))
+    """Formats are background work: under CPU contention the API goes first. The
+    niceness is set once the tool has started, so the tool reads it a moment later."""
+    done = on_loop(run(["sh", "-c", "sleep 0.2; cat /proc/$$/stat"], timeout=10))
     niceness = int(done.stdout.rsplit(")", 1)[1].split()[16])
     assert niceness == TOOL_NICENESS > os.getpriority(os.PRIO_PROCESS, 0)
