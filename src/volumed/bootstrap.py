@@ -246,6 +246,7 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
         body_timeout_s=settings.body_timeout_s,
         observer=Observer(metrics, AccessLog(settings.log_format)),
     )
+    worker.count_requests(lambda: app.in_flight)
     services = Services(settings, store, storage, volumes, worker, app, lock_file)
     services.instances = instances
     services.runtime = chosen.runtime

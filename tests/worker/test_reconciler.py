@@ -18,6 +18,7 @@ from volumed.bootstrap import Services
 from volumed.domain.model import Ref, User, Volume
 from volumed.domain.states import QuotaPolicy, VolumeState
 from volumed.domain.volumes import CreateVolume
+from volumed.worker.reconciler import BUSY_REQUESTS
 
 MINUTE_US = 60_000_000
 
@@ -250,3 +251,35 @@ async def test_background_jobs_yield_to_a_busy_event_loop(services: Services) ->
         await load
         await worker.stop()
         await running
+
+
+async def test_background_jobs_yield_to_many_requests_in_flight(services: Services) -> None:
+    """The loop's lag misses a saturated API whose clients each wait for their answer
+    (few tasks ready at once): BUSY_REQUESTS requests in flight count as busy too, and a
+    slot a create reserved counts as a job running."""
+    owner = await tenant(services.store)
+    worker = services.worker
+    worker.count_requests(lambda: BUSY_REQUESTS)
+    claim = await worker.reserve("format")  # a create's, its job not started yet
+    assert claim is not None
+    assert await worker.reserve("format") is None
+    worker.release()
+    made = [volume(owner, state=VolumeState.UNINITIALIZED, size_mb=1) for _ in range(6)]
+    for one in made:
+        await services.store.insert_volume_within_quota(one, "format", {}, ROOMY)
+    running = asyncio.create_task(worker.run())
+    most = 0
+    try:
+        deadline = time.monotonic() + 60
+        left = {v.uuid for v in made}
+        while left:
+            assert time.monotonic() < deadline
+            most = max(most, worker.running_jobs)
+            for uuid in list(left):
+                if (await _row(services, owner, uuid)).state == VolumeState.AVAILABLE:
+                    left.discard(uuid)
+            await asyncio.sleep(0.001)
+    finally:
+        await worker.stop()
+        await running
+    assert most == 1

@@ -47,6 +47,8 @@ class VolumedApp:
         self._connections: Connections | None = None
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
+        self.in_flight = 0
+        """HTTP requests being served now (the worker yields to many: issue 15)."""
 
     def guard_connections(self, connections: Connections) -> None:
         """Tell ``connections`` of every request from now on (before serving)."""
@@ -75,6 +77,7 @@ class VolumedApp:
             receive, send = observer.started(scope, receive, send)
         request_id = f"{self._id_prefix}-{next(self._ids)}"
         status = 0
+        self.in_flight += 1
         try:
             try:
                 response = await self._handle(scope, receive, request_id)
@@ -96,6 +99,7 @@ class VolumedApp:
             else:
                 await _send_stream(send, response)
         finally:
+            self.in_flight -= 1
             item_errors.reset(token)
             if observer is not None:
                 observer.done(scope, request_id, status, errors, perf_counter_ns() - started)

@@ -14,8 +14,9 @@ A job that raises is handed back with an exponential back-off; after ``max_attem
 it is parked (an error event, the ``volumed_jobs_parked`` gauge) until an operator runs
 ``volumed job retry``.
 
-Jobs share the event loop (and the host's CPUs) with the API. While the loop is busy
-(:data:`BUSY_LAG_S`) and no request waits for a job, the worker runs one job at a time:
+Jobs share the event loop (and the host's CPUs) with the API. While it is busy
+(:data:`BUSY_REQUESTS` requests in flight, or the loop slow to come back,
+:data:`BUSY_LAG_S`) and no request waits for a job, the worker runs one job at a time:
 a burst of creates answered without waiting (``job_wait_s`` 0) is acknowledged first and
 formatted as the API leaves room, with every slot once it is not busy.
 """
@@ -50,6 +51,10 @@ Four formats at once took ~40 % of the server's CPU under a load of creates that
 for none of them (bench/README.md, issue 15). An idle loop answers in ~20 µs; the wait
 also grows when the host's CPUs are contended, which is as much a reason to yield."""
 LOAD_WINDOW_S = 0.1
+BUSY_REQUESTS = 8
+"""Requests in flight from which the API counts as busy. The loop's lag alone missed a
+saturated loop on a quiet host: 16 clients each waiting for its answer keep few tasks
+ready at once (bench/README.md, issue 15)."""
 _PROBE_EVERY_S = 0.01
 
 JobHandler = Callable[[Job], Awaitable[None]]
@@ -97,6 +102,9 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._job_ended = asyncio.Event()
         self._loop_busy = False
+        self._requests_in_flight: Callable[[], int] = lambda: 0
+        self._reserved = 0
+        """Slots taken by creates whose jobs have not started yet."""
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._stopping = False
@@ -133,14 +141,20 @@ class Reconciler:
         if self._stopping or self._slots.locked() or (not waited and self._yielding()):
             return None
         await self._slots.acquire()  # not locked: returns at once, without yielding
+        self._reserved += 1
         return Claim(self.worker_id, self.lease_us, self._starts.get(kind))
 
     def release(self) -> None:
         """Give back a slot :meth:`reserve` took for a job that was not inserted."""
+        self._reserved -= 1
         self._slots.release()
 
     def start(self, job: Job) -> None:
         """Run a job inserted with :meth:`reserve`'s claim, in the slot it took."""
+        self._reserved -= 1
+        self._start(job)
+
+    def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._run_job(job))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -180,12 +194,20 @@ class Reconciler:
                 self._slots.release()
                 await self._idle()
                 continue
-            self.start(job)
+            self._start(job)
+
+    def count_requests(self, in_flight: Callable[[], int]) -> None:
+        """How to learn the number of requests being served (the API's counter)."""
+        self._requests_in_flight = in_flight
 
     def _yielding(self) -> bool:
         """Whether to start no other job now: one runs, the loop is busy with requests
         and none of them waits for a job (see :data:`BUSY_LAG_S`)."""
-        return self._loop_busy and bool(self._running) and not self._signals.waiting
+        # A slot reserved by a create counts as a job running: the creates of one group
+        # commit all reserve before the first of their jobs starts.
+        running = bool(self._running) or self._reserved > 0
+        busy = self._loop_busy or self._requests_in_flight() >= BUSY_REQUESTS
+        return busy and running and not self._signals.waiting
 
     @property
     def loop_busy(self) -> bool:
