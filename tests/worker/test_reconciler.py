@@ -187,6 +187,21 @@ async def test_a_worker_that_lost_its_lease_mid_format_only_places_a_first_image
     fsck_clean(storage.image_path(made.uuid))
 
 
+async def most_running_until_formatted(services: Services, owner: User, made: list[Volume]) -> int:
+    """The most jobs the worker ran at once until every volume of ``made`` was formatted."""
+    most = 0
+    deadline = time.monotonic() + 60
+    left = {v.uuid for v in made}
+    while left:
+        assert time.monotonic() < deadline
+        most = max(most, services.worker.running_jobs)
+        for uuid in list(left):
+            if (await _row(services, owner, uuid)).state == VolumeState.AVAILABLE:
+                left.discard(uuid)
+        await asyncio.sleep(0.001)
+    return most
+
+
 async def test_background_jobs_yield_to_a_busy_event_loop(services: Services) -> None:
     """Issue 15: while the event loop is busy (with requests, here a task that holds it
     up) and no request waits for a job, the worker runs one job at a time; once a
@@ -208,20 +223,6 @@ async def test_background_jobs_yield_to_a_busy_event_loop(services: Services) ->
             await services.store.insert_volume_within_quota(one, "format", {}, ROOMY)
         return made
 
-    async def most_at_once(made: list[Volume]) -> int:
-        """The most jobs running at once until every volume of ``made`` is formatted."""
-        most = 0
-        deadline = time.monotonic() + 60
-        left = {v.uuid for v in made}
-        while left:
-            assert time.monotonic() < deadline
-            most = max(most, worker.running_jobs)
-            for uuid in list(left):
-                if (await _row(services, owner, uuid)).state == VolumeState.AVAILABLE:
-                    left.discard(uuid)
-            await asyncio.sleep(0.001)
-        return most
-
     load = asyncio.create_task(requests_load())
     running = asyncio.create_task(worker.run())
     try:
@@ -238,12 +239,12 @@ async def test_background_jobs_yield_to_a_busy_event_loop(services: Services) ->
         assert await worker.reserve("format") is None
         assert await worker.reserve("format", waited=True) is not None
         worker.release()
-        assert await most_at_once(alone) == 1
+        assert await most_running_until_formatted(services, owner, alone) == 1
         waited = await owing_formats(6)
         waiting = asyncio.create_task(services.volumes.settled(owner, [waited[-1]]))
         await asyncio.sleep(0)  # the request waits before the worker looks
         worker.wake()
-        assert await most_at_once(waited) > 1
+        assert await most_running_until_formatted(services, owner, waited) > 1
         (done,) = await waiting
         assert done.state == VolumeState.AVAILABLE
     finally:
@@ -268,17 +269,8 @@ async def test_background_jobs_yield_to_many_requests_in_flight(services: Servic
     for one in made:
         await services.store.insert_volume_within_quota(one, "format", {}, ROOMY)
     running = asyncio.create_task(worker.run())
-    most = 0
     try:
-        deadline = time.monotonic() + 60
-        left = {v.uuid for v in made}
-        while left:
-            assert time.monotonic() < deadline
-            most = max(most, worker.running_jobs)
-            for uuid in list(left):
-                if (await _row(services, owner, uuid)).state == VolumeState.AVAILABLE:
-                    left.discard(uuid)
-            await asyncio.sleep(0.001)
+        most = await most_running_until_formatted(services, owner, made)
     finally:
         await worker.stop()
         await running
