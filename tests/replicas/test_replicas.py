@@ -190,7 +190,9 @@ class Load:
 
 
 def test_postgresql_restart_under_load_loses_no_acknowledged_write(replicas: Replicas) -> None:
-    group = replicas(2)
+    # Four clients creating for 9 s reach the default 1,024 volumes of a tenant since
+    # creates got faster (issue 15); the quota is not what this test is about.
+    group = replicas(2, VOLUMED_QUOTA_MAX_VOLUMES=1_000_000)
     load = Load(group)
     threads = [threading.Thread(target=load.run, args=(i,)) for i in range(4)]
     for thread in threads:
