@@ -242,7 +242,8 @@ async def test_background_jobs_yield_to_a_busy_event_loop(services: Services) ->
         assert await most_running_until_formatted(services, owner, alone) == 1
         waited = await owing_formats(6)
         waiting = asyncio.create_task(services.volumes.settled(owner, [waited[-1]]))
-        await asyncio.sleep(0)  # the request waits before the worker looks
+        while not worker.waited_for:  # the request waits before the worker looks
+            await asyncio.sleep(0.001)
         worker.wake()
         assert await most_running_until_formatted(services, owner, waited) > 1
         (done,) = await waiting

@@ -196,6 +196,11 @@ class Reconciler:
                 continue
             self._start(job)
 
+    @property
+    def waited_for(self) -> bool:
+        """Whether any request waits for a job to end."""
+        return self._signals.waiting
+
     def count_requests(self, in_flight: Callable[[], int]) -> None:
         """How to learn the number of requests being served (the API's counter)."""
         self._requests_in_flight = in_flight
