@@ -159,6 +159,9 @@ async def bootstrap(settings: Settings, *, exclusive: bool = True) -> Services:
             max_attempts=settings.worker_max_attempts,
             retry_backoff_s=settings.worker_retry_backoff_s,
             concurrency=settings.worker_concurrency,
+            # Only a lone server can tell, as it starts, that an image without a row
+            # was begun by a create a crash cut short (volumed.cli.serve).
+            format_ahead=settings.is_sqlite,
         ),
         on_job_done=metrics.job_done if metrics is not None else None,
         signals=signals,

@@ -139,6 +139,12 @@ def test_list_images_dedupes_and_ignores_strangers(
     (driver.images_dir / "notes.img").write_bytes(b"")
     (driver.images_dir / f"{a.upper()}.img").write_bytes(b"")
     assert driver.list_images() == [a, b]
+    assert driver.list_staged() == []
+    c = new_uuid()
+    for name in (f"{b}.img.e1", f"{b}.img.e3", f"{c}.img.e2", f"{a}.img.ex", "notes.img.e1"):
+        (driver.images_dir / name).write_bytes(b"")
+    assert driver.list_staged() == sorted([b, c])
+    assert driver.list_images() == sorted([a, b, c])
 
 
 def test_free_bytes(driver: Ext4ImageDriver) -> None:

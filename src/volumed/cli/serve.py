@@ -6,13 +6,18 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from volumed import logs
+from volumed.domain.fencing import sweep_unborn
 from volumed.domain.storage import StorageError
 from volumed.domain.store import StoreUnavailable
 from volumed.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from volumed.bootstrap import Services
 
 
 @click.command(
@@ -108,19 +113,7 @@ async def _serve(settings: Settings) -> None:
         logging.getLogger("volumed").info(
             "created user 'default'; its token is in %s", settings.token_file
         )
-    released = 0
-    if settings.is_sqlite:
-        # A lone SQLite server holds every lease there is: after a crash, take them back
-        # now instead of waiting for them to expire. Replicas on PostgreSQL must not:
-        # the others hold some; a dead replica's leases expire and are taken over.
-        released = await services.store.release_leases()
-        # No transfer runs before we serve: what .transfer/ holds was left by a crash.
-        # (Replicas share the data directory: there, another's transfer may be running.)
-        # Leftovers that cannot go now must not keep the server down: `fsck` reports them.
-        try:
-            await services.storage.discard_transfers()
-        except StorageError as exc:
-            logging.getLogger("volumed").warning("transfer leftovers kept: %s", exc)
+    released = await _take_back_after_crash(services) if settings.is_sqlite else 0
     if released:
         logging.getLogger("volumed").info("resuming %d unfinished job(s)", released)
     # Likewise instances a crash left starting or stopping: finish before serving. With
@@ -162,3 +155,29 @@ async def _serve(settings: Settings) -> None:
         await run_server(server, services, guard, metrics_socket)
     finally:
         await services.close()
+
+
+async def _take_back_after_crash(services: Services) -> int:
+    """What a lone SQLite server's crash left: its leases (returns how many it held),
+    interrupted transfers, staged images of creates whose inserts never committed."""
+    log = logging.getLogger("volumed")
+    # A lone SQLite server holds every lease there is: after a crash, take them back
+    # now instead of waiting for them to expire. Replicas on PostgreSQL must not:
+    # the others hold some; a dead replica's leases expire and are taken over.
+    released = await services.store.release_leases()
+    # No transfer runs before we serve: what .transfer/ holds was left by a crash.
+    # (Replicas share the data directory: there, another's transfer may be running.)
+    # Leftovers that cannot go now must not keep the server down: `fsck` reports them.
+    try:
+        await services.storage.discard_transfers()
+    except StorageError as exc:
+        log.warning("transfer leftovers kept: %s", exc)
+    # Likewise an image a create began while its insert committed (format_ahead).
+    try:
+        unborn = await sweep_unborn(services.store, services.storage)
+    except StorageError as exc:
+        log.warning("staged images of volumes never inserted kept: %s", exc)
+    else:
+        if unborn:
+            log.info("removed the staged images of %d volume(s) never inserted", len(unborn))
+    return released

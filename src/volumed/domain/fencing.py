@@ -23,7 +23,7 @@ from volumed.domain.storage import ImageUsage, StorageDriver, StorageError
 from volumed.domain.store import JobStore
 from volumed.domain.values import Job, Lease
 
-__all__ = ["LeaseLost", "committed_usage", "publish", "roll_forward"]
+__all__ = ["LeaseLost", "committed_usage", "publish", "roll_forward", "sweep_unborn"]
 
 
 class LeaseLost(Exception):
@@ -74,3 +74,21 @@ async def committed_usage(storage: StorageDriver, job: Job) -> ImageUsage | None
         return await storage.usage(job.uuid)
     except StorageError:
         return None
+
+
+async def sweep_unborn(store: JobStore, storage: StorageDriver) -> list[str]:
+    """Remove the staged images of volumes that have no row, and return their UUIDs.
+
+    A create begins its volume's image while its insert commits (``format_ahead``): a
+    process killed between the two leaves a staged image nobody will ever claim, with the
+    whole size reserved for a static volume. Only while no other process can be creating
+    volumes (a lone server as it starts): another's create may sit between the two.
+    """
+    staged = storage.list_staged()
+    if not staged:
+        return []
+    known = await store.volumes_known(staged)
+    unborn = [uuid for uuid in staged if uuid not in known]
+    for uuid in unborn:
+        await storage.discard_staged(uuid)
+    return unborn

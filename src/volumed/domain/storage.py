@@ -148,6 +148,10 @@ class StorageDriver(Protocol):
         """UUIDs of every image (and leftover temporary file) in the data directory."""
         ...
 
+    def list_staged(self) -> list[str]:
+        """UUIDs that have a staged image, sorted, each once."""
+        ...
+
     def free_bytes(self) -> int:
         """Free space on the host file system that holds the images."""
         ...

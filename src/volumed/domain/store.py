@@ -162,6 +162,10 @@ class JobStore(Protocol):
         (to be renamed into place), if ``lease`` still holds the job."""
         ...
 
+    async def volumes_known(self, uuids: Sequence[str]) -> set[str]:
+        """Those of ``uuids`` that have a row, deleted or not."""
+        ...
+
     async def image_wanted(self, uuid: str) -> bool:
         """Whether the image a format placed can be the volume's: the volume exists, is
         not being deleted, and still owes its format or ended it with an image (its

@@ -16,6 +16,7 @@ from volumed.domain.states import QuotaPolicy, VolumeState
 from volumed.domain.transitions import Step
 
 __all__ = [
+    "FIRST_EPOCH",
     "AttachOutcome",
     "Claim",
     "InsertOutcome",
@@ -113,6 +114,10 @@ class Job:
     @property
     def lease(self) -> Lease:
         return Lease(self.lease_owner, self.epoch)
+
+
+FIRST_EPOCH = 1
+"""The epoch of a row's first claim (a new row is at 0): a claimed insert's job holds it."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -71,8 +71,15 @@ class JobRunner(Protocol):
         will wait for this one)."""
         ...
 
-    def release(self) -> None:
-        """Give back a slot :meth:`reserve` took, when no job was inserted."""
+    def format_ahead(self, uuid: str, size_mb: int, *, reserve: bool) -> None:
+        """Begin the image of the volume whose claimed format is being inserted, so
+        that the insert's commit overlaps the format (:meth:`start` hands it over), or
+        do nothing (a runner that cannot clean up after a crash between the two)."""
+        ...
+
+    def release(self, uuid: str | None = None) -> None:
+        """Give back a slot :meth:`reserve` took, when no job was inserted, and drop the
+        image begun ahead for ``uuid``."""
         ...
 
     def start(self, job: Job) -> None:
@@ -155,11 +162,17 @@ class VolumeService:
             if self._runner is not None
             else None
         )
+        if self._runner is not None and claim is not None:
+            # A kill -9 before the insert commits leaves this staged image without a
+            # row: a lone server removes such images as it starts (sweep_unborn).
+            self._runner.format_ahead(
+                volume.uuid, volume.size_mb, reserve=volume.quota_policy is QuotaPolicy.STATIC
+            )
         try:
             job = await self._insert(volume, limits, explicit_name=item.name or None, claim=claim)
         except BaseException:
             if self._runner is not None and claim is not None:
-                self._runner.release()
+                self._runner.release(volume.uuid)
             raise
         if self._runner is not None and job is not None:
             self._runner.start(job)

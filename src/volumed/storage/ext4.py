@@ -432,6 +432,13 @@ class Ext4ImageDriver:
     def list_images(self) -> list[str]:
         """UUIDs with an image, a leftover temporary file or a staged image, sorted, each
         once."""
+        return self._uuids_named(staged_only=False)
+
+    def list_staged(self) -> list[str]:
+        """UUIDs that have a staged image, sorted, each once."""
+        return self._uuids_named(staged_only=True)
+
+    def _uuids_named(self, *, staged_only: bool) -> list[str]:
         with storage_errors("Could not list the image directory"):
             names = os.listdir(self._dir)
         found = set()
@@ -439,6 +446,8 @@ class Ext4ImageDriver:
             stem, staged, epoch = name.partition(_STAGED)
             if staged and epoch.isdigit() and _UUID.fullmatch(stem):
                 found.add(stem)
+                continue
+            if staged_only:
                 continue
             for suffix in (_TMP, _IMG):
                 if name.endswith(suffix):

@@ -16,6 +16,7 @@ from volumed.domain.model import Volume
 from volumed.domain.states import VolumeState
 from volumed.domain.store import NameTaken, QuotaRefused
 from volumed.domain.values import (
+    FIRST_EPOCH,
     AttachOutcome,
     Claim,
     InsertOutcome,
@@ -249,7 +250,7 @@ class SqlBase:
                 f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args, lease_owner, "
                 f"lease_until_us, job_attempts, lease_epoch) VALUES ({_marks(range(20))})",
                 (*_volume_values(replace(volume, state=started)), job, json.dumps(job_args),
-                 claim.worker_id, now_us() + claim.lease_us, 1, 1),
+                 claim.worker_id, now_us() + claim.lease_us, 1, FIRST_EPOCH),
             )  # fmt: skip
         except UniqueViolation:
             raise NameTaken(volume.name) from None
@@ -275,5 +276,5 @@ class SqlBase:
             quota_policy=volume.quota_policy,
             attempts=1,
             lease_owner=claim.worker_id,
-            epoch=1,
+            epoch=FIRST_EPOCH,
         )

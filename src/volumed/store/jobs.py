@@ -5,6 +5,7 @@ transition of the holder, renewed, retried later, parked, ended.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from volumed.domain.audit import WORKER, EventResult
@@ -13,7 +14,7 @@ from volumed.domain.transitions import Step
 from volumed.domain.values import Job, JobStarts, Lease, StoreStats
 from volumed.store import _states
 from volumed.store._base import _HELD, _NO_JOB, SqlBase, now_us
-from volumed.store._rows import _QUOTA_POLICIES, _VOLUME_STATES
+from volumed.store._rows import _QUOTA_POLICIES, _VOLUME_STATES, _chunks, _marks
 from volumed.store.db import Queries
 
 __all__ = ["SqlJobs"]
@@ -97,6 +98,16 @@ class SqlJobs(SqlBase):
             (uuid, lease.owner, lease.epoch),
         )
         return cur == 1
+
+    async def volumes_known(self, uuids: Sequence[str]) -> set[str]:
+        db: Queries = self._db
+        known: set[str] = set()
+        for chunk in _chunks(list(uuids), 500):
+            rows = await db.fetchall(
+                f"SELECT uuid FROM volumes WHERE uuid IN ({_marks(chunk)})", tuple(chunk)
+            )
+            known.update(str(row[0]) for row in rows)
+        return known
 
     async def image_wanted(self, uuid: str) -> bool:
         db: Queries = self._db

@@ -40,7 +40,7 @@ from volumed.domain.states import QuotaPolicy
 from volumed.domain.storage import ImageUsage, Placed, StorageDriver, StorageError
 from volumed.domain.store import EventStore, JobStore, StoreUnavailable, VolumeStore
 from volumed.domain.transitions import End, step
-from volumed.domain.values import Claim, Job, JobStarts
+from volumed.domain.values import FIRST_EPOCH, Claim, Job, JobStarts
 
 log = logging.getLogger("volumed.worker")
 
@@ -73,6 +73,8 @@ class WorkerSettings:
     max_attempts: int = 5
     retry_backoff_s: float = 1.0
     """Wait before the second attempt; doubled after each failure, at most 300 s."""
+    format_ahead: bool = False
+    """Whether :meth:`Reconciler.format_ahead` begins images (else it does nothing)."""
 
     def backoff_us(self, attempts: int) -> int:
         return int(min(self.retry_backoff_s * 2 ** max(0, attempts - 1), 300.0) * 1_000_000)
@@ -105,6 +107,9 @@ class Reconciler:
         self._requests_in_flight: Callable[[], int] = lambda: 0
         self._reserved = 0
         """Slots taken by creates whose jobs have not started yet."""
+        self._ahead: dict[str, asyncio.Task[ImageUsage]] = {}
+        """Images begun by :meth:`format_ahead`, by volume, until their job takes them."""
+        self._dropping: set[asyncio.Task[None]] = set()
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._stopping = False
@@ -144,10 +149,45 @@ class Reconciler:
         self._reserved += 1
         return Claim(self.worker_id, self.lease_us, self._starts.get(kind))
 
-    def release(self) -> None:
-        """Give back a slot :meth:`reserve` took for a job that was not inserted."""
+    def format_ahead(self, uuid: str, size_mb: int, *, reserve: bool) -> None:
+        """Begin the image of a volume whose claimed format is being inserted, while its
+        insert commits: the format started by :meth:`start` takes it instead of making
+        one (the commit's fsync overlaps ``mke2fs``). It is the staged image of the first
+        claim's epoch, which nobody else can claim; :meth:`release` drops it.
+
+        Only where a crash's images without rows are removed as the server starts (a
+        lone server, ``WorkerSettings.format_ahead``): a ``kill -9`` before the insert
+        commits leaves one."""
+        if not self._settings.format_ahead:
+            return
+        self._ahead[uuid] = asyncio.create_task(
+            self._storage.create(uuid, size_mb, reserve=reserve, stage=FIRST_EPOCH)
+        )
+
+    def release(self, uuid: str | None = None) -> None:
+        """Give back a slot :meth:`reserve` took for a job that was not inserted, and
+        drop the image :meth:`format_ahead` began for ``uuid``."""
         self._reserved -= 1
         self._slots.release()
+        if uuid is not None:
+            self._drop_ahead(uuid)
+
+    def _drop_ahead(self, uuid: str) -> None:
+        """Stop and remove an image begun ahead that no job took (in the background:
+        the caller is often a request that failed, or a job's cleanup)."""
+        task = self._ahead.pop(uuid, None)
+        if task is None:
+            return
+        task.cancel()  # the driver kills its tool and removes what it made
+        dropping = asyncio.create_task(self._discard_ahead(task, uuid))
+        self._dropping.add(dropping)
+        dropping.add_done_callback(self._dropping.discard)
+
+    async def _discard_ahead(self, task: asyncio.Task[ImageUsage], uuid: str) -> None:
+        # A build that finished before the cancel left its staged image behind.
+        await asyncio.gather(task, return_exceptions=True)
+        with contextlib.suppress(StorageError):
+            await self._storage.discard_staged(uuid, FIRST_EPOCH)
 
     def start(self, job: Job) -> None:
         """Run a job inserted with :meth:`reserve`'s claim, in the slot it took."""
@@ -255,6 +295,10 @@ class Reconciler:
             _done, pending = await asyncio.wait(set(self._running), timeout=timeout)
             for task in pending:
                 task.cancel()
+        for uuid in list(self._ahead):
+            self._drop_ahead(uuid)
+        if self._dropping:
+            await asyncio.wait(set(self._dropping), timeout=timeout)
         with contextlib.suppress(Exception):
             await self._store.release_leases(self.worker_id)
 
@@ -301,6 +345,7 @@ class Reconciler:
                 )
         finally:
             heartbeat.cancel()
+            self._drop_ahead(job.uuid)  # a job that ended without taking it
             self._gave_up.discard(job.uuid)
             if hold_slot:
                 self._slots.release()
@@ -364,11 +409,16 @@ class Reconciler:
         placed = Placed.TAKEN
         if usage is None:
             try:
-                usage = await self._storage.create(
-                    job.uuid,
-                    job.size_mb,
-                    reserve=job.quota_policy == QuotaPolicy.STATIC,
-                    stage=job.epoch,
+                ahead = self._ahead.pop(job.uuid, None) if job.epoch == FIRST_EPOCH else None
+                usage = await (
+                    ahead
+                    if ahead is not None
+                    else self._storage.create(
+                        job.uuid,
+                        job.size_mb,
+                        reserve=job.quota_policy == QuotaPolicy.STATIC,
+                        stage=job.epoch,
+                    )
                 )
             except StorageError as exc:
                 if exc.no_space or job.attempts >= self._settings.max_attempts:
