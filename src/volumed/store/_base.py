@@ -5,7 +5,6 @@ the rooms that add volumes, and the SQL fragments of job fencing.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -26,7 +25,7 @@ from volumed.domain.values import (
     QuotaUsage,
 )
 from volumed.store._events import EventLog
-from volumed.store._rows import _VOLUME_COLUMNS, _marks, _volume_values
+from volumed.store._rows import _VOLUME_COLUMNS, _as_json, _marks, _volume_values
 from volumed.store.db import Database, Queries, UniqueViolation
 
 __all__ = ["SqlBase", "now_us"]
@@ -230,7 +229,7 @@ class SqlBase:
             await db.execute(
                 f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args, clone_source) "
                 f"VALUES ({_marks(range(17))})",
-                (*_volume_values(volume), job, json.dumps(job_args) if job else None, clone_source),
+                (*_volume_values(volume), job, _as_json(job_args) if job else None, clone_source),
             )
         except UniqueViolation:
             raise NameTaken(volume.name) from None
@@ -249,7 +248,7 @@ class SqlBase:
             await db.execute(
                 f"INSERT INTO volumes ({_VOLUME_COLUMNS}, job, job_args, lease_owner, "
                 f"lease_until_us, job_attempts, lease_epoch) VALUES ({_marks(range(20))})",
-                (*_volume_values(replace(volume, state=started)), job, json.dumps(job_args),
+                (*_volume_values(replace(volume, state=started)), job, _as_json(job_args),
                  claim.worker_id, now_us() + claim.lease_us, 1, FIRST_EPOCH),
             )  # fmt: skip
         except UniqueViolation:

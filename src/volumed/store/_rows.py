@@ -44,6 +44,14 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
         yield items[i : i + size]
 
 
+def _as_json(value: list[Any] | dict[str, Any]) -> str:
+    """``json.dumps``, without its cost for the empty list or object most rows hold (a
+    create's tags and job arguments: ~1 % of the server's time under creates)."""
+    if not value:
+        return "[]" if isinstance(value, list) else "{}"
+    return json.dumps(value)
+
+
 def _volume_values(v: Volume) -> tuple[Any, ...]:
     return (
         v.uuid,
@@ -58,7 +66,7 @@ def _volume_values(v: Volume) -> tuple[Any, ...]:
         int(v.delete_lock),
         v.free_mb,
         v.filesystem,
-        json.dumps(v.tags),
+        _as_json(v.tags),
         v.message,
     )
 
